@@ -1,0 +1,89 @@
+"""The only view of a machine the runtime has: the `Backend` protocol.
+
+A backend is whatever produces events: the simulated machine, or a real VM
+reached through a debugger stub.  The runtime asks it, at load time, what it
+offers (probe points and globals) and for fast accessor callables; while a
+probe fires it reads registers, memory and symbols through it.  How events
+are produced is the backend's business alone.
+
+`CatalogBackend` offers everything in the reference's catalogue but cannot run
+anything; it lets a script be checked without a machine.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, runtime_checkable
+
+from .catalog import ALL_GLOBALS, GlobalInfo, ProbeSpec
+from .errors import GuestMemoryFault, UnknownSymbolFault
+
+Value = int | str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    def globals(self) -> dict[str, GlobalInfo]:
+        """The built-in globals this machine offers, by name."""
+
+    def check_probe(self, spec: ProbeSpec) -> str | None:
+        """None if this machine can fire `spec`, else why not (a sentence)."""
+
+    def global_reader(self, name: str) -> Callable[[], Value]:
+        """A zero-argument callable that reads `name` for the firing VCPU.
+
+        Called once per global per load; the callable runs on the hot path.
+        """
+
+    def read_linear(self, addr: int, size: int) -> bytes:
+        """`size` bytes at guest linear `addr` through the firing VCPU's page
+        tables; raises GuestMemoryFault if any byte is unmapped."""
+
+    def read_physical(self, addr: int, size: int) -> bytes:
+        """`size` bytes of guest physical memory; raises GuestMemoryFault."""
+
+    def lookup_symbol(self, name: str) -> int | None:
+        """The address of guest symbol `name`, or None."""
+
+    def stack_frames(self, max_frames: int) -> list[int]:
+        """Return addresses of the firing VCPU's guest stack, innermost first,
+        from a frame-pointer walk (the current RIP first)."""
+
+    def host_time_us(self) -> int:
+        """Host time in microseconds (the simulated host's, on a simulated machine)."""
+
+
+class CatalogBackend:
+    """Offers the reference's whole catalogue; reading machine state faults."""
+
+    def globals(self) -> dict[str, GlobalInfo]:
+        return ALL_GLOBALS
+
+    def check_probe(self, spec: ProbeSpec) -> str | None:
+        return None
+
+    def global_reader(self, name: str) -> Callable[[], Value]:
+        value: Value = "" if ALL_GLOBALS[name].type == "string" else 0
+        return lambda: value
+
+    def read_linear(self, addr: int, size: int) -> bytes:
+        raise GuestMemoryFault(f"no guest: linear address {addr:#x} is not mapped")
+
+    def read_physical(self, addr: int, size: int) -> bytes:
+        raise GuestMemoryFault(f"no guest: physical address {addr:#x} is not mapped")
+
+    def lookup_symbol(self, name: str) -> int | None:
+        return None
+
+    def stack_frames(self, max_frames: int) -> list[int]:
+        return []
+
+    def host_time_us(self) -> int:
+        return 0
+
+
+def require_symbol(backend: Backend, name: str) -> int:
+    """The address of `name`, or an UnknownSymbolFault that names it."""
+    addr = backend.lookup_symbol(name)
+    if addr is None:
+        raise UnknownSymbolFault(f"unknown guest symbol '{name}'")
+    return addr

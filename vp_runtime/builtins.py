@@ -1,0 +1,189 @@
+"""The built-in functions translated code calls, bound to one script's machine and log.
+
+Everything here that can fault takes the VP position (`where`, "file:line:col")
+of the call, so the log line for an aborted firing says where it happened.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from .backend import Backend, require_symbol
+from .errors import VPFault
+from .limits import MAX_STACK_FRAMES, MAX_STRING_BYTES
+from .printf import FormatError, compile_format
+from .state import Cell, LogWriter
+from .x86_offsets import MAX_CODE_BYTES, OffsetNotFound, offset_at_ret, offset_at_seg, offset_at_strcpy
+
+M64 = (1 << 64) - 1
+PAGE = 4096
+_OFFSET_FINDERS = {"offatret": offset_at_ret, "offatstrcpy": offset_at_strcpy, "offatseg": offset_at_seg}
+
+
+def _located(fault: VPFault, where: str) -> VPFault:
+    if not fault.where:
+        fault.where = where
+    return fault
+
+
+class Builtins:
+    def __init__(self, backend: Backend, log: LogWriter):
+        self.backend = backend
+        self.log = log
+        self._offsets: dict[tuple[str, str], int] = {}
+
+    # ---- output ------------------------------------------------------------
+
+    def logstr(self, text: str) -> int:
+        self.log.write(text)
+        return 1
+
+    def logint(self, value: int) -> int:
+        self.log.write(str(value))
+        return 1
+
+    @staticmethod
+    def format(fmt: str, args: tuple, where: str) -> str:
+        """printf/sprintf with a format known only at run time: checked on every call."""
+        try:
+            compiled = compile_format(fmt)
+        except FormatError as e:
+            raise VPFault(f"bad format string: {e.message} (at offset {e.offset})", where) from None
+        if len(compiled.kinds) != len(args):
+            raise VPFault(f"the format wants {len(compiled.kinds)} arguments but {len(args)} are given", where)
+        for n, (kind, value) in enumerate(zip(compiled.kinds, args), 1):
+            if (kind == "int") != isinstance(value, int):
+                raise VPFault(f"format directive {n} wants {'an integer' if kind == 'int' else 'a string'}", where)
+        return compiled(args)
+
+    @staticmethod
+    def setstr(cell: Cell, text: str) -> int:
+        cell.v = text[:MAX_STRING_BYTES]
+        return 1
+
+    @staticmethod
+    def strcmp(a: str, b: str) -> int:
+        return 0 if a == b else (1 if a > b else M64)
+
+    # ---- guest memory ------------------------------------------------------
+
+    def read_linear(self, addr: int, size: int, where: str) -> bytes:
+        try:
+            return self.backend.read_linear(addr & M64, size)
+        except VPFault as fault:
+            raise _located(fault, where) from None
+
+    def getguest(self, addr: int, where: str) -> int:
+        return int.from_bytes(self.read_linear(addr, 8, where), "little")
+
+    def symbol(self, name: str, where: str) -> int:
+        try:
+            return require_symbol(self.backend, name)
+        except VPFault as fault:
+            raise _located(fault, where) from None
+
+    def getguest_sym(self, name: str, where: str) -> int:
+        return self.getguest(self.symbol(name, where), where)
+
+    def getguestphys(self, addr: int, where: str) -> int:
+        try:
+            return int.from_bytes(self.backend.read_physical(addr & M64, 8), "little")
+        except VPFault as fault:
+            raise _located(fault, where) from None
+
+    def read_string(self, addr: int, limit: int, where: str) -> str:
+        """Up to `limit` bytes from `addr`, stopping at NUL; pages past the end are never touched."""
+        limit = min(limit, MAX_STRING_BYTES)
+        chunks = []
+        while limit > 0:
+            step = min(limit, PAGE - (addr % PAGE))
+            data = self.read_linear(addr, step, where)
+            nul = data.find(0)
+            if nul >= 0:
+                chunks.append(data[:nul])
+                break
+            chunks.append(data)
+            addr = (addr + step) & M64
+            limit -= step
+        return b"".join(chunks).decode("latin-1")
+
+    def getgueststr(self, cell: Cell, addr: int, limit: int, where: str) -> int:
+        cell.v = self.read_string(addr, limit, where)
+        return 1
+
+    def getgueststr_sym(self, cell: Cell, name: str, offset: int, where: str) -> int:
+        cell.v = self.read_string(self.symbol(name, where) + offset, MAX_STRING_BYTES, where)
+        return 1
+
+    def gueststack(self, cell: Cell, where: str) -> int:
+        """`GUEST_0x..._0x...`, innermost frame first, whole frames only, at most 255 bytes."""
+        text = "GUEST"
+        for addr in self.backend.stack_frames(MAX_STACK_FRAMES):
+            frame = f"_0x{addr:x}"
+            if len(text) + len(frame) > MAX_STRING_BYTES:
+                break
+            text += frame
+        cell.v = text
+        return 1
+
+    def systemtime(self) -> int:
+        return self.backend.host_time_us() & M64
+
+    def offset(self, kind: str, name: str, where: str) -> int:
+        """offatret / offatstrcpy / offatseg: decode the guest function's code (cached per symbol)."""
+        cached = self._offsets.get((kind, name))
+        if cached is not None:
+            return cached
+        start = self.symbol(name, where)
+        code = b""
+        addr = start
+        while len(code) < MAX_CODE_BYTES:
+            step = min(MAX_CODE_BYTES - len(code), PAGE - (addr % PAGE))
+            try:
+                code += self.backend.read_linear(addr, step)
+            except VPFault:
+                break
+            addr += step
+        if not code:
+            raise VPFault(f"{kind}: the code of '{name}' at {start:#x} is not mapped", where)
+        try:
+            value = _OFFSET_FINDERS[kind](code, start, 64)
+        except OffsetNotFound as e:
+            raise VPFault(str(e), where) from None
+        self._offsets[(kind, name)] = value
+        return value
+
+
+def arithmetic_namespace() -> dict[str, object]:
+    """Helpers for operators that need a check translated code cannot inline."""
+
+    def div(a: int, b: int, where: str) -> int:
+        if b:
+            return a // b
+        raise VPFault("division by zero", where)
+
+    def mod(a: int, b: int, where: str) -> int:
+        if b:
+            return a % b
+        raise VPFault("modulo by zero", where)
+
+    def shl(a: int, b: int) -> int:
+        return (a << b) & M64 if b < 64 else 0
+
+    return {"_div": div, "_mod": mod, "_shl": shl}
+
+
+def builtin_namespace(b: Builtins) -> dict[str, object]:
+    """The names translated code uses for `b`'s functions."""
+    ns = {
+        "_logstr": b.logstr, "_logint": b.logint, "_format": b.format, "_setstr": b.setstr,
+        "_strcmp": b.strcmp, "_getguest": b.getguest, "_getguest_sym": b.getguest_sym,
+        "_getguestphys": b.getguestphys, "_getgueststr": b.getgueststr,
+        "_getgueststr_sym": b.getgueststr_sym, "_gueststack": b.gueststack,
+        "_systemtime": b.systemtime, "_offset": b.offset,
+    }
+    ns.update(arithmetic_namespace())
+    return ns
+
+
+__all__ = ["Builtins", "builtin_namespace", "partial"]

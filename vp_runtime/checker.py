@@ -1,0 +1,710 @@
+"""Load-time checking: resolve every name, infer and check every type.
+
+The checker turns the reader's forms into the IR of `ir.py`.  It reports, with
+the offending form's position, everything the reference forbids: unknown forms
+and names, wrong arity, type errors, assignment to built-ins, duplicate or
+reserved names, reads of aggregates, key counts that do not match `defaggr`,
+calls to undefined functions and the size limits.  Each top-level form stops at
+its first error, so one load reports one error per broken form.
+
+Types are inferred over the whole script (see `typevars.py`), so the order of
+definitions does not matter and parameters learn their types from use.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import ir
+from .backend import Backend
+from .catalog import ProbeSpec, parse_probe_spec
+from .errors import Diagnostic, VPLoadError
+from .limits import CURRENT_VERSION, MAX_ARGS, MAX_KEYS, MAX_NAME_BYTES, MAX_PROBES, MAX_STRING_BYTES
+from .printf import FormatError, compile_format
+from .reader import Int, List, Node, Source, Str, Sym
+from .typevars import INT, MIXED, STR, TVar, TypeConflict, concrete, unify
+
+TOP_LEVEL_FORMS = frozenset("version definteger defstring defaggr defbag defun vprobe".split())
+SPECIAL_FORMS = frozenset("cond do setint setstr aggr logaggr clearaggr baginsert bagremove".split())
+
+# name -> (canonical operator, unary?)
+OPERATORS: dict[str, tuple[str, bool]] = {}
+for _sym, _alpha, _unary in [
+    ("+", "add", False), ("-", "sub", False), ("*", "mul", False), ("/", "div", False),
+    ("%", "mod", False), ("<<", "lshift", False), (">>", "rshift", False), ("^", "xor", False),
+    ("~", None, True), ("|", None, False), ("&", None, False),
+    ("&&", "and", False), ("||", "or", False), ("!", "not", True),
+    (">", None, False), ("<", None, False), (">=", None, False), ("<=", None, False),
+    ("==", None, False), ("!=", None, False),
+]:
+    OPERATORS[_sym] = (_sym, _unary)
+    if _alpha:
+        OPERATORS[_alpha] = (_sym, _unary)
+
+BUILTIN_FUNCTIONS = frozenset(
+    "logstr logint printf sprintf strcmp getguest getgueststr gueststack getguestphys "
+    "getsystemtime offatret offatstrcpy offatseg".split()
+)
+
+RESERVED_WORDS = TOP_LEVEL_FORMS | SPECIAL_FORMS | OPERATORS.keys() | BUILTIN_FUNCTIONS
+_RESERVED_UPPER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_VERSION = re.compile(r"([0-9]+)\.([0-9]+)\Z")
+
+_TYPE_WORDS = {INT: "an integer", STR: "a string", MIXED: "sometimes an integer and sometimes a string"}
+
+
+class _FormError(Exception):
+    """Abandons checking of the current top-level form; the diagnostic is already recorded."""
+
+
+def _pos(node: Node) -> ir.Pos:
+    return (node.line, node.col)
+
+
+class Checker:
+    def __init__(self, source: Source, backend: Backend):
+        self.source = source
+        self.backend = backend
+        self.machine_globals = backend.globals()
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+        # Every user-defined top-level name: name -> definition.
+        self.defs: dict[str, ir.VarDef | ir.AggrDef | ir.BagDef | ir.FuncDef] = {}
+        self.variables: list[ir.VarDef] = []
+        self.aggregates: list[ir.AggrDef] = []
+        self.bags: list[ir.BagDef] = []
+        self.functions: list[ir.FuncDef] = []
+        self.probes: list[ir.ProbeDef] = []
+        self.used_machine_globals: dict[str, None] = {}
+        self.uses_probename = False
+        self.conds: list[ir.Cond] = []
+        self.calls: list[tuple[ir.FuncDef | None, ir.Call]] = []
+        self.late_builtins: list[ir.BuiltinCall] = []
+        self.scope: dict[str, ir.Param] = {}
+        self.current_func: ir.FuncDef | None = None
+
+    # ---- reporting ------------------------------------------------------------
+
+    def fail(self, where, message: str):
+        line, col = where if isinstance(where, tuple) else _pos(where)
+        self.errors.append(self.source.diagnostic(line, col, message))
+        raise _FormError
+
+    def warn(self, where, message: str) -> None:
+        line, col = where if isinstance(where, tuple) else _pos(where)
+        self.warnings.append(self.source.diagnostic(line, col, message, "warning"))
+
+    def expect(self, expr: ir.Expr, type_: str, what: str) -> ir.Expr:
+        try:
+            unify(expr.tvar, concrete(type_, expr.pos))
+        except TypeConflict as c:
+            self.fail(expr.pos, f"{what} must be {_TYPE_WORDS[type_]}, but this is {_TYPE_WORDS[c.have]}")
+        return expr
+
+    # ---- the whole script ------------------------------------------------------
+
+    def check(self, forms: list) -> ir.Program:
+        declared: list[tuple[List, object]] = []
+        for form in forms:
+            try:
+                declared.append((form, self.declare(form)))
+            except _FormError:
+                pass
+        for form, definition in declared:
+            try:
+                if isinstance(definition, ir.FuncDef):
+                    self.check_function(form, definition)
+                elif isinstance(definition, ir.ProbeDef):
+                    self.check_probe_body(form, definition)
+            except _FormError:
+                pass
+        if not self.probes and not self.errors:
+            where = _pos(forms[0]) if forms else (1, 1)
+            self.errors.append(self.source.diagnostic(*where, "the script defines no probe: a VP script needs at least one (vprobe ...)"))
+        if len(self.probes) > MAX_PROBES:
+            self.errors.append(self.source.diagnostic(
+                *self.probes[MAX_PROBES].pos, f"too many probes: {len(self.probes)}, at most {MAX_PROBES} per VM"))
+        if not self.errors:
+            self.resolve_types()
+        if self.errors:
+            raise VPLoadError(self.errors + self.warnings)
+        self.mark_written_params()
+        self.mark_recursion()
+        return ir.Program(
+            self.variables, self.aggregates, self.bags, self.functions, self.probes,
+            list(self.used_machine_globals), self.uses_probename,
+        )
+
+    # ---- top-level forms -----------------------------------------------------------
+
+    def declare(self, form):
+        if not isinstance(form, List):
+            self.fail(form, "expected a top-level form such as (vprobe ...) or (defun ...), not a bare value")
+        if not form.items or not isinstance(form.items[0], Sym):
+            self.fail(form, "expected a top-level form such as (vprobe ...) or (defun ...)")
+        head = form.items[0].name
+        if head not in TOP_LEVEL_FORMS:
+            hint = " (only version, definteger, defstring, defaggr, defbag, defun and vprobe may appear at top level)"
+            self.fail(form.items[0], f"unknown top-level form '{head}'{hint}")
+        return getattr(self, "declare_" + head)(form)
+
+    def declare_version(self, form: List):
+        args = form.items[1:]
+        if len(args) != 1 or not isinstance(args[0], Str):
+            self.fail(form, 'version takes one string, e.g. (version "1.0")')
+        m = _VERSION.match(args[0].value)
+        if not m:
+            self.fail(args[0], f"bad version '{args[0].value}': expected \"MAJOR.MINOR\"")
+        major, minor = int(m.group(1)), int(m.group(2))
+        cur_major, cur_minor = CURRENT_VERSION
+        current = f"{cur_major}.{cur_minor}"
+        if major > cur_major:
+            self.fail(args[0], f"the script needs VProbes version {major}.{minor}; this engine runs version {current}")
+        if major < cur_major:
+            self.warn(args[0], f"version mismatch: the script targets VProbes {major}.{minor}, this engine is {current}; trying to run it")
+        elif minor > cur_minor:
+            self.warn(args[0], f"the script targets VProbes {major}.{minor}, newer than this engine's {current}; it may use features this engine lacks")
+        return None
+
+    def user_name(self, node, what: str) -> str:
+        if not isinstance(node, Sym):
+            self.fail(node, f"expected the name of the {what}")
+        name = node.name
+        if len(name) > MAX_NAME_BYTES:
+            self.fail(node, f"the name '{name[:20]}...' is {len(name)} bytes; names are limited to {MAX_NAME_BYTES} bytes")
+        if name in RESERVED_WORDS:
+            self.fail(node, f"'{name}' is a built-in VP name and cannot be redefined")
+        if name in self.machine_globals or name == "PROBENAME":
+            self.fail(node, f"'{name}' is a built-in global and cannot be redefined")
+        if _RESERVED_UPPER.match(name):
+            self.fail(node, f"'{name}': names made only of upper-case letters are reserved for VProbes")
+        return name
+
+    def define(self, node: Sym, name: str, definition) -> None:
+        earlier = self.defs.get(name)
+        if earlier is not None:
+            line, col = earlier.pos
+            self.fail(node, f"'{name}' is already defined at line {line}, column {col}")
+        self.defs[name] = definition
+
+    def literal(self, form: List, index: int, kind, what: str):
+        items = form.items
+        if index >= len(items) or not isinstance(items[index], kind):
+            where = items[index] if index < len(items) else form
+            self.fail(where, f"{items[0].name} needs {what}")
+        return items[index]
+
+    def declare_definteger(self, form: List):
+        if len(form.items) not in (2, 3):
+            self.fail(form, "definteger takes a name and an optional initial integer: (definteger NAME [VALUE])")
+        name = self.user_name(form.items[1], "integer variable")
+        init = self.literal(form, 2, Int, "an integer literal as initial value").value if len(form.items) == 3 else 0
+        var = ir.VarDef(name, INT, init, _pos(form.items[1]))
+        self.define(form.items[1], name, var)
+        self.variables.append(var)
+
+    def declare_defstring(self, form: List):
+        if len(form.items) not in (2, 3):
+            self.fail(form, 'defstring takes a name and an optional initial string: (defstring NAME ["VALUE"])')
+        name = self.user_name(form.items[1], "string variable")
+        init = ""
+        if len(form.items) == 3:
+            node = self.literal(form, 2, Str, "a string literal as initial value")
+            init = self.check_string_literal(node)
+        var = ir.VarDef(name, STR, init, _pos(form.items[1]))
+        self.define(form.items[1], name, var)
+        self.variables.append(var)
+
+    def declare_defaggr(self, form: List):
+        if len(form.items) != 4:
+            self.fail(form, "defaggr takes a name, the number of integer keys and the number of string keys: (defaggr NAME I S)")
+        name = self.user_name(form.items[1], "aggregate")
+        n_int = self.literal(form, 2, Int, "the number of integer keys as an integer literal").value
+        n_str = self.literal(form, 3, Int, "the number of string keys as an integer literal").value
+        if n_int + n_str > MAX_KEYS:
+            self.fail(form, f"an aggregate has at most {MAX_KEYS} keys; this one asks for {n_int + n_str}")
+        aggr = ir.AggrDef(name, n_int, n_str, _pos(form.items[1]))
+        self.define(form.items[1], name, aggr)
+        self.aggregates.append(aggr)
+
+    def declare_defbag(self, form: List):
+        if len(form.items) != 3:
+            self.fail(form, "defbag takes a name and a size: (defbag NAME SIZE)")
+        name = self.user_name(form.items[1], "bag")
+        size = self.literal(form, 2, Int, "its size (the number of key/value pairs) as an integer literal").value
+        if size == 0:
+            self.fail(form.items[2], "a bag must hold at least one key/value pair")
+        bag = ir.BagDef(name, size, _pos(form.items[1]))
+        self.define(form.items[1], name, bag)
+        self.bags.append(bag)
+
+    def declare_defun(self, form: List):
+        if len(form.items) < 4:
+            self.fail(form, "defun takes a name, a parameter list and at least one expression: (defun NAME (PARAMS...) BODY...)")
+        name = self.user_name(form.items[1], "function")
+        plist = form.items[2]
+        if not isinstance(plist, List):
+            self.fail(plist, f"the parameters of '{name}' must be a list, e.g. (a b), or () for none")
+        if len(plist.items) > MAX_ARGS:
+            self.fail(plist, f"'{name}' has {len(plist.items)} parameters; at most {MAX_ARGS} are allowed")
+        params: list[ir.Param] = []
+        seen: dict[str, ir.Param] = {}
+        for i, p in enumerate(plist.items):
+            pname = self.user_name(p, "parameter")
+            if pname in seen:
+                self.fail(p, f"parameter '{pname}' appears twice in '{name}'")
+            param = ir.Param(pname, i, TVar(), _pos(p))
+            seen[pname] = param
+            params.append(param)
+        func = ir.FuncDef(name, params, TVar(), _pos(form.items[1]))
+        self.define(form.items[1], name, func)
+        self.functions.append(func)
+        return func
+
+    def declare_vprobe(self, form: List):
+        if len(form.items) < 3:
+            self.fail(form, "vprobe takes a probe point and at least one expression: (vprobe POINT BODY...)")
+        point = form.items[1]
+        if not isinstance(point, Sym):
+            self.fail(point, "expected a probe point name such as VMM1Hz, GUEST:symbol or USEC:1000")
+        if len(point.name) > MAX_NAME_BYTES:
+            self.fail(point, f"the probe name is {len(point.name)} bytes; names are limited to {MAX_NAME_BYTES} bytes")
+        spec = parse_probe_spec(point.name)
+        if isinstance(spec, str):
+            self.fail(point, spec)
+        refusal = self.backend.check_probe(spec)
+        if refusal:
+            self.fail(point, refusal)
+        probe = ir.ProbeDef(spec, _pos(point))
+        self.probes.append(probe)
+        return probe
+
+    def check_string_literal(self, node: Str) -> str:
+        if len(node.value) > MAX_STRING_BYTES:
+            self.fail(node, f"string literal of {len(node.value)} bytes; strings are limited to {MAX_STRING_BYTES} bytes")
+        return node.value
+
+    # ---- bodies ---------------------------------------------------------------
+
+    def check_function(self, form: List, func: ir.FuncDef) -> None:
+        self.scope = {p.name: p for p in func.params}
+        self.current_func = func
+        try:
+            func.body = [self.expr(e) for e in form.items[3:]]
+            try:
+                unify(func.result, func.body[-1].tvar)
+            except TypeConflict as c:
+                self.fail(form.items[-1], f"'{func.name}' returns {_TYPE_WORDS[c.want]} here, "
+                                          f"but a caller uses its result as {_TYPE_WORDS[c.have]}")
+        finally:
+            self.scope, self.current_func = {}, None
+
+    def check_probe_body(self, form: List, probe: ir.ProbeDef) -> None:
+        probe.body = [self.expr(e) for e in form.items[2:]]
+
+    def expr(self, node) -> ir.Expr:
+        pos = _pos(node)
+        if isinstance(node, Int):
+            return ir.Const(pos, concrete(INT, pos), node.value)
+        if isinstance(node, Str):
+            return ir.Const(pos, concrete(STR, pos), self.check_string_literal(node))
+        if isinstance(node, Sym):
+            return self.name_ref(node)
+        if not node.items:
+            self.fail(node, "empty expression '()'")
+        head = node.items[0]
+        if not isinstance(head, Sym):
+            self.fail(head, "expected an operator or function name at the start of the expression")
+        name = head.name
+        args = node.items[1:]
+        if len(args) > MAX_ARGS:
+            self.fail(node, f"'{name}' is given {len(args)} arguments; at most {MAX_ARGS} are allowed")
+        if name in SPECIAL_FORMS:
+            return getattr(self, "form_" + name)(node, args)
+        if name in OPERATORS:
+            return self.operator(node, name, args)
+        if name in BUILTIN_FUNCTIONS:
+            return getattr(self, "builtin_" + name)(node, args)
+        if name in TOP_LEVEL_FORMS:
+            self.fail(head, f"'{name}' is only allowed at the top level of a script")
+        if name in self.scope:
+            self.fail(head, f"'{name}' is a parameter, not a function")
+        definition = self.defs.get(name)
+        if isinstance(definition, ir.FuncDef):
+            return self.call(node, definition, args)
+        if definition is not None or name in self.machine_globals or name == "PROBENAME":
+            self.fail(head, f"'{name}' is a variable, not a function")
+        self.fail(head, f"call to undefined function '{name}'")
+
+    def name_ref(self, node: Sym) -> ir.Expr:
+        pos = _pos(node)
+        name = node.name
+        param = self.scope.get(name)
+        if param is not None:
+            return ir.ParamRef(pos, param.tvar, param)
+        definition = self.defs.get(name)
+        if isinstance(definition, ir.VarDef):
+            return ir.GlobalRef(pos, concrete(definition.type, definition.pos), definition)
+        if isinstance(definition, ir.AggrDef):
+            self.fail(node, f"aggregate '{name}' cannot be read; log it with (logaggr {name})")
+        if isinstance(definition, ir.BagDef):
+            self.fail(node, f"bag '{name}' cannot be read as a value; use (bagremove {name} KEY)")
+        if isinstance(definition, ir.FuncDef):
+            self.fail(node, f"'{name}' is a function; call it as ({name} ...)")
+        if name == "PROBENAME":
+            self.uses_probename = True
+            return ir.ProbeName(pos, concrete(STR, pos))
+        info = self.machine_globals.get(name)
+        if info is not None:
+            self.used_machine_globals[name] = None
+            return ir.MachineRef(pos, concrete(info.type, pos), name)
+        if name in RESERVED_WORDS:
+            self.fail(node, f"'{name}' is a built-in operator or function; call it as ({name} ...)")
+        self.fail(node, f"unknown name '{name}'")
+
+    def arity(self, node: List, args: list, low: int, high: int | None, usage: str) -> None:
+        if len(args) < low or (high is not None and len(args) > high):
+            self.fail(node, f"wrong number of arguments: {usage}")
+
+    def variable(self, node, type_: str, what: str) -> ir.VarDef | ir.Param:
+        """The variable `node` names, for assignment; marks parameters as written."""
+        if isinstance(node, Sym):
+            param = self.scope.get(node.name)
+            if param is not None:
+                try:
+                    unify(param.tvar, concrete(type_, _pos(node)))
+                except TypeConflict:
+                    self.fail(node, f"{what} must be {_TYPE_WORDS[type_]} variable, but parameter '{node.name}' is used as {_TYPE_WORDS[param.tvar.resolved]}")
+                param.written = True
+                return param
+            definition = self.defs.get(node.name)
+            if isinstance(definition, ir.VarDef):
+                if definition.type != type_:
+                    self.fail(node, f"{what} must be {_TYPE_WORDS[type_]} variable, but '{node.name}' is {_TYPE_WORDS[definition.type]} variable")
+                return definition
+            if node.name in self.machine_globals or node.name == "PROBENAME":
+                self.fail(node, f"cannot assign to built-in '{node.name}': built-in globals are read-only")
+            if definition is not None:
+                self.fail(node, f"{what} must be {_TYPE_WORDS[type_]} variable; '{node.name}' is not a variable")
+            self.fail(node, f"unknown variable '{node.name}'")
+        self.fail(node, f"{what} must be the name of {_TYPE_WORDS[type_]} variable")
+
+    # ---- special forms -------------------------------------------------------------
+
+    def form_cond(self, node: List, args: list) -> ir.Expr:
+        if not args:
+            self.fail(node, "cond needs at least one clause: (cond (CONDITION EXPRESSION) ...)")
+        clauses = []
+        for clause in args:
+            if not isinstance(clause, List) or len(clause.items) != 2:
+                self.fail(clause, "a cond clause is a list of a condition and an expression: (CONDITION EXPRESSION)")
+            test = self.expect(self.expr(clause.items[0]), INT, "a cond condition")
+            clauses.append((test, self.expr(clause.items[1])))
+        cond = ir.Cond(_pos(node), TVar(), clauses)
+        self.conds.append(cond)
+        return cond
+
+    def form_do(self, node: List, args: list) -> ir.Expr:
+        self.arity(node, args, 1, None, "(do EXPRESSION...) needs at least one expression")
+        body = [self.expr(a) for a in args]
+        return ir.Do(_pos(node), body[-1].tvar, body)
+
+    def _set(self, node: List, args: list, type_: str, form: str) -> ir.Expr:
+        self.arity(node, args, 2, 2, f"({form} VARIABLE VALUE)")
+        target = self.variable(args[0], type_, f"the target of {form}")
+        value = self.expect(self.expr(args[1]), type_, f"the value assigned by {form}")
+        return ir.SetVar(_pos(node), concrete(type_, _pos(node)), target, value)
+
+    def form_setint(self, node, args):
+        return self._set(node, args, INT, "setint")
+
+    def form_setstr(self, node, args):
+        return self._set(node, args, STR, "setstr")
+
+    def named(self, node, kind, what: str):
+        if isinstance(node, Sym):
+            definition = self.defs.get(node.name)
+            if isinstance(definition, kind):
+                return definition
+            if definition is None and node.name not in self.scope:
+                self.fail(node, f"unknown {what} '{node.name}'")
+            self.fail(node, f"'{node.name}' is not {'an' if what[0] in 'aeiou' else 'a'} {what}")
+        self.fail(node, f"expected the name of {'an' if what[0] in 'aeiou' else 'a'} {what}")
+
+    def form_aggr(self, node: List, args: list) -> ir.Expr:
+        self.arity(node, args, 4, 4, "(aggr NAME (INTEGER-KEYS...) (STRING-KEYS...) VALUE)")
+        aggr = self.named(args[0], ir.AggrDef, "aggregate")
+        keys = []
+        for key_list, count, type_, kind in ((args[1], aggr.int_keys, INT, "integer"), (args[2], aggr.str_keys, STR, "string")):
+            if not isinstance(key_list, List):
+                self.fail(key_list, f"the {kind} keys of (aggr ...) must be a list, e.g. () or (KEY ...)")
+            if len(key_list.items) != count:
+                self.fail(key_list, f"aggregate '{aggr.name}' has {count} {kind} key{'s' if count != 1 else ''}, "
+                                    f"but {len(key_list.items)} {'are' if len(key_list.items) != 1 else 'is'} given")
+            keys.append([self.expect(self.expr(k), type_, f"{'an' if kind == 'integer' else 'a'} {kind} key of '{aggr.name}'") for k in key_list.items])
+        value = self.expect(self.expr(args[3]), INT, "the value added to an aggregate")
+        return ir.AggrAdd(_pos(node), concrete(INT), aggr, keys[0], keys[1], value)
+
+    def form_logaggr(self, node, args):
+        self.arity(node, args, 1, 1, "(logaggr AGGREGATE)")
+        return ir.AggrLog(_pos(node), concrete(INT), self.named(args[0], ir.AggrDef, "aggregate"))
+
+    def form_clearaggr(self, node, args):
+        self.arity(node, args, 1, 1, "(clearaggr AGGREGATE)")
+        return ir.AggrClear(_pos(node), concrete(INT), self.named(args[0], ir.AggrDef, "aggregate"))
+
+    def form_baginsert(self, node, args):
+        self.arity(node, args, 3, 3, "(baginsert BAG KEY VALUE)")
+        bag = self.named(args[0], ir.BagDef, "bag")
+        key = self.expect(self.expr(args[1]), INT, "a bag key")
+        value = self.expect(self.expr(args[2]), INT, "a bag value")
+        return ir.BagInsert(_pos(node), concrete(INT), bag, key, value)
+
+    def form_bagremove(self, node, args):
+        self.arity(node, args, 2, 2, "(bagremove BAG KEY)")
+        bag = self.named(args[0], ir.BagDef, "bag")
+        key = self.expect(self.expr(args[1]), INT, "a bag key")
+        return ir.BagRemove(_pos(node), concrete(INT), bag, key)
+
+    # ---- operators and calls -----------------------------------------------------
+
+    def operator(self, node: List, name: str, args: list) -> ir.Expr:
+        op, unary = OPERATORS[name]
+        if unary:
+            self.arity(node, args, 1, 1, f"({name} VALUE) takes one operand")
+        else:
+            self.arity(node, args, 2, None, f"({name} A B ...) takes at least two operands")
+        operands = [self.expect(self.expr(a), INT, f"an operand of '{name}'") for a in args]
+        return ir.Op(_pos(node), concrete(INT), op, operands)
+
+    def call(self, node: List, func: ir.FuncDef, args: list) -> ir.Expr:
+        if len(args) != len(func.params):
+            self.fail(node, f"'{func.name}' takes {len(func.params)} argument{'s' if len(func.params) != 1 else ''}, "
+                            f"but {len(args)} {'are' if len(args) != 1 else 'is'} given")
+        exprs = []
+        for param, arg in zip(func.params, args):
+            e = self.expr(arg)
+            try:
+                unify(param.tvar, e.tvar)
+            except TypeConflict:
+                self.fail(arg, f"argument '{param.name}' of '{func.name}' must be {_TYPE_WORDS[param.tvar.resolved]}, "
+                               f"but this is {_TYPE_WORDS[e.tvar.resolved]}")
+            exprs.append(e)
+        call = ir.Call(_pos(node), func.result, func, exprs)
+        self.calls.append((self.current_func, call))
+        return call
+
+    def builtin(self, node: List, name: str, args: list[ir.Expr]) -> ir.BuiltinCall:
+        return ir.BuiltinCall(_pos(node), concrete(INT), name, args)
+
+    def builtin_logstr(self, node, args):
+        self.arity(node, args, 1, 1, "(logstr STRING)")
+        return self.builtin(node, "logstr", [self.expect(self.expr(args[0]), STR, "the argument of logstr")])
+
+    def builtin_logint(self, node, args):
+        self.arity(node, args, 1, 1, "(logint INTEGER)")
+        return self.builtin(node, "logint", [self.expect(self.expr(args[0]), INT, "the argument of logint")])
+
+    def format_args(self, name: str, fmt_node, rest: list) -> list[ir.Expr]:
+        fmt = self.expect(self.expr(fmt_node), STR, f"the format of {name}")
+        values = [self.expr(a) for a in rest]
+        if isinstance(fmt, ir.Const):
+            try:
+                compiled = compile_format(fmt.value)
+            except FormatError as e:
+                self.fail(fmt_node, f"bad {name} format: {e.message} (at offset {e.offset})")
+            if len(compiled.kinds) != len(values):
+                self.fail(fmt_node, f"the {name} format wants {len(compiled.kinds)} argument{'s' if len(compiled.kinds) != 1 else ''}, "
+                                    f"but {len(values)} {'are' if len(values) != 1 else 'is'} given")
+            for n, (kind, value) in enumerate(zip(compiled.kinds, values), 1):
+                self.expect(value, INT if kind == "int" else STR, f"{name} argument {n} (for the format's directive {n})")
+        return [fmt] + values
+
+    def builtin_printf(self, node, args):
+        self.arity(node, args, 1, None, "(printf FORMAT ARGS...)")
+        return self.builtin(node, "printf", self.format_args("printf", args[0], args[1:]))
+
+    def builtin_sprintf(self, node, args):
+        self.arity(node, args, 2, None, "(sprintf STRING-VARIABLE FORMAT ARGS...)")
+        dest = self.destination(args[0], STR, "the destination of sprintf")
+        return self.builtin(node, "sprintf", [dest] + self.format_args("sprintf", args[1], args[2:]))
+
+    def destination(self, node, type_: str, what: str) -> ir.Expr:
+        target = self.variable(node, type_, what)
+        pos = _pos(node)
+        if isinstance(target, ir.Param):
+            return ir.ParamRef(pos, target.tvar, target)
+        return ir.GlobalRef(pos, concrete(type_), target)
+
+    def builtin_strcmp(self, node, args):
+        self.arity(node, args, 2, 2, "(strcmp STRING STRING)")
+        return self.builtin(node, "strcmp", [self.expect(self.expr(a), STR, "an argument of strcmp") for a in args])
+
+    def builtin_getguest(self, node, args):
+        self.arity(node, args, 1, 1, "(getguest ADDRESS) or (getguest \"SYMBOL\")")
+        call = self.builtin(node, "getguest", [self.expr(args[0])])
+        self.late_builtins.append(call)
+        return call
+
+    def builtin_getguestphys(self, node, args):
+        self.arity(node, args, 1, 1, "(getguestphys PHYSICAL-ADDRESS)")
+        return self.builtin(node, "getguestphys", [self.expect(self.expr(args[0]), INT, "the address given to getguestphys")])
+
+    def builtin_getgueststr(self, node, args):
+        self.arity(node, args, 2, 3, "(getgueststr STRING-VARIABLE ADDRESS), (getgueststr STRING-VARIABLE \"SYMBOL\" [OFFSET]) "
+                                     "or (getgueststr STRING-VARIABLE MAX-LENGTH ADDRESS)")
+        dest = self.destination(args[0], STR, "the destination of getgueststr")
+        rest = [self.expr(a) for a in args[1:]]
+        if len(rest) == 2:
+            self.expect(rest[1], INT, "the last argument of getgueststr")
+        call = self.builtin(node, "getgueststr", [dest] + rest)
+        self.late_builtins.append(call)
+        return call
+
+    def builtin_gueststack(self, node, args):
+        self.arity(node, args, 1, 1, "(gueststack STRING-VARIABLE)")
+        return self.builtin(node, "gueststack", [self.destination(args[0], STR, "the destination of gueststack")])
+
+    def builtin_getsystemtime(self, node, args):
+        self.arity(node, args, 0, 1, "(getsystemtime [INTEGER-VARIABLE])")
+        if args:
+            return self.builtin(node, "getsystemtime", [self.destination(args[0], INT, "the destination of getsystemtime")])
+        return self.builtin(node, "getsystemtime", [])
+
+    def _offset_builtin(self, node, args, name):
+        self.arity(node, args, 1, 1, f"({name} \"SYMBOL\")")
+        return self.builtin(node, name, [self.expect(self.expr(args[0]), STR, f"the function named to {name}")])
+
+    def builtin_offatret(self, node, args):
+        return self._offset_builtin(node, args, "offatret")
+
+    def builtin_offatstrcpy(self, node, args):
+        return self._offset_builtin(node, args, "offatstrcpy")
+
+    def builtin_offatseg(self, node, args):
+        return self._offset_builtin(node, args, "offatseg")
+
+    # ---- whole-script passes ----------------------------------------------------------
+
+    def resolve_types(self) -> None:
+        """Settle cond results and overloaded builtins once all direct constraints are known."""
+        pending = list(self.conds)
+        progress = True
+        while pending and progress:
+            progress = False
+            still = []
+            for cond in pending:
+                if self.settle_cond(cond, final=False):
+                    progress = True
+                else:
+                    still.append(cond)
+            pending = still
+        for cond in pending:
+            self.settle_cond(cond, final=True)
+        for call in self.late_builtins:
+            for arg in call.args[1:] if call.name == "getgueststr" else call.args:
+                if arg.tvar.resolved is None:
+                    unify(arg.tvar, concrete(INT))
+                elif arg.tvar.resolved == MIXED:
+                    self.errors.append(self.source.diagnostic(*arg.pos, f"an argument of {call.name} must be a string or an integer, "
+                                                                        "but this is sometimes one and sometimes the other"))
+
+    def settle_cond(self, cond: ir.Cond, final: bool) -> bool:
+        root = cond.tvar.find()
+        bodies = [body for _, body in cond.clauses]
+        known = {b.tvar.resolved for b in bodies} - {None}
+        if root.type in (INT, STR):
+            for body in bodies:
+                try:
+                    unify(body.tvar, root)
+                except TypeConflict as c:
+                    self.errors.append(self.source.diagnostic(*body.pos, f"this cond clause yields {_TYPE_WORDS[c.have]}, "
+                                                                         f"but the cond's value is used as {_TYPE_WORDS[root.type]}"))
+            return True
+        if root.type == MIXED:
+            return True
+        if len(known) > 1:
+            root.type = MIXED
+            return True
+        if known or final:
+            for body in bodies:
+                unify(body.tvar, cond.tvar)
+            return True
+        return False
+
+    def mark_written_params(self) -> None:
+        """A parameter passed to a written parameter is itself written (until nothing changes)."""
+        changed = True
+        while changed:
+            changed = False
+            for _, call in self.calls:
+                for param, arg in zip(call.func.params, call.args):
+                    if param.written and isinstance(arg, ir.ParamRef) and not arg.param.written:
+                        arg.param.written = True
+                        changed = True
+
+    def mark_recursion(self) -> None:
+        """Functions on a cycle of the call graph get a run-time depth check."""
+        graph: dict[int, set[int]] = {id(f): set() for f in self.functions}
+        for caller, call in self.calls:
+            if caller is not None:
+                graph[id(caller)].add(id(call.func))
+        by_id = {id(f): f for f in self.functions}
+        for scc in _strongly_connected(graph):
+            if len(scc) > 1 or next(iter(scc)) in graph[next(iter(scc))]:
+                for fid in scc:
+                    by_id[fid].recursive = True
+
+
+def _strongly_connected(graph: dict[int, set[int]]) -> list[set[int]]:
+    """Tarjan's algorithm without Python recursion (call chains may be long)."""
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    result: list[set[int]] = []
+    counter = 0
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(graph[start]))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(graph[child])))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                scc = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    scc.add(member)
+                    if member == node:
+                        break
+                result.append(scc)
+    return result
+
+
+def check(source: Source, forms: list, backend: Backend) -> tuple[ir.Program, list[Diagnostic]]:
+    """Check `forms`; return the program and its warnings, or raise VPLoadError."""
+    checker = Checker(source, backend)
+    return checker.check(forms), checker.warnings

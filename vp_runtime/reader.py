@@ -1,0 +1,179 @@
+"""The VP reader: text to s-expression forms, every node located.
+
+VP text is handled as bytes: the reader decodes it as Latin-1 so that every
+character stands for exactly one byte, which keeps the 256-byte string limit
+and guest-memory strings byte-exact.  The reader is iterative (no Python
+recursion), so no input can exhaust the host stack; nesting deeper than
+`MAX_NESTING` is rejected with a located error instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import Diagnostic, VPLoadError
+
+MAX_NESTING = 64
+U64_MAX = (1 << 64) - 1
+
+_NUMBER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)\Z")
+_LOOKS_NUMERIC = re.compile(r"[+-]?[0-9]")
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
+_DELIMITERS = frozenset(" \t\r\n\f\v();")
+
+
+@dataclass(slots=True)
+class Node:
+    line: int
+    col: int
+
+
+@dataclass(slots=True)
+class Sym(Node):
+    name: str
+
+
+@dataclass(slots=True)
+class Int(Node):
+    value: int
+
+
+@dataclass(slots=True)
+class Str(Node):
+    value: str
+
+
+@dataclass(slots=True)
+class List(Node):
+    items: list = field(default_factory=list)
+
+
+class Source:
+    """The text of one script and its name, for locating diagnostics."""
+
+    def __init__(self, text: str | bytes, filename: str = "<script>"):
+        if isinstance(text, bytes):
+            text = text.decode("latin-1")
+        else:
+            # A str may hold any code point; VP strings are bytes, so map it to
+            # its UTF-8 bytes, one character per byte.
+            text = text.encode("utf-8", "surrogateescape").decode("latin-1")
+        self.text = text
+        self.filename = filename
+        self.lines = text.split("\n")
+
+    def line_text(self, line: int) -> str:
+        if 1 <= line <= len(self.lines):
+            return self.lines[line - 1].rstrip("\r")
+        return ""
+
+    def diagnostic(self, line: int, col: int, message: str, severity: str = "error") -> Diagnostic:
+        return Diagnostic(self.filename, line, col, message, self.line_text(line), severity)
+
+    def error(self, node_or_pos, message: str) -> VPLoadError:
+        line, col = _position(node_or_pos)
+        return VPLoadError([self.diagnostic(line, col, message)])
+
+
+def _position(node_or_pos) -> tuple[int, int]:
+    if isinstance(node_or_pos, Node):
+        return node_or_pos.line, node_or_pos.col
+    return node_or_pos
+
+
+def parse_integer(token: str) -> int | None:
+    """The value of a VP integer literal (wrapped to 64 bits), or None if `token` is not one.
+
+    Raises ValueError for a literal whose magnitude does not fit in 64 bits.
+    """
+    if not _NUMBER.match(token):
+        return None
+    sign = -1 if token[0] == "-" else 1
+    digits = token.lstrip("+-")
+    magnitude = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
+    if magnitude > U64_MAX:
+        raise ValueError(token)
+    return (sign * magnitude) & U64_MAX
+
+
+def read(source: Source) -> list[List]:
+    """Read every top-level form of `source`; raise VPLoadError on the first lexical error."""
+    text = source.text
+    n = len(text)
+    i = 0
+    line, line_start = 1, 0
+    stack: list[List] = []
+    top: list = []
+
+    def here(pos: int) -> tuple[int, int]:
+        return line, pos - line_start + 1
+
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+            line_start = i + 1
+            i += 1
+        elif ch in " \t\r\f\v":
+            i += 1
+        elif ch == ";":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif ch == "(":
+            if len(stack) >= MAX_NESTING:
+                raise source.error(here(i), f"expression nested more than {MAX_NESTING} levels deep")
+            stack.append(List(*here(i), []))
+            i += 1
+        elif ch == ")":
+            if not stack:
+                raise source.error(here(i), "unbalanced ')' with no matching '('")
+            done = stack.pop()
+            (stack[-1].items if stack else top).append(done)
+            i += 1
+        elif ch == '"':
+            start_line, start_col = here(i)
+            chars: list[str] = []
+            i += 1
+            while True:
+                if i >= n:
+                    raise source.error((start_line, start_col), "unterminated string literal")
+                c = text[i]
+                if c == '"':
+                    i += 1
+                    break
+                if c == "\\" and i + 1 < n:
+                    nxt = text[i + 1]
+                    chars.append(_ESCAPES.get(nxt, nxt))
+                    if nxt == "\n":
+                        line += 1
+                        line_start = i + 2
+                    i += 2
+                    continue
+                if c == "\n":
+                    line += 1
+                    line_start = i + 1
+                chars.append(c)
+                i += 1
+            node = Str(start_line, start_col, "".join(chars))
+            (stack[-1].items if stack else top).append(node)
+        else:
+            start = i
+            while i < n and text[i] not in _DELIMITERS:
+                i += 1
+            token = text[start:i]
+            pos = here(start)
+            try:
+                value = parse_integer(token)
+            except ValueError:
+                raise source.error(pos, f"integer literal {token} does not fit in 64 bits") from None
+            if value is not None:
+                node = Int(*pos, value)
+            elif _LOOKS_NUMERIC.match(token):
+                raise source.error(pos, f"bad number '{token}'")
+            else:
+                node = Sym(*pos, token)
+            (stack[-1].items if stack else top).append(node)
+    if stack:
+        raise source.error(stack[-1], "unbalanced '(' is never closed")
+    return top

@@ -1,0 +1,177 @@
+"""Loading a script: read, check, translate, compile, size-check; then fire probes.
+
+`load()` is the runtime's one entry point.  It does all the work once, so
+that a firing is a call of a compiled Python function.  The loaded `Script`
+gives the machine one handler per probe point (duplicate probes run in
+order) and owns the script's log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import CodeType
+from typing import Callable
+
+from .backend import Backend, CatalogBackend
+from .builtins import Builtins, builtin_namespace
+from .catalog import ProbeSpec
+from .checker import check
+from .errors import Diagnostic, VPFault, VPLoadError
+from .limits import LoadConfig
+from .reader import Source, read
+from .state import AggregateTable, Bag, BagStore, Cell, LogWriter, aggregate_add
+from .translate import translate
+from .typevars import STR
+
+Handler = Callable[[], None]
+
+
+def _code_bytes(code: CodeType) -> int:
+    """Bytecode size of `code` and every function nested in it."""
+    total = len(code.co_code)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            total += _code_bytes(const)
+    return total
+
+
+def _fault_line(probe: str, fault: VPFault) -> str:
+    where = f" at {fault.where}" if fault.where else ""
+    return f"vprobe error: probe {probe} aborted{where}: {fault.message}"
+
+
+@dataclass(frozen=True)
+class ProbeEntry:
+    spec: ProbeSpec
+    handler: Handler
+
+
+class Script:
+    """A loaded, translated script, ready for a machine to fire."""
+
+    def __init__(self, source: Source, backend: Backend, config: LoadConfig,
+                 log_sink: Callable[[str], None]):
+        forms = read(source)
+        program, self.warnings = check(source, forms, backend)
+        translation = translate(program, source.filename)
+        try:
+            code = compile(translation.source, f"<vp {source.filename}>", "exec")
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            raise source.error((1, 1), "the script is too deeply nested to translate") from None
+        self.code_bytes = sum(_code_bytes(c) for c in code.co_consts if isinstance(c, CodeType))
+        if self.code_bytes > config.max_code_bytes:
+            raise source.error((1, 1), f"the translated script takes {self.code_bytes} bytes, more than the "
+                                       f"translation cache holds ({config.max_code_bytes} bytes, vprobe.maxCodeBytes; "
+                                       f"at most 65536)")
+        self.source = source
+        self.log = LogWriter(log_sink)
+        self.builtins = Builtins(backend, self.log)
+        self.aggregates = {a.name: AggregateTable(a.name, a.int_keys, a.str_keys) for a in program.aggregates}
+        store = BagStore(config.bag_bytes)
+        namespace = self._namespace(program, translation, backend, config, store)
+        namespace["__builtins__"] = {}
+        exec(code, namespace)  # noqa: S102 - source built only from invented names, see translate.py
+        entries = []
+        for name, probe in zip(translation.probe_functions, program.probes):
+            entries.append(ProbeEntry(probe.spec, namespace[name]))
+        self.entries = entries
+        self.python_source = translation.source
+        self._namespace_ref = namespace
+        self._program = program
+
+    def _namespace(self, program, translation, backend, config, store) -> dict:
+        ns: dict[str, object] = dict(translation.constants)
+        ns.update(builtin_namespace(self.builtins))
+        for i, var in enumerate(program.variables):
+            ns[f"g{i}"] = Cell(var.init) if var.type == STR else var.init
+        for i, aggr in enumerate(program.aggregates):
+            table = self.aggregates[aggr.name]
+            ns[f"a{i}"] = table.entries
+            ns[f"Aa{i}"] = table
+        for i, bag in enumerate(program.bags):
+            ns[f"b{i}"] = Bag(bag.size, store)
+        for i, name in enumerate(program.machine_globals):
+            ns[f"r{i}"] = backend.global_reader(name)
+
+        def logaggr(table: AggregateTable) -> int:
+            self.log.write(table.format())
+            return 1
+
+        def clearaggr(entries: dict) -> int:
+            entries.clear()
+            return 1
+
+        def overflow(where: str):
+            raise VPFault(f"VP stack overflow: recursion deeper than {config.max_call_depth} calls", where)
+
+        ns.update({
+            "_logaggr": logaggr, "_clearaggr": clearaggr, "_aggr_add": aggregate_add, "_Cell": Cell,
+            "_set": _set_cell, "_Fault": VPFault, "_RecursionError": RecursionError, "_Exception": Exception,
+            "_fault": self._report_fault, "_stack_fault": _stack_fault, "_internal_fault": _internal_fault,
+            "_depth": [0], "_max_depth": config.max_call_depth, "_overflow": overflow,
+            "_probename_box": [""],
+        })
+        return ns
+
+    def _report_fault(self, probe: str, fault: VPFault) -> None:
+        self.log.line(_fault_line(probe, fault))
+
+    # ---- what the machine uses -----------------------------------------------
+
+    def probe_specs(self) -> list[ProbeSpec]:
+        """Each distinct probe point the script enables, in first-appearance order."""
+        seen: dict[str, ProbeSpec] = {}
+        for entry in self.entries:
+            seen.setdefault(entry.spec.text, entry.spec)
+        return list(seen.values())
+
+    def handler(self, spec_text: str) -> Handler:
+        """The callable to fire for a probe point: its probes, in script order."""
+        handlers = [e.handler for e in self.entries if e.spec.text == spec_text]
+        if len(handlers) == 1:
+            return handlers[0]
+
+        def run_all() -> None:
+            for h in handlers:
+                h()
+        return run_all
+
+    def variable(self, name: str) -> int | str:
+        """The current value of user global `name` (for tests and tools)."""
+        for i, var in enumerate(self._program.variables):
+            if var.name == name:
+                value = self._namespace_ref[f"g{i}"]
+                return value.v if isinstance(value, Cell) else value
+        raise KeyError(name)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+def _set_cell(cell: Cell, value: str) -> str:
+    cell.v = value
+    return value
+
+
+def _stack_fault() -> VPFault:
+    return VPFault("VP stack overflow: the host stack limit was reached")
+
+
+def _internal_fault(error: Exception) -> VPFault:
+    return VPFault(f"internal error in the VP runtime: {type(error).__name__}: {error}")
+
+
+def load(vp_text: str | bytes, config: LoadConfig | None = None, *, backend: Backend | None = None,
+         filename: str = "<script>", log_sink: Callable[[str], None] | None = None) -> Script:
+    """Parse, check and translate `vp_text`; raise VPLoadError with located diagnostics.
+
+    `backend` is the machine the script will run on (what probe points and
+    globals exist); without one the reference's whole catalogue is assumed.
+    `log_sink` receives the script's log output a line at a time.
+    """
+    source = Source(vp_text, filename)
+    return Script(source, backend or CatalogBackend(), config or LoadConfig(),
+                  log_sink or (lambda text: None))
+
+
+__all__ = ["Diagnostic", "Script", "VPLoadError", "load"]

@@ -1,0 +1,382 @@
+"""Translation of a checked script into Python source, compiled once at load.
+
+Each `defun` becomes a Python function and each `vprobe` a probe function the
+machine calls directly, so a firing runs straight-line Python with no tree
+walking.  This is a security boundary: the generated source is built only from
+names this module invents (`g3`, `f1`, `p0`, ...), decimal integer literals and
+fixed text.  Every VP name, string, format and file name reaches the code as a
+value in the namespace (`_c7`), never as source text, so no script can run
+Python of its own.
+
+Integers are Python ints kept in 0 .. 2**64-1: `+ - * <<` are masked, the rest
+cannot leave the range.  Division and modulo by zero, guest reads, symbol
+look-ups and deep recursion raise VPFault carrying the VP position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ir
+from .printf import compile_format
+from .typevars import STR
+
+M64 = "18446744073709551615"
+DISCARD, RETURN = "discard", "return"
+
+_ARITH = {"+", "-", "*"}
+_BITWISE = {"^", "|", "&"}
+_COMPARE = {">", "<", ">=", "<=", "==", "!="}
+
+
+@dataclass
+class Translation:
+    """Python source plus the values its names stand for."""
+
+    source: str
+    constants: dict[str, object] = field(default_factory=dict)
+    functions: dict[str, ir.FuncDef] = field(default_factory=dict)
+    probe_functions: list[str] = field(default_factory=list)
+
+
+class Translator:
+    def __init__(self, program: ir.Program, filename: str):
+        self.program = program
+        self.filename = filename
+        self.names: dict[int, str] = {}
+        for prefix, items in (("g", program.variables), ("a", program.aggregates), ("b", program.bags),
+                              ("f", program.functions)):
+            for i, item in enumerate(items):
+                self.names[id(item)] = f"{prefix}{i}"
+        self.readers = {name: f"r{i}" for i, name in enumerate(program.machine_globals)}
+        self.constants: dict[str, object] = {}
+        self._const_names: dict[tuple, str] = {}
+        self.out: list[str] = []
+        # Per function being emitted:
+        self.assigned_globals: set[str] = set()
+        self.probe_name_const: str | None = None
+
+    # ---- helpers -----------------------------------------------------------------
+
+    def const(self, value) -> str:
+        key = (type(value).__name__, value if isinstance(value, (int, str)) else id(value))
+        name = self._const_names.get(key)
+        if name is None:
+            name = f"_c{len(self._const_names)}"
+            self._const_names[key] = name
+            self.constants[name] = value
+        return name
+
+    def where(self, expr: ir.Expr) -> str:
+        line, col = expr.pos
+        return self.const(f"{self.filename}:{line}:{col}")
+
+    def name(self, item) -> str:
+        return self.names[id(item)]
+
+    def emit(self, indent: int, text: str) -> None:
+        self.out.append("    " * indent + text)
+
+    # ---- expressions ----------------------------------------------------------
+
+    def x(self, e: ir.Expr) -> str:
+        """`e` as one Python expression."""
+        method = getattr(self, "x_" + type(e).__name__)
+        return method(e)
+
+    def x_Const(self, e: ir.Const) -> str:
+        return str(e.value) if isinstance(e.value, int) else self.const(e.value)
+
+    def x_GlobalRef(self, e: ir.GlobalRef) -> str:
+        name = self.name(e.var)
+        return f"{name}.v" if e.var.type == STR else name
+
+    def x_ParamRef(self, e: ir.ParamRef) -> str:
+        return f"p{e.param.index}.v" if e.param.by_reference else f"p{e.param.index}"
+
+    def x_MachineRef(self, e: ir.MachineRef) -> str:
+        return f"{self.readers[e.name]}()"
+
+    def x_ProbeName(self, e: ir.ProbeName) -> str:
+        return self.probe_name_const or "_probename_box[0]"
+
+    def x_Op(self, e: ir.Op) -> str:
+        op, args = e.op, [self.x(a) for a in e.args]
+        if op in _ARITH:
+            return f"(({f' {op} '.join(args)}) & {M64})"
+        if op in _BITWISE:
+            return f"({f' {op} '.join(args)})"
+        if op == "~":
+            return f"({args[0]} ^ {M64})"
+        if op in ("&&", "||", "!") or op in _COMPARE:
+            return f"(1 if {self.truth(e)} else 0)"
+        # Folding operators whose every step needs checking: / % << >>
+        acc = args[0]
+        for operand, node in zip(args[1:], e.args[1:]):
+            acc = self.binary_step(op, acc, operand, node)
+        return acc
+
+    def binary_step(self, op: str, a: str, b: str, b_node: ir.Expr) -> str:
+        constant = b_node.value if isinstance(b_node, ir.Const) else None
+        if op == ">>":
+            return f"({a} >> {b})"
+        if op == "<<":
+            if constant is not None and constant < 64:
+                return f"(({a} << {b}) & {M64})"
+            return f"_shl({a}, {b})"
+        if constant:  # a non-zero constant divisor cannot fault
+            return f"({a} {'//' if op == '/' else '%'} {b})"
+        helper = "_div" if op == "/" else "_mod"
+        return f"{helper}({a}, {b}, {self.where(b_node)})"
+
+    def truth(self, e: ir.Expr) -> str:
+        """`e` as a Python condition (any truthy value), for `if` and the logical operators."""
+        if isinstance(e, ir.Op):
+            if e.op in _COMPARE:
+                acc = self.x(e.args[0])
+                for i, operand in enumerate(e.args[1:]):
+                    test = f"{acc} {e.op} {self.x(operand)}"
+                    acc = test if i == len(e.args) - 2 else f"(1 if {test} else 0)"
+                return acc
+            if e.op == "&&":
+                return "(" + " and ".join(self.truth(a) for a in e.args) + ")"
+            if e.op == "||":
+                return "(" + " or ".join(self.truth(a) for a in e.args) + ")"
+            if e.op == "!":
+                return f"(not {self.truth(e.args[0])})"
+        return self.x(e)
+
+    def default(self, e: ir.Expr) -> str:
+        """What a cond with no true clause yields: 0, or "" for a string cond."""
+        return self.const("") if e.tvar.resolved == STR else "0"
+
+    def x_Cond(self, e: ir.Cond) -> str:
+        parts = [f"{self.x(body)} if {self.truth(test)} else" for test, body in e.clauses]
+        return f"({' '.join(parts)} {self.default(e)})"
+
+    def x_Do(self, e: ir.Do) -> str:
+        return f"({', '.join(self.x(b) for b in e.body)},)[-1]"
+
+    def target(self, t: ir.VarDef | ir.Param) -> tuple[str, bool]:
+        """The Python name of an assignment target, and whether it is a string cell."""
+        if isinstance(t, ir.Param):
+            return f"p{t.index}", t.by_reference
+        name = self.name(t)
+        if t.type == STR:
+            return name, True
+        self.assigned_globals.add(name)
+        return name, False
+
+    def x_SetVar(self, e: ir.SetVar) -> str:
+        name, is_cell = self.target(e.target)
+        value = self.x(e.value)
+        return f"_set({name}, {value})" if is_cell else f"({name} := {value})"
+
+    def cell(self, e: ir.Expr) -> str:
+        """A string cell for `e`: the variable's own when it is one, else a fresh temporary."""
+        if isinstance(e, ir.GlobalRef):
+            return self.name(e.var)
+        if isinstance(e, ir.ParamRef) and e.param.by_reference:
+            return f"p{e.param.index}"
+        return f"_Cell({self.x(e)})"
+
+    def x_Call(self, e: ir.Call) -> str:
+        args = [self.cell(a) if p.by_reference else self.x(a) for p, a in zip(e.func.params, e.args)]
+        return f"{self.name(e.func)}({', '.join(args)})"
+
+    def x_AggrAdd(self, e: ir.AggrAdd) -> str:
+        return f"_aggr_add({self.name(e.aggr)}, {self.key(e)}, {self.x(e.value)})"
+
+    def key(self, e: ir.AggrAdd) -> str:
+        keys = [self.x(k) for k in e.int_keys + e.str_keys]
+        if len(keys) == 1:
+            return keys[0]
+        return f"({', '.join(keys)}{',' if keys else ''})"
+
+    def x_AggrLog(self, e: ir.AggrLog) -> str:
+        return f"_logaggr(A{self.name(e.aggr)})"
+
+    def x_AggrClear(self, e: ir.AggrClear) -> str:
+        return f"_clearaggr({self.name(e.aggr)})"
+
+    def x_BagInsert(self, e: ir.BagInsert) -> str:
+        return f"{self.name(e.bag)}.insert({self.x(e.key)}, {self.x(e.value)})"
+
+    def x_BagRemove(self, e: ir.BagRemove) -> str:
+        return f"{self.name(e.bag)}.remove({self.x(e.key)})"
+
+    def formatted(self, fmt: ir.Expr, values: list[ir.Expr], loc: ir.Expr) -> str:
+        """The text a printf/sprintf call produces."""
+        args = "(" + "".join(self.x(v) + ", " for v in values) + ")"
+        if isinstance(fmt, ir.Const):
+            compiled = compile_format(fmt.value)
+            if not values:
+                return self.const(compiled(()))
+            return f"{self.const(compiled)}({args})"
+        return f"_format({self.x(fmt)}, {args}, {self.where(loc)})"
+
+    def x_BuiltinCall(self, e: ir.BuiltinCall) -> str:
+        a = e.args
+        name = e.name
+        if name == "logstr":
+            return f"_logstr({self.x(a[0])})"
+        if name == "logint":
+            return f"_logint({self.x(a[0])})"
+        if name == "printf":
+            return f"_logstr({self.formatted(a[0], a[1:], e)})"
+        if name == "sprintf":
+            return f"_setstr({self.cell(a[0])}, {self.formatted(a[1], a[2:], e)})"
+        if name == "strcmp":
+            return f"_strcmp({self.x(a[0])}, {self.x(a[1])})"
+        if name == "getguest":
+            helper = "_getguest_sym" if a[0].tvar.resolved == STR else "_getguest"
+            return f"{helper}({self.x(a[0])}, {self.where(e)})"
+        if name == "getguestphys":
+            return f"_getguestphys({self.x(a[0])}, {self.where(e)})"
+        if name == "getgueststr":
+            dest = self.cell(a[0])
+            if a[1].tvar.resolved == STR:
+                offset = self.x(a[2]) if len(a) == 3 else "0"
+                return f"_getgueststr_sym({dest}, {self.x(a[1])}, {offset}, {self.where(e)})"
+            if len(a) == 3:
+                return f"_getgueststr({dest}, {self.x(a[2])}, {self.x(a[1])}, {self.where(e)})"
+            return f"_getgueststr({dest}, {self.x(a[1])}, 255, {self.where(e)})"
+        if name == "gueststack":
+            return f"_gueststack({self.cell(a[0])}, {self.where(e)})"
+        if name == "getsystemtime":
+            if not a:
+                return "_systemtime()"
+            target, _ = self.target(a[0].param if isinstance(a[0], ir.ParamRef) else a[0].var)
+            return f"(({target} := _systemtime()), 1)[1]"
+        # offatret, offatstrcpy, offatseg
+        return f"_offset({self.const(name)}, {self.x(a[0])}, {self.where(e)})"
+
+    # ---- statements ------------------------------------------------------------
+
+    def stmt(self, e: ir.Expr, target: str, indent: int) -> None:
+        """Emit `e` as statements; with RETURN, return its value."""
+        if isinstance(e, ir.Cond):
+            for i, (test, body) in enumerate(e.clauses):
+                self.emit(indent, f"{'if' if i == 0 else 'elif'} {self.truth(test)}:")
+                self.block(body, target, indent + 1)
+            if target == RETURN:
+                self.emit(indent, "else:")
+                self.emit(indent + 1, f"return {self.default(e)}")
+            return
+        if isinstance(e, ir.Do):
+            for sub in e.body[:-1]:
+                self.stmt(sub, DISCARD, indent)
+            self.stmt(e.body[-1], target, indent)
+            return
+        if isinstance(e, ir.SetVar):
+            name, is_cell = self.target(e.target)
+            place = f"{name}.v" if is_cell else name
+            self.emit(indent, f"{place} = {self.x(e.value)}")
+            if target == RETURN:
+                self.emit(indent, f"return {place}")
+            return
+        if isinstance(e, ir.AggrAdd):
+            self.aggregate_update(e, indent)
+            if target == RETURN:
+                self.emit(indent, "return 1")
+            return
+        if target == DISCARD:
+            if isinstance(e, (ir.Const, ir.GlobalRef, ir.ParamRef, ir.ProbeName)):
+                return  # nothing to do, nothing that can fault
+            if isinstance(e, ir.AggrClear):
+                self.emit(indent, f"{self.name(e.aggr)}.clear()")
+                return
+            self.emit(indent, self.x(e))
+            return
+        self.emit(indent, f"return {self.x(e)}")
+
+    def block(self, e: ir.Expr, target: str, indent: int) -> None:
+        before = len(self.out)
+        self.stmt(e, target, indent)
+        if len(self.out) == before:
+            self.emit(indent, "pass")
+
+    def aggregate_update(self, e: ir.AggrAdd, indent: int) -> None:
+        """The inline form of `aggr`: the hot path of most scripts."""
+        table = self.name(e.aggr)
+        for line in (
+            f"_k = {self.key(e)}",
+            f"_v = {self.x(e.value)}",
+            f"_e = {table}.get(_k)",
+            "if _e is None:",
+            f"    {table}[_k] = [1, _v, _v, _v, _v]",
+            "else:",
+            "    _e[0] += 1",
+            "    _e[1] += _v",
+            "    if _v < _e[2]:",
+            "        _e[2] = _v",
+            "    elif _v > _e[3]:",
+            "        _e[3] = _v",
+            "    _e[4] = _v",
+        ):
+            self.emit(indent, line)
+
+    # ---- definitions -----------------------------------------------------------
+
+    def function(self, func: ir.FuncDef) -> None:
+        self.assigned_globals = set()
+        self.probe_name_const = None
+        header = f"def {self.name(func)}({', '.join(f'p{p.index}' for p in func.params)}):"
+        start = len(self.out)
+        indent = 1
+        if func.recursive:
+            self.emit(1, f"if _depth[0] >= _max_depth: _overflow({self.const(f'{self.filename}:{func.pos[0]}:{func.pos[1]}')})")
+            self.emit(1, "_depth[0] += 1")
+            self.emit(1, "try:")
+            indent = 2
+        for e in func.body[:-1]:
+            self.stmt(e, DISCARD, indent)
+        self.stmt(func.body[-1], RETURN, indent)
+        if func.recursive:
+            self.emit(1, "finally:")
+            self.emit(2, "_depth[0] -= 1")
+        self.finish(header, start)
+
+    def probe(self, index: int, probe: ir.ProbeDef) -> str:
+        self.assigned_globals = set()
+        name = f"probe{index}"
+        self.probe_name_const = self.const(probe.spec.text)
+        header = f"def {name}():"
+        start = len(self.out)
+        if self.program.uses_probename:
+            self.emit(1, f"_probename_box[0] = {self.probe_name_const}")
+        self.emit(1, "try:")
+        before = len(self.out)
+        for e in probe.body:
+            self.stmt(e, DISCARD, 2)
+        if len(self.out) == before:
+            self.emit(2, "pass")
+        self.emit(1, "except _Fault as _f:")
+        self.emit(2, f"_fault({self.probe_name_const}, _f)")
+        self.emit(1, "except _RecursionError:")
+        self.emit(2, f"_fault({self.probe_name_const}, _stack_fault())")
+        self.emit(1, "except _Exception as _x:")
+        self.emit(2, f"_fault({self.probe_name_const}, _internal_fault(_x))")
+        self.finish(header, start)
+        return name
+
+    def finish(self, header: str, start: int) -> None:
+        body = self.out[start:]
+        del self.out[start:]
+        self.out.append(header)
+        if self.assigned_globals:
+            self.out.append(f"    global {', '.join(sorted(self.assigned_globals))}")
+        self.out.extend(body)
+        self.out.append("")
+
+    def translate(self) -> Translation:
+        for func in self.program.functions:
+            self.function(func)
+        probes = [self.probe(i, p) for i, p in enumerate(self.program.probes)]
+        source = "\n".join(self.out) + "\n"
+        return Translation(source, self.constants,
+                           {self.name(f): f for f in self.program.functions}, probes)
+
+
+def translate(program: ir.Program, filename: str) -> Translation:
+    return Translator(program, filename).translate()
