@@ -1,0 +1,50 @@
+"""A deterministic event queue on simulated time.
+
+Events at the same instant run in the order they were scheduled, so a run is
+a pure function of the configuration and seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Callable
+
+
+class EventQueue:
+    def __init__(self):
+        self.now_ns = 0
+        self._heap: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+
+    def at(self, time_ns: int, action: Callable[[], None]) -> None:
+        heapq.heappush(self._heap, (time_ns, next(self._seq), action))
+
+    def every(self, period_ns: int, action: Callable[[], None], first_ns: int | None = None) -> Callable[[], None]:
+        """Run `action` every `period_ns` from `first_ns` (default: one period from now).
+
+        Returns a function that cancels the series.
+        """
+        live = [True]
+
+        def tick(when: int) -> None:
+            if live[0]:
+                action()
+                self.at(when + period_ns, lambda: tick(when + period_ns))
+
+        start = self.now_ns + period_ns if first_ns is None else first_ns
+        self.at(start, lambda: tick(start))
+
+        def cancel() -> None:
+            live[0] = False
+        return cancel
+
+    def run_until(self, end_ns: int) -> None:
+        """Run every event due at or before `end_ns`; time then stands at `end_ns`."""
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= end_ns:
+            when, _, action = pop(heap)
+            self.now_ns = when
+            action()
+        self.now_ns = max(self.now_ns, end_ns)

@@ -1,0 +1,1 @@
+"""User commands (installed as the `vprobe_tools` package): vprobe and its helpers."""
