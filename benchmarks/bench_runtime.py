@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from machine import MachineConfig, SimulatedMachine  # noqa: E402
+from machine import SimulatedMachine  # noqa: E402
 from vp_runtime import LoadConfig, VPLoadError, load  # noqa: E402
 from vp_runtime.limits import MAX_CODE_BYTES_LIMIT  # noqa: E402
 
@@ -41,10 +41,11 @@ def best_of(rounds: int, *timed):
 
 
 def firing_cost(calls: int, rounds: int) -> None:
-    machine = SimulatedMachine(MachineConfig())
-    script = load(IRQ_SCRIPT, machine.config.vprobe, backend=machine)
+    machine = SimulatedMachine()
+    script = load(IRQ_SCRIPT, machine.load_config, backend=machine)
     machine.attach(script)
-    generated = machine.irq_handler
+    probes = machine.probes
+    generated = probes.static["Guest_IRQ"]
     table = script.aggregates["irqs"].entries
     args = machine.args
 
@@ -62,7 +63,12 @@ def firing_cost(calls: int, rounds: int) -> None:
                 entry[3] = 1
             entry[4] = 1
 
-    dispatch = machine._timer_tick(machine.vcpus[0])
+    vcpu = machine.vcpus[0]
+    fire = probes.fire_static
+
+    def dispatch() -> None:
+        fire(vcpu, "Guest_IRQ", 0xEF)
+
     loop = range(calls)
 
     def run_direct(fn):
@@ -73,14 +79,14 @@ def firing_cost(calls: int, rounds: int) -> None:
 
     def run_dispatch(fn):
         def run():
-            machine.irq_handler = fn
+            probes.static["Guest_IRQ"] = fn
             for _ in loop:
                 dispatch()
         return run
 
     t_gen, t_hand, t_gen_d, t_hand_d = best_of(
         rounds, run_direct(generated), run_direct(handwritten), run_dispatch(generated), run_dispatch(handwritten))
-    machine.irq_handler = generated
+    probes.static["Guest_IRQ"] = generated
     ns = 1e9 / calls
     print("1. firing cost of (vprobe Guest_IRQ (aggr irqs (ARG0) () 1))")
     print(f"   called directly:          translated {t_gen * ns:7.1f} ns   hand-written {t_hand * ns:7.1f} ns"

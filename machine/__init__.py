@@ -4,6 +4,7 @@ A machine implements the runtime's `Backend` protocol and fires the probes of
 the script attached to it.
 """
 
-from .simulated import MachineConfig, SimulatedMachine
+from .simulated import SimulatedMachine
+from .vmx import VMConfig, default_config, read_vmx
 
-__all__ = ["MachineConfig", "SimulatedMachine"]
+__all__ = ["SimulatedMachine", "VMConfig", "default_config", "read_vmx"]

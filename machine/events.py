@@ -14,11 +14,17 @@ from typing import Callable
 class EventQueue:
     def __init__(self):
         self.now_ns = 0
-        self._heap: list[tuple[int, int, Callable[[], None]]] = []
+        self._heap: list[tuple[int, int, Callable[[], None], object]] = []
         self._seq = itertools.count()
 
-    def at(self, time_ns: int, action: Callable[[], None]) -> None:
-        heapq.heappush(self._heap, (time_ns, next(self._seq), action))
+    def at(self, time_ns: int, action: Callable[[], None], owner: object = None) -> None:
+        """Run `action` at `time_ns`; `owner` lets `cancel_owner` void it later."""
+        heapq.heappush(self._heap, (time_ns, next(self._seq), action, owner))
+
+    def cancel_owner(self, owner: object) -> None:
+        """Void every pending event scheduled with `owner` (e.g. a guest that was reset)."""
+        self._heap = [e for e in self._heap if e[3] is not owner]
+        heapq.heapify(self._heap)
 
     def every(self, period_ns: int, action: Callable[[], None], first_ns: int | None = None) -> Callable[[], None]:
         """Run `action` every `period_ns` from `first_ns` (default: one period from now).
@@ -41,10 +47,9 @@ class EventQueue:
 
     def run_until(self, end_ns: int) -> None:
         """Run every event due at or before `end_ns`; time then stands at `end_ns`."""
-        heap = self._heap
         pop = heapq.heappop
-        while heap and heap[0][0] <= end_ns:
-            when, _, action = pop(heap)
+        while self._heap and self._heap[0][0] <= end_ns:
+            when, _, action, _ = pop(self._heap)
             self.now_ns = when
             action()
         self.now_ns = max(self.now_ns, end_ns)

@@ -1,80 +1,106 @@
-"""The simulated machine: VCPUs on deterministic simulated time, behind the runtime's Backend.
+"""The simulated machine: an x86-64 VM with a Linux guest, behind the runtime's Backend.
 
-This first machine has the hardware that every VM has and that the runtime's
-probes need: VCPUs with architectural registers, per-physical-CPU TSCs, a
-local APIC timer that interrupts each VCPU at the guest's tick rate, and the
-periodic, load and unload probe points.  It is "free when disabled": a probe
-point the loaded script does not use has no handler and costs one `None`
-test, and periodic probes are not even scheduled.
+It owns simulated time (a deterministic event queue), the VCPUs, guest
+physical memory and the MMU, the guest OS model, and the probe dispatcher.
+A script is attached with `attach` (its load probes fire) and detached with
+`detach` (its unload probes fire and its log is flushed).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
-from vp_runtime import ALL_GLOBALS, GuestMemoryFault, LoadConfig, ProbeSpec, Script, STATIC_PROBES
+from vp_runtime import ALL_GLOBALS, STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
 from vp_runtime.catalog import VMCB_GLOBALS, VMCS_GLOBALS
 from vp_runtime.reader import parse_integer
 
 from .events import EventQueue
+from .guest.kernel_image import SYSCALLS
+from .guest.linux import LinuxGuest
+from .memory import MMU, PhysicalMemory
+from .probes import Probes
+from .symbols import read_kallsyms
 from .vcpu import REGISTER_NAMES, VCPU
+from .vmx import VMConfig, default_config
 
 NS_PER_SEC = 1_000_000_000
-LOCAL_TIMER_VECTOR = 0xEF  # Linux's LOCAL_TIMER_VECTOR
 # Host time at power-on, in microseconds since the epoch (2026-01-01T00:00:00Z):
 # fixed so that runs are reproducible.
 BOOT_HOST_TIME_US = 1_767_225_600_000_000
+CR0_PG = 1 << 31
+MAX_WALK = 64
 
 Handler = Callable[[], None]
-
-
-@dataclass(frozen=True)
-class MachineConfig:
-    """What a VM is made of (the `.vmx` keys); the defaults are the embedded default machine."""
-
-    numvcpus: int = 2
-    memsize_mb: int = 1024
-    tsc_hz: int = 2_593_119_000
-    timer_hz: int = 250  # the guest kernel's HZ: local APIC timer interrupts per second per VCPU
-    hv_vendor: str = "intel"  # "intel" (VMCS globals) or "amd" (VMCB globals)
-    vprobe: LoadConfig = field(default_factory=LoadConfig)
+_PERIODIC = {"VMM1Hz": (NS_PER_SEC, "each"), "VMM10Hz": (NS_PER_SEC // 10, "each"), "VMX1Hz": (NS_PER_SEC, "vmx")}
+_MEMORY_PROBES = {"GUEST": "breakpoints", "GUEST_READ": "watch_reads", "GUEST_WRITE": "watch_writes"}
 
 
 class SimulatedMachine:
-    """A VM on simulated time that fires the loaded script's probes."""
+    """A VM on simulated time that fires the attached script's probes."""
 
-    def __init__(self, config: MachineConfig | None = None):
-        self.config = config or MachineConfig()
+    def __init__(self, config: VMConfig | None = None):
+        self.config = config or default_config()
+        self.load_config = self.config.load_config()
         self.events = EventQueue()
         self.vcpus = [VCPU(i, pcpu=i, thread_id=1000 + i) for i in range(self.config.numvcpus)]
         self.current: VCPU = self.vcpus[0]
-        self.args: list[int] = [0] * 10
+        self.probes = Probes(self)
+        self.args = self.probes.args
         self._globals = self._offered_globals()
         self.script: Script | None = None
-        self._cancel: list[Callable[[], None]] = []
-        self.irq_handler: Handler | None = None
-        for cpu in self.vcpus:
-            self.events.every(NS_PER_SEC // self.config.timer_hz, self._timer_tick(cpu))
+        self._cancel_periodic: list[Callable[[], None]] = []
+        self._cancel_timers: list[Callable[[], None]] = []
+        self.guest: LinuxGuest | None = None
+        self.power_on()
+        self.kallsyms_text = self.guest.kernel.kallsyms()
+        self.symbols = read_kallsyms(self.config.guest_syms) if self.config.guest_syms else dict(self.guest.kernel.symbols)
 
-    # ---- the Backend protocol ------------------------------------------------
+    # ---- power ------------------------------------------------------------------
+
+    def power_on(self) -> None:
+        """Fresh memory and guest; the boot sequence starts now."""
+        self.memory = PhysicalMemory(self.config.memsize_mb << 20)
+        self.mmu = MMU(self.memory)
+        self.guest = LinuxGuest(self, self.config.workload, self.config.seed)
+        self.guest.power_on()
+
+    def reset(self) -> None:
+        """A hardware reset (after a triple fault): the guest reboots; the script stays attached."""
+        for cancel in self._cancel_timers:
+            cancel()
+        self._cancel_timers.clear()
+        self.events.cancel_owner(self.guest)
+        for vcpu in self.vcpus:
+            vcpu.hv.clear()
+        self.power_on()
+
+    def start_timer(self, index: int) -> None:
+        """The guest kernel has programmed VCPU `index`'s local APIC timer."""
+        guest = self.guest
+        cpu = guest.cpus[index]
+        self._cancel_timers.append(self.events.every(guest.timer_period_ns, lambda: guest.timer_tick(cpu)))
+
+    # ---- the Backend protocol -----------------------------------------------------
 
     def _offered_globals(self):
-        excluded = VMCB_GLOBALS if self.config.hv_vendor == "intel" else VMCS_GLOBALS
-        names = {g.name for g in excluded}
-        return {n: g for n, g in ALL_GLOBALS.items() if n not in names}
+        excluded = {g.name for g in (VMCB_GLOBALS if self.config.hv_vendor == "intel" else VMCS_GLOBALS)}
+        return {n: g for n, g in ALL_GLOBALS.items() if n not in excluded}
 
     def globals(self):
         return self._globals
 
+    def resolve(self, text: str) -> int | None:
+        """An address written as a number or a guest symbol name."""
+        try:
+            value = parse_integer(text)
+        except ValueError:
+            return None
+        return value if value is not None else self.lookup_symbol(text)
+
     def check_probe(self, spec: ProbeSpec) -> str | None:
         if spec.kind in STATIC_PROBES or spec.kind == "USEC":
             return None
-        try:
-            address = parse_integer(spec.param)
-        except ValueError:
-            address = None
-        if address is None and self.lookup_symbol(spec.param) is None:
+        if self.resolve(spec.param) is None:
             return f"unknown guest symbol '{spec.param}' in probe point '{spec.text}'"
         return None
 
@@ -99,24 +125,57 @@ class SimulatedMachine:
         return lambda: machine.current.hv.get(name, 0)
 
     def read_linear(self, addr: int, size: int) -> bytes:
-        raise GuestMemoryFault(f"guest linear address {addr:#x} is not mapped")
+        regs = self.current.regs
+        if not regs["CR0"] & CR0_PG:
+            return self.read_physical(addr, size)  # real mode: linear is physical
+        return self.mmu.read(regs["CR3"], addr, size)
 
     def read_physical(self, addr: int, size: int) -> bytes:
-        raise GuestMemoryFault(f"guest physical address {addr:#x} is not backed by memory")
+        return self.memory.read(addr, size)
 
     def lookup_symbol(self, name: str) -> int | None:
-        return None
+        return self.symbols.get(name)
 
     def stack_frames(self, max_frames: int) -> list[int]:
-        return [self.current.regs["RIP"]][:max_frames]
+        """Frame-pointer walk of the firing VCPU's stack, innermost first."""
+        regs = self.current.regs
+        rip = regs["RIP"]
+        frames = [rip]
+        try:
+            func = self.guest.kernel.function_at(rip)
+            if func is not None and func.address == rip:
+                # At a function's first instruction its caller's return address is at [RSP].
+                frames.append(int.from_bytes(self.read_linear(regs["RSP"], 8), "little"))
+            rbp = regs["RBP"]
+            for _ in range(MAX_WALK):
+                if len(frames) >= max_frames or not rbp:
+                    break
+                saved = int.from_bytes(self.read_linear(rbp, 8), "little")
+                ret = int.from_bytes(self.read_linear(rbp + 8, 8), "little")
+                if not ret:
+                    break
+                frames.append(ret)
+                if saved <= rbp:
+                    break
+                rbp = saved
+        except GuestMemoryFault:
+            pass
+        return frames[:max_frames]
 
     def host_time_us(self) -> int:
-        return BOOT_HOST_TIME_US + self.events.now_ns // 1000
+        return BOOT_HOST_TIME_US + self._clock_ns() // 1000
 
-    # ---- time ----------------------------------------------------------------
+    # ---- time -----------------------------------------------------------------------
+
+    def _clock_ns(self) -> int:
+        """Simulated time plus the host time probes have taken (when it is charged)."""
+        probes = self.probes
+        if not probes.charge:
+            return self.events.now_ns
+        return self.events.now_ns + probes.charged_ns + probes.in_probe_ns()
 
     def ptsc(self) -> int:
-        return self.events.now_ns * self.config.tsc_hz // NS_PER_SEC
+        return self._clock_ns() * self.config.tsc_hz // NS_PER_SEC
 
     def tsc(self, pcpu: int) -> int:
         # Each physical CPU's TSC started a little apart, as on real hosts.
@@ -130,51 +189,43 @@ class SimulatedMachine:
         """Advance simulated time by `seconds`, firing whatever falls due."""
         self.events.run_until(self.events.now_ns + int(seconds * NS_PER_SEC))
 
-    # ---- guest activity --------------------------------------------------------
-
-    def _timer_tick(self, cpu: VCPU) -> Handler:
-        def tick() -> None:
-            handler = self.irq_handler
-            if handler is not None:
-                self.current = cpu
-                self.args[0] = LOCAL_TIMER_VECTOR
-                handler()
-        return tick
-
-    # ---- loading scripts -----------------------------------------------------
+    # ---- loading scripts -----------------------------------------------------------
 
     def fire_each_vcpu(self, handler: Handler) -> None:
         """A VMM-context probe: once on every VCPU, in VCPU order."""
-        for cpu in self.vcpus:
-            self.current = cpu
-            handler()
+        for vcpu in self.vcpus:
+            self.probes.fire_on(vcpu, handler)
 
     def fire_vmx(self, handler: Handler) -> None:
         """A VMX-context probe: once for the VM (VCPU 0's state is what it sees)."""
-        self.current = self.vcpus[0]
-        handler()
+        self.probes.fire_on(self.vcpus[0], handler)
 
     def attach(self, script: Script) -> None:
         """Enable `script`'s probe points and fire its load probes (replacing any script)."""
         if self.script is not None:
             self.detach()
         self.script = script
-        handlers = {spec.text: (spec, script.handler(spec.text)) for spec in script.probe_specs()}
-        periodic = {"VMM1Hz": (NS_PER_SEC, self.fire_each_vcpu), "VMM10Hz": (NS_PER_SEC // 10, self.fire_each_vcpu),
-                    "VMX1Hz": (NS_PER_SEC, self.fire_vmx)}
-        for spec, handler in handlers.values():
-            if spec.kind in periodic:
-                period, fire = periodic[spec.kind]
-                self._cancel.append(self.events.every(period, lambda h=handler, f=fire: f(h)))
+        probes = self.probes
+        for spec in script.probe_specs():
+            handler = script.handler(spec.text)
+            if spec.kind in _PERIODIC:
+                period, context = _PERIODIC[spec.kind]
+                fire = self.fire_each_vcpu if context == "each" else self.fire_vmx
+                self._cancel_periodic.append(self.events.every(period, lambda h=handler, f=fire: f(h)))
             elif spec.kind == "USEC":
-                self._cancel.append(self.events.every(
+                self._cancel_periodic.append(self.events.every(
                     spec.interval_us * 1000, lambda h=handler: self.fire_each_vcpu(h)))
-            elif spec.kind == "Guest_IRQ":
-                self.irq_handler = handler
-        if "VMXLoad" in handlers:
-            self.fire_vmx(handlers["VMXLoad"][1])
-        if "VMMLoad" in handlers:
-            self.fire_each_vcpu(handlers["VMMLoad"][1])
+            elif spec.kind in _MEMORY_PROBES:
+                getattr(probes, _MEMORY_PROBES[spec.kind])[self.resolve(spec.param)] = handler
+            elif spec.kind not in ("VMMLoad", "VMXLoad", "VMMUnload", "VMXUnload"):
+                probes.static[spec.kind] = handler
+        probes.track_hv = any(k in probes.static for k in ("HV_Exit", "HV_Resume", "HV_NPF")) or any(
+            name.startswith(("VMCS_", "VMCB_")) for name in script.machine_globals)
+        specs = {spec.text for spec in script.probe_specs()}
+        if "VMXLoad" in specs:
+            self.fire_vmx(script.handler("VMXLoad"))
+        if "VMMLoad" in specs:
+            self.fire_each_vcpu(script.handler("VMMLoad"))
 
     def detach(self) -> None:
         """Fire the unload probes, disable every probe point and flush the log."""
@@ -186,9 +237,32 @@ class SimulatedMachine:
             self.fire_each_vcpu(script.handler("VMMUnload"))
         if "VMXUnload" in specs:
             self.fire_vmx(script.handler("VMXUnload"))
-        for cancel in self._cancel:
+        for cancel in self._cancel_periodic:
             cancel()
-        self._cancel.clear()
-        self.irq_handler = None
+        self._cancel_periodic.clear()
+        self.probes.clear()
         self.script = None
         script.flush()
+
+    # ---- what the tools show -----------------------------------------------------------
+
+    def probe_points(self) -> list[tuple[str, str]]:
+        """Every probe point this VM offers, with a description (for `vprobe -p`)."""
+        points = [(name, info.description) for name, info in STATIC_PROBES.items()]
+        points.append(("USEC:<n>", "periodically every n microseconds, on each VCPU"))
+        for name, address in sorted(self.guest.kernel.symbols.items(), key=lambda kv: kv[1]):
+            if name in self.guest.kernel.functions:
+                points.append((f"GUEST:{name}", f"the guest executes {name} ({address:#x})"))
+        for name in sorted(self.guest.kernel.data):
+            points.append((f"GUEST_WRITE:{name}", f"the guest writes {name}"))
+            points.append((f"GUEST_READ:{name}", f"the guest reads {name}"))
+        return points
+
+    def syscall_names(self) -> dict[int, str]:
+        return dict(SYSCALLS)
+
+
+def syscalls_text() -> str:
+    """The guest's system call table in the `vprobe.syscalls` format: `number name` per line."""
+    return "".join(f"{nr} {name}\n" for nr, name in sorted(SYSCALLS.items()))
+

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from machine import MachineConfig, SimulatedMachine
+from machine import SimulatedMachine
 from vp_runtime import VPLoadError, load
 
 from .output import LogStream
@@ -65,10 +65,10 @@ def main(script: str | None, duration: float | None, from_stdin: bool) -> None:
       echo '(vprobe VMM1Hz (printf "tick\\n"))' | vprobe -i -d 2
     """
     text, name = _read_script(script, from_stdin)
-    machine = SimulatedMachine(MachineConfig())
+    machine = SimulatedMachine()
     stream = LogStream(sys.stdout.buffer)
     try:
-        loaded = load(text, machine.config.vprobe, backend=machine, filename=name, log_sink=stream.write)
+        loaded = load(text, machine.load_config, backend=machine, filename=name, log_sink=stream.write)
     except VPLoadError as e:
         click.echo(e.format(), err=True)
         sys.exit(1)

@@ -76,6 +76,7 @@ class Script:
             entries.append(ProbeEntry(probe.spec, namespace[name]))
         self.entries = entries
         self.python_source = translation.source
+        self.machine_globals = tuple(program.machine_globals)  # built-in globals the script reads
         self._namespace_ref = namespace
         self._program = program
 
@@ -108,6 +109,7 @@ class Script:
             "_logaggr": logaggr, "_clearaggr": clearaggr, "_aggr_add": aggregate_add, "_Cell": Cell,
             "_set": _set_cell, "_Fault": VPFault, "_RecursionError": RecursionError, "_Exception": Exception,
             "_fault": self._report_fault, "_stack_fault": _stack_fault, "_internal_fault": _internal_fault,
+            "_host_overflow": _host_overflow,
             "_depth": [0], "_max_depth": config.max_call_depth, "_overflow": overflow,
             "_probename_box": [""],
         })
@@ -153,12 +155,18 @@ def _set_cell(cell: Cell, value: str) -> str:
     return value
 
 
-def _stack_fault() -> VPFault:
-    return VPFault("VP stack overflow: the host stack limit was reached")
+def _stack_fault(where: str) -> VPFault:
+    """The host stack ran out outside any recursive function; `where` is the probe's position."""
+    return VPFault("VP stack overflow: the host stack limit was reached", where)
 
 
-def _internal_fault(error: Exception) -> VPFault:
-    return VPFault(f"internal error in the VP runtime: {type(error).__name__}: {error}")
+def _host_overflow(where: str):
+    """The host stack ran out inside recursive function at `where`."""
+    raise VPFault("VP stack overflow: recursion deeper than the host stack allows", where)
+
+
+def _internal_fault(error: Exception, where: str) -> VPFault:
+    return VPFault(f"internal error in the VP runtime: {type(error).__name__}: {error}", where)
 
 
 def load(vp_text: str | bytes, config: LoadConfig | None = None, *, backend: Backend | None = None,

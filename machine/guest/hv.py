@@ -1,0 +1,164 @@
+"""Hardware-virtualization exits: what the VMCS (Intel VT) or VMCB (AMD-V) says about each.
+
+The guest model describes an exit in vendor-neutral terms (`Exit`); this
+module encodes it into the fields a VT or AMD-V monitor would see, per the
+Intel SDM (exit reasons, qualifications, interruption information) and the
+AMD APM (exit codes, EXITINFO1/2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VALID = 1 << 31
+INTR_TYPE_EXTERNAL, INTR_TYPE_NMI, INTR_TYPE_HW_EXCEPTION = 0, 2, 3
+
+# Intel basic exit reasons (SDM Appendix C)
+VMX_EXCEPTION_NMI = 0
+VMX_EXTERNAL_INTERRUPT = 1
+VMX_TRIPLE_FAULT = 2
+VMX_INTERRUPT_WINDOW = 7
+VMX_CPUID = 10
+VMX_HLT = 12
+VMX_INVLPG = 14
+VMX_RDTSC = 16
+VMX_CR_ACCESS = 28
+VMX_IO_INSTRUCTION = 30
+VMX_TPR_BELOW_THRESHOLD = 43
+VMX_APIC_ACCESS = 44
+VMX_EPT_VIOLATION = 48
+
+# AMD exit codes (APM vol. 2, appendix C)
+SVM_CR_READ, SVM_CR_WRITE = 0x00, 0x10
+SVM_EXCEPTION = 0x40
+SVM_INTR, SVM_NMI, SVM_SMI = 0x60, 0x61, 0x62
+SVM_VINTR = 0x64
+SVM_RDTSC = 0x6E
+SVM_CPUID = 0x72
+SVM_HLT = 0x78
+SVM_INVLPG = 0x79
+SVM_IOIO = 0x7B
+SVM_SHUTDOWN = 0x7F
+SVM_NPF = 0x400
+
+EXIT_NAMES_INTEL = {
+    VMX_EXCEPTION_NMI: "EXCEPTION_NMI", VMX_EXTERNAL_INTERRUPT: "EXTERNAL_INTERRUPT",
+    VMX_TRIPLE_FAULT: "TRIPLE_FAULT", VMX_INTERRUPT_WINDOW: "INTERRUPT_WINDOW", VMX_CPUID: "CPUID",
+    VMX_HLT: "HLT", VMX_INVLPG: "INVLPG", VMX_RDTSC: "RDTSC", VMX_CR_ACCESS: "CR_ACCESS",
+    VMX_IO_INSTRUCTION: "IO_INSTRUCTION", VMX_TPR_BELOW_THRESHOLD: "TPR_BELOW_THRESHOLD",
+    VMX_APIC_ACCESS: "APIC_ACCESS", VMX_EPT_VIOLATION: "EPT_VIOLATION",
+}
+
+
+@dataclass(frozen=True)
+class Exit:
+    """One exit, vendor-neutral.  `kind` is one of the names below; the rest depend on it."""
+
+    kind: str  # "interrupt", "nmi", "exception", "window", "cpuid", "hlt", "invlpg", "rdtsc",
+    #            "cr", "io", "tpr", "apic", "npf", "triple_fault"
+    vector: int = 0
+    error_code: int | None = None
+    address: int = 0  # INVLPG linear address, NPF guest-physical address, APIC offset
+    cr: int = 0
+    cr_access: int = 0  # 0 mov to CR, 1 mov from CR, 2 CLTS, 3 LMSW
+    gpr: int = 0
+    port: int = 0
+    size: int = 1
+    is_in: bool = False
+    rep: bool = False
+    string: bool = False
+    write: bool = False
+    instr_len: int = 0
+
+
+def intel_fields(e: Exit) -> dict[str, int]:
+    """VMCS fields for `e`, by their VProbes global names."""
+    reason, qual, intr_info, intr_err = 0, 0, 0, 0
+    k = e.kind
+    if k == "interrupt":
+        reason, intr_info = VMX_EXTERNAL_INTERRUPT, VALID | (INTR_TYPE_EXTERNAL << 8) | e.vector
+    elif k == "nmi":
+        reason, intr_info = VMX_EXCEPTION_NMI, VALID | (INTR_TYPE_NMI << 8) | 2
+    elif k == "exception":
+        reason = VMX_EXCEPTION_NMI
+        intr_info = VALID | (INTR_TYPE_HW_EXCEPTION << 8) | e.vector | ((1 << 11) if e.error_code is not None else 0)
+        intr_err = e.error_code or 0
+    elif k == "triple_fault":
+        reason = VMX_TRIPLE_FAULT
+    elif k == "window":
+        reason = VMX_INTERRUPT_WINDOW
+    elif k == "cpuid":
+        reason = VMX_CPUID
+    elif k == "hlt":
+        reason = VMX_HLT
+    elif k == "invlpg":
+        reason, qual = VMX_INVLPG, e.address
+    elif k == "rdtsc":
+        reason = VMX_RDTSC
+    elif k == "cr":
+        reason, qual = VMX_CR_ACCESS, e.cr | (e.cr_access << 4) | (e.gpr << 8)
+    elif k == "io":
+        reason = VMX_IO_INSTRUCTION
+        qual = (e.size - 1) | (int(e.is_in) << 3) | (int(e.string) << 4) | (int(e.rep) << 5) | (e.port << 16)
+    elif k == "tpr":
+        reason = VMX_TPR_BELOW_THRESHOLD
+    elif k == "apic":
+        reason, qual = VMX_APIC_ACCESS, e.address | ((1 if e.write else 0) << 12)
+    elif k == "npf":
+        reason, qual = VMX_EPT_VIOLATION, (2 if e.write else 1) | (0x38)
+    fields = {
+        "VMCS_EXIT_REASON": reason, "VMCS_EXIT_QUAL": qual,
+        "VMCS_INTR_INFO": intr_info, "VMCS_INTR_ERR": intr_err,
+        "VMCS_EXIT_INTR_INFO": intr_info, "VMCS_EXIT_INTR_ERR": intr_err,
+        "VMCS_INSTRLEN": e.instr_len, "VMCS_EXIT_INSTR_LEN": e.instr_len, "VMCS_EXIT_INSTR_INFO": 0,
+        "VMCS_IDTVEC_INFO": 0, "VMCS_IDTVEC_ERR": 0,
+        "VMCS_GUEST_PHYS_ADDR": e.address if k == "npf" else 0,
+        "VMCS_GUEST_LINEAR_ADDR": 0,
+    }
+    return fields
+
+
+def amd_fields(e: Exit) -> dict[str, int]:
+    """VMCB fields for `e`, by their VProbes global names."""
+    code, info1, info2, intinfo = 0, 0, 0, 0
+    k = e.kind
+    if k == "interrupt":
+        code = SVM_INTR
+    elif k == "nmi":
+        code = SVM_NMI
+    elif k == "exception":
+        code, info1 = SVM_EXCEPTION + e.vector, e.error_code or 0
+    elif k == "triple_fault":
+        code = SVM_SHUTDOWN
+    elif k == "window":
+        code = SVM_VINTR
+    elif k == "cpuid":
+        code = SVM_CPUID
+    elif k == "hlt":
+        code = SVM_HLT
+    elif k == "invlpg":
+        code, info1 = SVM_INVLPG, e.address
+    elif k == "rdtsc":
+        code = SVM_RDTSC
+    elif k == "cr":
+        code = (SVM_CR_READ if e.cr_access == 1 else SVM_CR_WRITE) + e.cr
+    elif k == "io":
+        size_bits = {1: 1 << 4, 2: 1 << 5, 4: 1 << 6}[e.size]
+        code = SVM_IOIO
+        info1 = (e.port << 16) | size_bits | (int(e.rep) << 3) | (int(e.string) << 2) | int(e.is_in)
+    elif k == "npf":
+        code, info1, info2 = SVM_NPF, (1 | (2 if e.write else 0)), e.address
+    elif k in ("tpr", "apic"):
+        code = SVM_INTR  # AVIC-less AMD-V takes APIC accesses as NPFs or intercepts; keep a plain exit
+    return {
+        "VMCB_EXITCODE": code, "VMCB_EXITINFO1": info1, "VMCB_EXITINFO2": info2,
+        "VMCB_EXITINTINFO": intinfo, "VMCB_EVENTINJ": 0, "VMCB_TLBCTL": 0, "VMCB_VAPIC": 0,
+    }
+
+
+def entry_fields(vendor: str, vector: int | None) -> dict[str, int]:
+    """Fields describing the event injected at the next entry (None: nothing injected)."""
+    info = VALID | (INTR_TYPE_EXTERNAL << 8) | vector if vector is not None else 0
+    if vendor == "intel":
+        return {"VMCS_VMENTRY_INTR_INFO": info, "VMCS_VMENTRYXCP_ERR": 0}
+    return {"VMCB_EVENTINJ": info}

@@ -1,0 +1,87 @@
+"""Where the simulated Linux guest keeps things: address-space layout and structure offsets.
+
+The numbers follow a 64-bit Linux 2.6.32 kernel closely enough that scripts
+written for one (the reference's appendix, the toolkit's preloads) find what
+they look for.  The structure offsets here are the only truth: the kernel's
+machine code (sys_getpid, get_task_comm) is generated from them, so
+offatret/offatstrcpy recover them, and the guest preload library names them.
+"""
+
+from __future__ import annotations
+
+# ---- virtual address space -----------------------------------------------------
+PAGE_OFFSET = 0xFFFF_8800_0000_0000  # direct map of all physical memory
+KERNEL_TEXT_VIRT = 0xFFFF_FFFF_8100_0000
+KERNEL_TEXT_PHYS = 0x0100_0000  # 16 MiB
+KERNEL_IMAGE_SIZE = 0x0080_0000  # text + data + bss (8 MiB), mapped with 2 MiB pages
+KERNEL_DATA_OFFSET = 0x0040_0000  # data starts 4 MiB into the image
+FRAMES_START = 0x0200_0000  # physical pages for page tables, tasks, stacks, user memory
+
+USER_TEXT = 0x0040_0000
+USER_HEAP = 0x0060_0000
+USER_MMAP_BASE = 0x7F3A_2C00_0000  # shared libraries (libc) and anonymous mmaps
+USER_STACK_TOP = 0x7FFF_F7FF_F000
+USER_GS_BASE = 0  # user processes leave GS base at 0 (TLS is in FS)
+USER_FS_BASE = 0x7F3A_2C4E_B700
+USER_CS, USER_SS = 0x33, 0x2B
+KERNEL_CS, KERNEL_SS = 0x10, 0x18
+
+# ---- real mode (boot) -----------------------------------------------------------
+BOOT_SECTOR = 0x7C00
+VGA_GRAPHICS = 0xA0000
+VGA_TEXT = 0xB8000
+BIOS_ENTRY = 0xFFF0  # F000:FFF0
+
+# ---- devices ---------------------------------------------------------------------
+APIC_PHYS = 0xFEE0_0000
+APIC_VERSION = 0x0004_0011  # version 0x11, 5 LVT entries (max LVT index 4)
+IOAPIC_PHYS = 0xFEC0_0000
+
+# ---- per-CPU data ---------------------------------------------------------------
+# The kernel GS base of each CPU points at its per-CPU area; the first word is
+# the current task (as the x86-64 PDA's pcurrent was).
+PERCPU_CURRENT_TASK = 0x0
+PERCPU_KERNEL_STACK = 0x8
+PERCPU_CPU_NUMBER = 0x10
+PERCPU_AREA_SIZE = 0x2000
+
+# ---- struct task_struct -----------------------------------------------------------
+TASK_STATE = 0x0
+TASK_STACK = 0x8
+TASK_FLAGS = 0x14
+TASK_MM = 0x218
+TASK_ACTIVE_MM = 0x220
+TASK_PID = 0x2B8
+TASK_TGID = 0x2BC
+TASK_REAL_PARENT = 0x2C8
+TASK_PARENT = 0x2D0
+TASK_COMM = 0x490
+TASK_COMM_LEN = 16
+TASK_THREAD_SP = 0x4D8
+TASK_STRUCT_SIZE = 0x600
+
+# ---- struct mm_struct ---------------------------------------------------------------
+MM_PGD = 0x48  # virtual address of the PML4
+MM_STRUCT_SIZE = 0x100
+
+THREAD_SIZE = 0x2000  # kernel stack per task
+
+# Linux x86-64 interrupt vectors
+TIMER_VECTOR = 0xEF  # LOCAL_TIMER_VECTOR
+RESCHEDULE_VECTOR = 0xFD
+CALL_FUNCTION_VECTOR = 0xFC
+IRQ0_VECTOR = 0x30  # legacy IRQ n arrives at 0x30 + n
+DISK_IRQ = 14
+NET_IRQ = 11
+DISK_VECTOR = IRQ0_VECTOR + DISK_IRQ
+NET_VECTOR = 0x49  # the NIC's IO-APIC pin, as the kernel assigned it
+
+KERNEL_VERSION = "2.6.32-5-amd64"
+COMMAND_LINE = f"BOOT_IMAGE=/boot/vmlinuz-{KERNEL_VERSION} root=/dev/sda1 ro quiet"
+BANNER = (f"Linux version {KERNEL_VERSION} (debian-kernel@lists.debian.org) "
+          "(gcc version 4.3.5 (Debian 4.3.5-4) ) #1 SMP Mon Jan 16 16:22:28 UTC 2012\n")
+
+
+def direct_map(phys: int) -> int:
+    """The kernel virtual address of physical address `phys`."""
+    return PAGE_OFFSET + phys
