@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Callable
 
 from vp_runtime.errors import Diagnostic
+
+from .guest.programs import WORKLOADS as GUEST_WORKLOADS
 from vp_runtime.limits import DEFAULT_BAG_BYTES, DEFAULT_MAX_CODE_BYTES, MAX_CODE_BYTES_LIMIT, LoadConfig
 
 __all__ = [
@@ -53,7 +55,7 @@ __all__ = [
 
 DEFAULT_HOST_CONFIG = Path("/etc/vmware/config")
 
-WORKLOADS = ("default", "idle", "io", "triplefault")
+WORKLOADS = tuple(GUEST_WORKLOADS)
 HV_VENDORS = ("intel", "amd")
 
 # Guest OS identifiers of 64-bit Linux guests that do not contain "linux"
