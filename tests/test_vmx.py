@@ -382,7 +382,7 @@ def test_a_bad_number(tmp_path, value):
     ('sim.seed = "-1"', "sim.seed -1 is out of range (0..18446744073709551615)"),
     ('sim.tscHz = "1000"', "sim.tscHz 1000 Hz is out of range (1000000..100000000000)"),
     ('sim.timerHz = "0"', "sim.timerHz 0 Hz is out of range (1..10000)"),
-    ('sim.workload = "busy"', "unknown sim.workload 'busy' (expected one of: default, idle, io, triplefault)"),
+    ('sim.workload = "busy"', "unknown sim.workload 'busy' (expected one of: default, idle, io, faults, triplefault)"),
     ('sim.hvVendor = "via"', "unknown sim.hvVendor 'via' (expected one of: intel, amd)"),
     ('vprobe.bagBytes = "-16"', "vprobe.bagBytes must not be negative (got -16)"),
     ('vprobe.maxCodeBytes = "0"', "vprobe.maxCodeBytes 0 is out of range (1..65536)"),

@@ -127,7 +127,9 @@ class Checker:
         if not self.errors:
             self.resolve_types()
         if self.errors:
-            raise VPLoadError(self.errors + self.warnings)
+            # Report in source order, whichever pass found them.
+            errors = sorted(self.errors, key=lambda d: (d.line, d.col))
+            raise VPLoadError(errors + self.warnings)
         self.mark_written_params()
         self.mark_recursion()
         return ir.Program(

@@ -52,6 +52,7 @@ class Translator:
         self.constants: dict[str, object] = {}
         self._const_names: dict[tuple, str] = {}
         self.out: list[str] = []
+        self.temp_count = 0
         # Per function being emitted:
         self.assigned_globals: set[str] = set()
         self.probe_name_const: str | None = None
@@ -100,21 +101,54 @@ class Translator:
     def x_ProbeName(self, e: ir.ProbeName) -> str:
         return self.probe_name_const or "_probename_box[0]"
 
+    def operands(self, e: ir.Op) -> tuple[list[str], list[str]]:
+        """The code of `e`'s operands, evaluated right to left, and the code that must run first.
+
+        VP evaluates an operator's operands from the last to the first, so in
+        `(+ _nameOffset (guestload (curthrptr)))` the call that sets
+        `_nameOffset` runs before it is read (the reference's curprocname
+        relies on this).  Python evaluates left to right, so when the order
+        can be observed (an operand has an effect or can fault, and another
+        operand is not a constant) every non-constant operand but the first
+        is computed into a temporary, last operand first.
+        """
+        args = e.args
+        if sum(not isinstance(a, ir.Const) for a in args) < 2 or not any(_effectful(a) for a in args):
+            return [], [self.x(a) for a in args]
+        codes: list[str] = [""] * len(args)
+        first: list[str] = []
+        for i in range(len(args) - 1, 0, -1):
+            if isinstance(args[i], ir.Const):
+                codes[i] = self.x(args[i])
+                continue
+            temp = f"_t{self.temp_count}"
+            self.temp_count += 1
+            first.append(f"({temp} := {self.x(args[i])})")
+            codes[i] = temp
+        codes[0] = self.x(args[0])
+        return first, codes
+
+    @staticmethod
+    def sequence(first: list[str], code: str) -> str:
+        """`code`, after the code in `first` has run."""
+        return f"({', '.join(first)}, {code})[-1]" if first else code
+
     def x_Op(self, e: ir.Op) -> str:
-        op, args = e.op, [self.x(a) for a in e.args]
-        if op in _ARITH:
-            return f"(({f' {op} '.join(args)}) & {M64})"
-        if op in _BITWISE:
-            return f"({f' {op} '.join(args)})"
-        if op == "~":
-            return f"({args[0]} ^ {M64})"
+        op = e.op
         if op in ("&&", "||", "!") or op in _COMPARE:
             return f"(1 if {self.truth(e)} else 0)"
+        first, args = self.operands(e)
+        if op in _ARITH:
+            return self.sequence(first, f"(({f' {op} '.join(args)}) & {M64})")
+        if op in _BITWISE:
+            return self.sequence(first, f"({f' {op} '.join(args)})")
+        if op == "~":
+            return f"({args[0]} ^ {M64})"
         # Folding operators whose every step needs checking: / % << >>
         acc = args[0]
         for operand, node in zip(args[1:], e.args[1:]):
             acc = self.binary_step(op, acc, operand, node)
-        return acc
+        return self.sequence(first, acc)
 
     def binary_step(self, op: str, a: str, b: str, b_node: ir.Expr) -> str:
         constant = b_node.value if isinstance(b_node, ir.Const) else None
@@ -133,11 +167,12 @@ class Translator:
         """`e` as a Python condition (any truthy value), for `if` and the logical operators."""
         if isinstance(e, ir.Op):
             if e.op in _COMPARE:
-                acc = self.x(e.args[0])
-                for i, operand in enumerate(e.args[1:]):
-                    test = f"{acc} {e.op} {self.x(operand)}"
-                    acc = test if i == len(e.args) - 2 else f"(1 if {test} else 0)"
-                return acc
+                first, args = self.operands(e)
+                acc = args[0]
+                for i, operand in enumerate(args[1:]):
+                    test = f"{acc} {e.op} {operand}"
+                    acc = test if i == len(args) - 2 else f"(1 if {test} else 0)"
+                return self.sequence(first, acc)
             if e.op == "&&":
                 return "(" + " and ".join(self.truth(a) for a in e.args) + ")"
             if e.op == "||":
@@ -333,6 +368,9 @@ class Translator:
             self.stmt(e, DISCARD, indent)
         self.stmt(func.body[-1], RETURN, indent)
         if func.recursive:
+            # A depth limit above what the host stack holds ends here, still located.
+            self.emit(1, "except _RecursionError:")
+            self.emit(2, f"_host_overflow({self.const(f'{self.filename}:{func.pos[0]}:{func.pos[1]}')})")
             self.emit(1, "finally:")
             self.emit(2, "_depth[0] -= 1")
         self.finish(header, start)
@@ -353,10 +391,11 @@ class Translator:
             self.emit(2, "pass")
         self.emit(1, "except _Fault as _f:")
         self.emit(2, f"_fault({self.probe_name_const}, _f)")
+        where = self.const(f"{self.filename}:{probe.pos[0]}:{probe.pos[1]}")
         self.emit(1, "except _RecursionError:")
-        self.emit(2, f"_fault({self.probe_name_const}, _stack_fault())")
+        self.emit(2, f"_fault({self.probe_name_const}, _stack_fault({where}))")
         self.emit(1, "except _Exception as _x:")
-        self.emit(2, f"_fault({self.probe_name_const}, _internal_fault(_x))")
+        self.emit(2, f"_fault({self.probe_name_const}, _internal_fault(_x, {where}))")
         self.finish(header, start)
         return name
 
@@ -376,6 +415,21 @@ class Translator:
         source = "\n".join(self.out) + "\n"
         return Translation(source, self.constants,
                            {self.name(f): f for f in self.program.functions}, probes)
+
+
+def _effectful(e: ir.Expr) -> bool:
+    """Whether evaluating `e` can change state, write the log or fault."""
+    if isinstance(e, (ir.Const, ir.GlobalRef, ir.ParamRef, ir.MachineRef, ir.ProbeName)):
+        return False
+    if isinstance(e, ir.Op):
+        if e.op in ("/", "%") and any(not (isinstance(a, ir.Const) and a.value) for a in e.args[1:]):
+            return True
+        return any(_effectful(a) for a in e.args)
+    if isinstance(e, ir.Cond):
+        return any(_effectful(t) or _effectful(b) for t, b in e.clauses)
+    if isinstance(e, ir.Do):
+        return any(_effectful(b) for b in e.body)
+    return True
 
 
 def translate(program: ir.Program, filename: str) -> Translation:
