@@ -179,7 +179,7 @@ class SimulatedMachine:
 
     def tsc(self, pcpu: int) -> int:
         # Each physical CPU's TSC started a little apart, as on real hosts.
-        return self.ptsc() + pcpu * 1_000_003
+        return self.ptsc() + pcpu * 1_009
 
     @property
     def now_ns(self) -> int:

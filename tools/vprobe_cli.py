@@ -74,11 +74,15 @@ def main(script: str | None, duration: float | None, from_stdin: bool) -> None:
         sys.exit(1)
     for warning in loaded.warnings:
         click.echo(warning.format(), err=True)
-    machine.attach(loaded)
     try:
+        machine.attach(loaded)
         _run(machine, duration)
     except KeyboardInterrupt:
         pass
-    finally:
+    except Exception as e:  # a defect of the machine model: report it plainly, keep the log
+        click.echo(f"vprobe: internal error in the simulated machine: {type(e).__name__}: {e}", err=True)
         machine.detach()
         stream.close()
+        sys.exit(2)
+    machine.detach()
+    stream.close()

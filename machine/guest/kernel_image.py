@@ -45,6 +45,13 @@ CALLS: dict[str, list[str]] = {
     "cpu_idle": ["default_idle", "schedule"],
     "schedule": ["pick_next_task_fair", "__switch_to"],
     "ret_from_fork": ["schedule_tail"],
+    "kernel_thread_helper": ["kthread"],
+    "kthread": ["kthreadd", "run_ksoftirqd", "worker_thread", "kjournald2", "bdi_writeback_task"],
+    "kthreadd": ["schedule"],
+    "run_ksoftirqd": ["__do_softirq", "schedule"],
+    "worker_thread": ["schedule"],
+    "kjournald2": ["submit_bio", "schedule"],
+    "bdi_writeback_task": ["schedule"],
     # system calls
     "sys_read": ["vfs_read"],
     "vfs_read": ["do_sync_read"],
@@ -177,7 +184,7 @@ CALLS: dict[str, list[str]] = {
 
 # Low-level entry points written in assembly (not C): no frame-pointer prologue.
 ASM_ENTRIES = {
-    "startup_64", "system_call", "page_fault", "device_not_available", "divide_error", "debug", "nmi",
+    "startup_64", "system_call", "page_fault", "kernel_thread_helper", "device_not_available", "divide_error", "debug", "nmi",
     "int3", "overflow", "bounds", "invalid_op", "double_fault", "invalid_TSS", "segment_not_present",
     "stack_segment", "general_protection", "spurious_interrupt_bug", "coprocessor_error",
     "alignment_check", "machine_check", "simd_coprocessor_error", "apic_timer_interrupt",

@@ -45,6 +45,9 @@ _FAULT_HANDLERS = {
     "Guest_MF": "coprocessor_error", "Guest_AC": "alignment_check", "Guest_MC": "machine_check",
     "Guest_XF": "simd_coprocessor_error",
 }
+# The function a kernel thread runs, by the first part of its name.
+_KTHREAD_BODIES = {"kthreadd": "kthreadd", "ksoftirqd": "run_ksoftirqd", "jbd2": "kjournald2",
+                   "flush-8:0": "bdi_writeback_task"}
 _HAS_ERROR_CODE = {"Guest_DF", "Guest_TS", "Guest_NP", "Guest_SS", "Guest_GP", "Guest_PF", "Guest_AC"}
 # What a system call does to the calling task.
 _SLEEPS = {"nanosleep", "select", "poll", "epoll_wait"}
@@ -265,6 +268,11 @@ class LinuxGuest:
     def _release_mm(self, mm: AddressSpace) -> None:
         mm.users -= 1
         if mm.users == 0:
+            # A CPU still on the dying page tables (an idle CPU borrows the last mm) moves to the kernel's.
+            for cpu in self.cpus:
+                if cpu.vcpu.regs["CR3"] == mm.cr3:
+                    self.probes.fire_static(cpu.vcpu, "Guest_CR3Write")
+                    cpu.vcpu.regs["CR3"] = self.kernel_tables.cr3
             for addr, pages in mm.blocks:
                 self.frames.free(addr, pages)
             mm.tables.release()
@@ -277,7 +285,7 @@ class LinuxGuest:
         task.mm = self._new_address_space(program)
         task.lifetime_ns = int(program.lifetime_s * NS_PER_SEC * self.rng.uniform(0.5, 1.5)) if program.lifetime_s else None
         task.cpu_ns = 0
-        task.next_spawn_ns = int(program.spawn_every_s * NS_PER_SEC * self.rng.uniform(0.3, 1.0)) if program.spawns else 0
+        task.next_spawn_ns = self.events.now_ns + int(program.spawn_every_s * NS_PER_SEC * self.rng.uniform(0.3, 1.0))
         # A few hot spots in its code and in libc, and a frame-pointer chain on its stack:
         # _start -> __libc_start_main -> main -> (hot function).
         text, libc = task.mm.text, task.mm.libc
@@ -452,7 +460,8 @@ class LinuxGuest:
 
     def _resume_task(self, cpu: CpuState, task: Task) -> None:
         if task.mm is None:
-            self._kernel_context(cpu, task, ["kthreadd" if task.pid == 2 else "cpu_idle", "schedule"])
+            body = _KTHREAD_BODIES.get(task.comm.split("/")[0], "worker_thread")
+            self._kernel_context(cpu, task, ["kernel_thread_helper", "kthread", body], outer_rbp=0)
         else:
             self._user_context(cpu, task)
         self._schedule_step(cpu)
@@ -489,8 +498,8 @@ class LinuxGuest:
         if task.lifetime_ns is not None and task.cpu_ns >= task.lifetime_ns:
             self.syscall(cpu, task, "exit_group")
             return
-        if program.spawns and task.cpu_ns >= task.next_spawn_ns and not task.waiting_child:
-            task.next_spawn_ns = task.cpu_ns + int(program.spawn_every_s * NS_PER_SEC * rng.uniform(0.5, 1.5))
+        if program.spawns and self.events.now_ns >= task.next_spawn_ns and not task.waiting_child:
+            task.next_spawn_ns = self.events.now_ns + int(program.spawn_every_s * NS_PER_SEC * rng.uniform(0.5, 1.5))
             self.syscall(cpu, task, "clone", child=rng.choice(program.spawns))
             return
         for fault, probability in program.rare_faults.items():
@@ -540,6 +549,9 @@ class LinuxGuest:
             return False
         if name == "fsync":
             self.disk_request(cpu, task, path, write=True)
+            return False
+        if name in program.waits:
+            self._sleep(cpu, task, rng.expovariate(1.0 / program.waits[name]) * NS_PER_US)
             return False
         if name in _SLEEPS:
             self._sleep(cpu, task, rng.expovariate(1.0 / program.sleep_us) * NS_PER_US)
@@ -712,7 +724,8 @@ class LinuxGuest:
         self.next_io_id += 1
         sg = max(1, sectors // 8 // rng.choice((1, 2, 4)))
         args = (0, 0, 0, 0 if write else 1, io_id, sector, sectors, sg)
-        self.probes.fire_static(cpu.vcpu, "Disk_IOStart", *args)
+        # The disk is emulated in the VMX process: its probes run in VMX context (VCPU 0's view).
+        self.probes.fire_static(self.cpus[0].vcpu, "Disk_IOStart", *args)
         latency_us = 30 + sectors * 0.4 + rng.lognormvariate(4.3, 0.9) + (400 if write else 0) * rng.random()
         task.state = "sleeping"
         self.at(self.events.now_ns + int(latency_us * NS_PER_US), lambda: self._disk_done(task, args))

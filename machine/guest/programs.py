@@ -24,8 +24,9 @@ class Program:
     fpu: bool = False  # uses the FPU (lazy FPU switching: #NM after each switch-in)
     threads: int = 1
     lifetime_s: float | None = None  # exits (exit_group) after this much CPU time
+    waits: dict[str, float] = field(default_factory=dict)  # syscall -> mean microseconds it blocks
     spawns: tuple[str, ...] = ()  # programs it starts with fork/execve and waits for
-    spawn_every_s: float = 0.0
+    spawn_every_s: float = 0.0  # mean simulated time between two spawns
     kernel_thread: bool = False
     text_pages: int = 64
     rare_faults: dict[str, float] = field(default_factory=dict)  # Guest_<X> -> probability per step
@@ -46,10 +47,10 @@ PROGRAMS: dict[str, Program] = {p.comm: p for p in [
     Program("jbd2/sda1-8", kernel_thread=True, step_us=120, syscall_share=0.0, sleep_us=5_000_000),
     Program("flush-8:0", kernel_thread=True, step_us=150, syscall_share=0.0, sleep_us=5_000_000),
     Program("sshd", step_us=60, syscall_share=0.7, syscalls={"select": 4, "read": 2, "write": 2, "rt_sigprocmask": 1},
-            sleep_us=2_000_000),
+            sleep_us=2_000_000, waits={"read": 300_000}),
     Program("bash", step_us=100, syscall_share=0.6, fault_share=0.1,
             syscalls={"read": 3, "write": 2, "rt_sigprocmask": 2, "ioctl": 1, "stat": 1, "rt_sigaction": 1},
-            spawns=("ls", "cat", "grep", "make"), spawn_every_s=4.0, sleep_us=1_500_000),
+            waits={"read": 700_000}, spawns=("ls", "cat", "grep", "make"), spawn_every_s=4.0),
     Program("ls", step_us=80, syscall_share=0.5, fault_share=0.2, lifetime_s=0.004,
             syscalls={**_FILE_IO, "getdents": 4, "open": 3}),
     Program("cat", step_us=80, syscall_share=0.5, fault_share=0.15, lifetime_s=0.003, syscalls=_FILE_IO),
