@@ -40,3 +40,28 @@ class LogStream:
             self.out.flush()
         except BrokenPipeError:
             self._reader_gone()
+
+
+class LogFile:
+    """The VM's log file (vprobe.out), appended to and flushed line by line."""
+
+    def __init__(self, path):
+        self.file = open(path, "ab")
+
+    def write(self, text: str) -> None:
+        self.file.write(text.encode("latin-1"))
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Tee:
+    """A log sink that hands every line to several sinks."""
+
+    def __init__(self, *sinks):
+        self.sinks = sinks
+
+    def __call__(self, text: str) -> None:
+        for sink in self.sinks:
+            sink(text)

@@ -1,0 +1,46 @@
+"""The guest helper library (curpid, curprocname, curtid, curppid) for VP scripts.
+
+The reference leaves these functions to "user-defined, guest-specific"
+code.  `vprobe` adds the simulated guest's library to a VP script that calls
+them without defining them, so the reference's samples (vptop, the IRQ
+samples) run as printed.  The library goes after the script, so the script's
+line numbers are unchanged.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from vp_runtime.errors import VPLoadError
+from vp_runtime.reader import List, Source, Sym, read
+
+LIBRARY = files("machine.guest") / "linux64.vp"
+HELPERS = frozenset({"curpid", "curprocname", "curtid", "curppid"})
+
+
+def _defined_and_called(text: bytes | str) -> tuple[set[str], set[str]]:
+    defined: set[str] = set()
+    called: set[str] = set()
+    try:
+        forms = read(Source(text))
+    except VPLoadError:
+        return defined, called  # the load itself will report it
+    stack = list(forms)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, List) and node.items:
+            head = node.items[0]
+            if isinstance(head, Sym):
+                if head.name == "defun" and len(node.items) > 1 and isinstance(node.items[1], Sym):
+                    defined.add(node.items[1].name)
+                called.add(head.name)
+            stack.extend(node.items)
+    return defined, called
+
+
+def with_guest_library(text: bytes) -> bytes:
+    """`text`, followed by the guest library if it calls a helper it does not define."""
+    defined, called = _defined_and_called(text)
+    if not (called & HELPERS) - defined or defined & HELPERS:
+        return text
+    return text + b"\n" + LIBRARY.read_bytes()
