@@ -164,6 +164,8 @@ class LinuxGuest:
         self.next_pid = 1
         self.timer_period_ns = NS_PER_SEC // machine.config.timer_hz
         self.booted = False
+        self._probed_key: tuple = ()
+        self._probed: frozenset[str] = frozenset()
 
     def at(self, time_ns: int, action) -> None:
         """Schedule guest work; a reset of the machine voids it."""
@@ -401,7 +403,7 @@ class LinuxGuest:
         """Execute down `path`: a dynamic probe on any function entry fires with that function's context."""
         outer_rbp = task.user_rbp if cpu.mode == "user" else 0
         breakpoints = self.probes.breakpoints
-        if breakpoints:
+        if breakpoints and not self._probed_functions().isdisjoint(path):
             functions = self.kernel.functions
             for depth in range(start, len(path) + 1):
                 handler = breakpoints.get(functions[path[depth - 1]].address)
@@ -411,6 +413,15 @@ class LinuxGuest:
                     self._kernel_context(cpu, task, path[:depth], True, swapped, outer_rbp)
                     self.probes.fire_on(cpu.vcpu, handler)
         self._kernel_context(cpu, task, path, outer_rbp=outer_rbp)
+
+    def _probed_functions(self) -> frozenset[str]:
+        """Names of the kernel functions with a dynamic probe at their entry (cached per probe set)."""
+        breakpoints = self.probes.breakpoints
+        key = tuple(breakpoints)
+        if key != self._probed_key:
+            self._probed_key = key
+            self._probed = frozenset(f.name for f in self.kernel.functions.values() if f.address in breakpoints)
+        return self._probed
 
     def hv_exit(self, cpu: CpuState, exit_: Exit, inject: int | None = None) -> None:
         self.probes.hv_exit(cpu.vcpu, exit_, inject)
@@ -887,5 +898,6 @@ class LinuxGuest:
         for cpu in self.cpus:
             self.at(self.events.now_ns + (5 + cpu.vcpu.index) * NS_PER_SEC, lambda c=cpu: self.nmi_watchdog(c))
         if self.workload.triple_fault_at_s is not None:
-            self.at(int(self.workload.triple_fault_at_s * NS_PER_SEC), self.triple_fault)
+            # Counted from the kernel's start, so that every boot of the VM meets the bug again.
+            self.at(self.events.now_ns + int(self.workload.triple_fault_at_s * NS_PER_SEC), self.triple_fault)
         self.booted = True

@@ -66,8 +66,10 @@ PROGRAMS: dict[str, Program] = {p.comm: p for p in [
             syscalls={"epoll_wait": 2, "recvfrom": 3, "sendto": 3, "pread64": 4, "pwrite64": 2, "fsync": 0.5,
                       "futex": 3, "clock_gettime": 2, "gettimeofday": 1, "sched_yield": 0.3},
             disk_miss=0.25, sleep_us=30_000, rare_faults={"Guest_GP": 0.00001}),
-    Program("crashme", step_us=300, syscall_share=0.1, fault_share=0.05, syscalls={"getpid": 1, "kill": 1},
-            rare_faults={name: 0.05 for name in (
+    # A CPU torture test: every few milliseconds it provokes one exception or another.
+    Program("crashme", step_us=300, syscall_share=0.6, fault_share=0.05,
+            syscalls={"nanosleep": 4, "getpid": 1, "kill": 1}, sleep_us=5_000,
+            rare_faults={name: 0.02 for name in (
                 "Guest_DE", "Guest_DB", "Guest_BP", "Guest_OF", "Guest_BR", "Guest_UD", "Guest_NM",
                 "Guest_TS", "Guest_NP", "Guest_SS", "Guest_GP", "Guest_MF", "Guest_AC", "Guest_XF",
                 "Guest_RESERVED_FAULT", "Guest_MC", "Guest_NMI")}),
