@@ -143,7 +143,7 @@ class Builtins:
                 code += self.backend.read_linear(addr, step)
             except VPFault:
                 break
-            addr += step
+            addr = (addr + step) & M64
         if not code:
             raise VPFault(f"{kind}: the code of '{name}' at {start:#x} is not mapped", where)
         try:

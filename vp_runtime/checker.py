@@ -186,7 +186,7 @@ class Checker:
         earlier = self.defs.get(name)
         if earlier is not None:
             line, col = earlier.pos
-            self.fail(node, f"'{name}' is already defined at line {line}, column {col}")
+            self.fail(node, f"'{name}' is already defined at line {line}, column {self.source.display_col(line, col)}")
         self.defs[name] = definition
 
     def literal(self, form: List, index: int, kind, what: str):

@@ -64,16 +64,41 @@ class Source:
         self.lines = text.split("\n")
 
     def line_text(self, line: int) -> str:
+        """Line `line` as the reader sees it: one character per byte."""
         if 1 <= line <= len(self.lines):
             return self.lines[line - 1].rstrip("\r")
         return ""
 
     def diagnostic(self, line: int, col: int, message: str, severity: str = "error") -> Diagnostic:
-        return Diagnostic(self.filename, line, col, message, self.line_text(line), severity)
+        """A diagnostic for people: the source line, the column and any source text quoted in
+        `message` are shown as the UTF-8 the file holds (invalid bytes as U+FFFD), not as
+        the reader's one-character-per-byte text; the column counts characters."""
+        text = self.line_text(line).encode("latin-1").decode("utf-8", "replace")
+        return Diagnostic(self.filename, line, self.display_col(line, col), for_display(message), text, severity)
+
+    def display_col(self, line: int, col: int) -> int:
+        """The reader's (byte) column `col` of `line` as a column of UTF-8 characters."""
+        raw = self.line_text(line).encode("latin-1")
+        if col <= 1 or raw[: col - 1].isascii():
+            return col
+        return len(raw[: col - 1].decode("utf-8", "replace")) + 1
 
     def error(self, node_or_pos, message: str) -> VPLoadError:
         line, col = _position(node_or_pos)
         return VPLoadError([self.diagnostic(line, col, message)])
+
+
+def for_display(text: str) -> str:
+    """Text holding source bytes one per character, as the UTF-8 they are."""
+    try:
+        return text.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # already real text
+        return text
+
+
+def as_log_text(text: str) -> str:
+    """Real text (a file name) as the log holds text: its UTF-8 bytes, one per character."""
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _position(node_or_pos) -> tuple[int, int]:

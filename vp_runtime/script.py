@@ -18,7 +18,7 @@ from .catalog import ProbeSpec
 from .checker import check
 from .errors import Diagnostic, VPFault, VPLoadError
 from .limits import LoadConfig
-from .reader import Source, read
+from .reader import Source, as_log_text, read
 from .state import AggregateTable, Bag, BagStore, Cell, LogWriter, aggregate_add
 from .translate import translate
 from .typevars import STR
@@ -53,9 +53,10 @@ class Script:
                  log_sink: Callable[[str], None]):
         forms = read(source)
         program, self.warnings = check(source, forms, backend)
-        translation = translate(program, source.filename)
+        # Fault lines go to the log, which holds bytes one per character: the file name too.
+        translation = translate(program, as_log_text(source.filename), source.display_col)
         try:
-            code = compile(translation.source, f"<vp {source.filename}>", "exec")
+            code = compile(translation.source, "<vp script>", "exec")
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             raise source.error((1, 1), "the script is too deeply nested to translate") from None
         self.code_bytes = sum(_code_bytes(c) for c in code.co_consts if isinstance(c, CodeType))
@@ -95,7 +96,8 @@ class Script:
             ns[f"r{i}"] = backend.global_reader(name)
 
         def logaggr(table: AggregateTable) -> int:
-            self.log.write(table.format())
+            # The block is whole lines (pretty-printers parse it): end a partial line first.
+            self.log.line(table.format().rstrip("\n"))
             return 1
 
         def clearaggr(entries: dict) -> int:

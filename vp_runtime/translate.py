@@ -40,9 +40,11 @@ class Translation:
 
 
 class Translator:
-    def __init__(self, program: ir.Program, filename: str):
+    def __init__(self, program: ir.Program, filename: str, column=None):
         self.program = program
         self.filename = filename
+        # Maps a node's (line, byte column) to the column shown to people.
+        self.column = column or (lambda line, col: col)
         self.names: dict[int, str] = {}
         for prefix, items in (("g", program.variables), ("a", program.aggregates), ("b", program.bags),
                               ("f", program.functions)):
@@ -68,9 +70,10 @@ class Translator:
             self.constants[name] = value
         return name
 
-    def where(self, expr: ir.Expr) -> str:
-        line, col = expr.pos
-        return self.const(f"{self.filename}:{line}:{col}")
+    def where(self, expr_or_pos) -> str:
+        """The constant naming `file:line:col` of an expression or position, for fault lines."""
+        line, col = expr_or_pos if isinstance(expr_or_pos, tuple) else expr_or_pos.pos
+        return self.const(f"{self.filename}:{line}:{self.column(line, col)}")
 
     def name(self, item) -> str:
         return self.names[id(item)]
@@ -360,7 +363,7 @@ class Translator:
         start = len(self.out)
         indent = 1
         if func.recursive:
-            self.emit(1, f"if _depth[0] >= _max_depth: _overflow({self.const(f'{self.filename}:{func.pos[0]}:{func.pos[1]}')})")
+            self.emit(1, f"if _depth[0] >= _max_depth: _overflow({self.where(func.pos)})")
             self.emit(1, "_depth[0] += 1")
             self.emit(1, "try:")
             indent = 2
@@ -370,7 +373,7 @@ class Translator:
         if func.recursive:
             # A depth limit above what the host stack holds ends here, still located.
             self.emit(1, "except _RecursionError:")
-            self.emit(2, f"_host_overflow({self.const(f'{self.filename}:{func.pos[0]}:{func.pos[1]}')})")
+            self.emit(2, f"_host_overflow({self.where(func.pos)})")
             self.emit(1, "finally:")
             self.emit(2, "_depth[0] -= 1")
         self.finish(header, start)
@@ -391,7 +394,7 @@ class Translator:
             self.emit(2, "pass")
         self.emit(1, "except _Fault as _f:")
         self.emit(2, f"_fault({self.probe_name_const}, _f)")
-        where = self.const(f"{self.filename}:{probe.pos[0]}:{probe.pos[1]}")
+        where = self.where(probe.pos)
         self.emit(1, "except _RecursionError:")
         self.emit(2, f"_fault({self.probe_name_const}, _stack_fault({where}))")
         self.emit(1, "except _Exception as _x:")
@@ -432,5 +435,5 @@ def _effectful(e: ir.Expr) -> bool:
     return True
 
 
-def translate(program: ir.Program, filename: str) -> Translation:
-    return Translator(program, filename).translate()
+def translate(program: ir.Program, filename: str, column=None) -> Translation:
+    return Translator(program, filename, column).translate()
