@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .guest.hv import Exit, amd_fields, entry_fields, intel_fields
+from .guest.hv import Exit, amd_fields, entry_fields, intel_fields, is_npf
 
 Handler = Callable[[], None]
 _ZEROS = (0,) * 10
@@ -94,7 +94,7 @@ class Probes:
         vendor = self.machine.config.hv_vendor
         vcpu.hv.update(intel_fields(exit_) if vendor == "intel" else amd_fields(exit_))
         self.fire_static(vcpu, "HV_Exit")
-        if exit_.kind == "npf":
+        if is_npf(vendor, exit_):
             self.fire_static(vcpu, "HV_NPF")
         vcpu.hv.update(entry_fields(vendor, inject))
         self.fire_static(vcpu, "HV_Resume")

@@ -19,7 +19,7 @@ from .guest.kernel_image import SYSCALLS
 from .guest.linux import LinuxGuest
 from .memory import MMU, PhysicalMemory
 from .probes import Probes
-from .symbols import read_kallsyms
+from .symbols import parse_kallsyms, read_kallsyms
 from .vcpu import REGISTER_NAMES, VCPU
 from .vmx import VMConfig, default_config
 
@@ -53,7 +53,9 @@ class SimulatedMachine:
         self.guest: LinuxGuest | None = None
         self.power_on()
         self.kallsyms_text = self.guest.kernel.kallsyms()
-        self.symbols = read_kallsyms(self.config.guest_syms) if self.config.guest_syms else dict(self.guest.kernel.symbols)
+        # Symbols resolve as the VM's symbol file says: vprobe.guestSyms, or the guest's own kallsyms.
+        self.symbols = (read_kallsyms(self.config.guest_syms) if self.config.guest_syms
+                        else parse_kallsyms(self.kallsyms_text))
 
     # ---- power ------------------------------------------------------------------
 
@@ -155,7 +157,9 @@ class SimulatedMachine:
                 if not ret:
                     break
                 frames.append(ret)
-                if saved <= rbp:
+                # Frames move up the stack; the one exception is the step from the kernel
+                # stack down to the user stack below a system call or a fault from user mode.
+                if saved <= rbp and not (rbp >> 63 and not saved >> 63):
                     break
                 rbp = saved
         except GuestMemoryFault:
@@ -216,7 +220,10 @@ class SimulatedMachine:
                 self._cancel_periodic.append(self.events.every(
                     spec.interval_us * 1000, lambda h=handler: self.fire_each_vcpu(h)))
             elif spec.kind in _MEMORY_PROBES:
-                getattr(probes, _MEMORY_PROBES[spec.kind])[self.resolve(spec.param)] = handler
+                # Two probe points may name one address (a symbol and its number): both fire.
+                table = getattr(probes, _MEMORY_PROBES[spec.kind])
+                address = self.resolve(spec.param)
+                table[address] = _both(table[address], handler) if address in table else handler
             elif spec.kind not in ("VMMLoad", "VMXLoad", "VMMUnload", "VMXUnload"):
                 probes.static[spec.kind] = handler
         probes.track_hv = any(k in probes.static for k in ("HV_Exit", "HV_Resume", "HV_NPF")) or any(
@@ -250,16 +257,30 @@ class SimulatedMachine:
         """Every probe point this VM offers, with a description (for `vprobe -p`)."""
         points = [(name, info.description) for name, info in STATIC_PROBES.items()]
         points.append(("USEC:<n>", "periodically every n microseconds, on each VCPU"))
-        for name, address in sorted(self.guest.kernel.symbols.items(), key=lambda kv: kv[1]):
-            if name in self.guest.kernel.functions:
+        # Named as the VM's symbol file names them (vprobe.guestSyms, or the guest's kallsyms):
+        # the names a script can use.
+        kernel = self.guest.kernel
+        data = {d.address for d in kernel.data.values()}
+        named = sorted(self.symbols.items(), key=lambda kv: (kv[1], kv[0]))
+        for name, address in named:
+            func = kernel.function_at(address)
+            if func is not None and func.address == address:
                 points.append((f"GUEST:{name}", f"the guest executes {name} ({address:#x})"))
-        for name in sorted(self.guest.kernel.data):
-            points.append((f"GUEST_WRITE:{name}", f"the guest writes {name}"))
-            points.append((f"GUEST_READ:{name}", f"the guest reads {name}"))
+        for name, address in sorted(named):
+            if address in data:
+                points.append((f"GUEST_WRITE:{name}", f"the guest writes {name}"))
+                points.append((f"GUEST_READ:{name}", f"the guest reads {name}"))
         return points
 
     def syscall_names(self) -> dict[int, str]:
         return dict(SYSCALLS)
+
+
+def _both(first: Handler, second: Handler) -> Handler:
+    def run() -> None:
+        first()
+        second()
+    return run
 
 
 def syscalls_text() -> str:

@@ -69,6 +69,19 @@ class Exit:
     string: bool = False
     write: bool = False
     instr_len: int = 0
+    linear: int = 0  # NPF: the guest linear address whose translation led to the access
+
+
+APIC_BASE = 0xFEE0_0000  # the local APIC's guest-physical page (xAPIC default)
+
+
+def is_npf(vendor: str, e: Exit) -> bool:
+    """Whether `e` reaches the monitor as a nested page fault (EPT violation / #NPF).
+
+    On AMD-V without AVIC the local APIC page is not mapped in the nested page
+    tables, so an APIC access is a nested page fault too; VT has APIC-access exits.
+    """
+    return e.kind == "npf" or (vendor == "amd" and e.kind == "apic")
 
 
 def intel_fields(e: Exit) -> dict[str, int]:
@@ -105,7 +118,10 @@ def intel_fields(e: Exit) -> dict[str, int]:
     elif k == "apic":
         reason, qual = VMX_APIC_ACCESS, e.address | ((1 if e.write else 0) << 12)
     elif k == "npf":
-        reason, qual = VMX_EPT_VIOLATION, (2 if e.write else 1) | (0x38)
+        # Bit 0/1: a data read/write; bits 5:3 clear: the EPT entry is not present (the
+        # monitor has not backed that guest page yet); bits 7 and 8: the access was to the
+        # translation of a guest linear address, which VMCS_GUEST_LINEAR_ADDR holds.
+        reason, qual = VMX_EPT_VIOLATION, (2 if e.write else 1) | (1 << 7) | (1 << 8)
     fields = {
         "VMCS_EXIT_REASON": reason, "VMCS_EXIT_QUAL": qual,
         "VMCS_INTR_INFO": intr_info, "VMCS_INTR_ERR": intr_err,
@@ -113,7 +129,7 @@ def intel_fields(e: Exit) -> dict[str, int]:
         "VMCS_INSTRLEN": e.instr_len, "VMCS_EXIT_INSTR_LEN": e.instr_len, "VMCS_EXIT_INSTR_INFO": 0,
         "VMCS_IDTVEC_INFO": 0, "VMCS_IDTVEC_ERR": 0,
         "VMCS_GUEST_PHYS_ADDR": e.address if k == "npf" else 0,
-        "VMCS_GUEST_LINEAR_ADDR": 0,
+        "VMCS_GUEST_LINEAR_ADDR": e.linear if k == "npf" else 0,
     }
     return fields
 
@@ -147,9 +163,17 @@ def amd_fields(e: Exit) -> dict[str, int]:
         code = SVM_IOIO
         info1 = (e.port << 16) | size_bits | (int(e.rep) << 3) | (int(e.string) << 2) | int(e.is_in)
     elif k == "npf":
-        code, info1, info2 = SVM_NPF, (1 | (2 if e.write else 0)), e.address
-    elif k in ("tpr", "apic"):
-        code = SVM_INTR  # AVIC-less AMD-V takes APIC accesses as NPFs or intercepts; keep a plain exit
+        # EXITINFO1 is a page-fault error code: not present (P=0), R/W, U/S (nested walks are
+        # user accesses), bit 32: the fault was on the final guest-physical address.
+        code, info2 = SVM_NPF, e.address
+        info1 = (2 if e.write else 0) | 4 | (1 << 32)
+    elif k == "apic":
+        # No AVIC: the APIC page is mapped with reserved bits in the nested page tables, so
+        # an access is a present, reserved-bit nested page fault at the register's address.
+        code, info2 = SVM_NPF, APIC_BASE + e.address
+        info1 = 1 | (2 if e.write else 0) | 4 | 8 | (1 << 32)
+    elif k == "tpr":
+        code = SVM_CR_WRITE + 8  # a write to CR8 (the TPR) is intercepted
     return {
         "VMCB_EXITCODE": code, "VMCB_EXITINFO1": info1, "VMCB_EXITINFO2": info2,
         "VMCB_EXITINTINFO": intinfo, "VMCB_EVENTINJ": 0, "VMCB_TLBCTL": 0, "VMCB_VAPIC": 0,

@@ -45,6 +45,7 @@ CALLS: dict[str, list[str]] = {
     "cpu_idle": ["default_idle", "schedule"],
     "schedule": ["pick_next_task_fair", "__switch_to"],
     "ret_from_fork": ["schedule_tail"],
+    "retint_careful": ["schedule"],  # entry code: reschedule before returning from an interrupt
     "kernel_thread_helper": ["kthread"],
     "kthread": ["kthreadd", "run_ksoftirqd", "worker_thread", "kjournald2", "bdi_writeback_task"],
     "kthreadd": ["schedule"],
@@ -189,6 +190,7 @@ ASM_ENTRIES = {
     "stack_segment", "general_protection", "spurious_interrupt_bug", "coprocessor_error",
     "alignment_check", "machine_check", "simd_coprocessor_error", "apic_timer_interrupt",
     "common_interrupt", "reschedule_interrupt", "call_function_interrupt", "ret_from_fork",
+    "retint_careful",
 }
 
 EXTRA_FUNCTIONS = [

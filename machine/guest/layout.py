@@ -20,6 +20,7 @@ FRAMES_START = 0x0200_0000  # physical pages for page tables, tasks, stacks, use
 USER_TEXT = 0x0040_0000
 USER_HEAP = 0x0060_0000
 USER_MMAP_BASE = 0x7F3A_2C00_0000  # shared libraries (libc) and anonymous mmaps
+LIBC_PAGES = 0x180  # libc's text (1.5 MiB), mapped at USER_MMAP_BASE
 USER_STACK_TOP = 0x7FFF_F7FF_F000
 USER_GS_BASE = 0  # user processes leave GS base at 0 (TLS is in FS)
 USER_FS_BASE = 0x7F3A_2C4E_B700

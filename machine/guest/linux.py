@@ -26,6 +26,7 @@ from . import layout as L
 from .hv import Exit
 from .kernel_image import ASM_ENTRIES, CALLS, SYSCALLS, KernelImage
 from .programs import KERNEL_THREADS, PROGRAMS, WORKLOADS, Program
+from .x86asm import HLT, PROLOGUE, STI
 
 NS_PER_US = 1000
 NS_PER_SEC = 1_000_000_000
@@ -134,6 +135,8 @@ class CpuState:
     generation: int = 0  # invalidates a scheduled step when the CPU switches task
     fpu_owner: Task | None = None
     pending: tuple | None = None  # frames to write into guest memory if a probe looks
+    path: tuple[str, ...] = ()  # the kernel call path the CPU is in (empty in user mode)
+    path_outer_rbp: int = 0  # the frame pointer below that path (the user's, if entered from user mode)
     percpu: int = 0
 
 
@@ -158,7 +161,9 @@ class LinuxGuest:
         self.jiffies_addr = self.kernel.symbols["jiffies"]
         self.cpus: list[CpuState] = []
         for vcpu in machine.vcpus:
-            idle = self._new_kernel_task("swapper", pid=0)
+            # CPU 0's idle task is the kernel's static init_task; the others' are allocated.
+            idle = self._new_kernel_task("swapper", pid=0,
+                                         at=self.kernel.symbols["init_task"] if vcpu.index == 0 else None)
             percpu = self.percpu_base + vcpu.index * L.PERCPU_AREA_SIZE
             self.cpus.append(CpuState(vcpu, idle, idle, percpu=percpu))
         self.next_pid = 1
@@ -181,6 +186,7 @@ class LinuxGuest:
     def _build_memory(self) -> None:
         mem = self.memory
         self.frames = FrameAllocator(mem, L.FRAMES_START, mem.size)
+        self.page_cache: dict[str, int] = {}  # file -> physical address of its (text) pages
         self.kernel_tables = PageTables(mem, self.frames, self.mmu)
         self.kernel_tables.map(L.KERNEL_TEXT_VIRT, L.KERNEL_TEXT_PHYS, L.KERNEL_IMAGE_SIZE, large=True)
         direct = (mem.size + (1 << 21) - 1) & ~((1 << 21) - 1)
@@ -190,6 +196,11 @@ class LinuxGuest:
             mem.write(self._kphys(func.address), func.code)
         for data in self.kernel.data.values():
             mem.write(self._kphys(data.address), data.value)
+        # setup_arch keeps a copy of the boot command line in memory from the boot allocator
+        # (the direct map), and saved_command_line points at it.
+        saved = self.frames.alloc()
+        mem.write(saved, L.COMMAND_LINE.encode() + b"\0")
+        mem.write_u64(self._kphys(self.kernel.symbols["saved_command_line"]), L.direct_map(saved))
         self.percpu_base = L.direct_map(self.frames.alloc(len(self.m.vcpus) * L.PERCPU_AREA_SIZE // PAGE + 1))
         for i in range(len(self.m.vcpus)):
             mem.write_u64(self._phys(self.kernel.symbols["__per_cpu_offset"] + 8 * i),
@@ -233,7 +244,8 @@ class LinuxGuest:
         mem.write_u64(base + L.TASK_STATE, 0 if task.state in ("runnable", "running") else 1)
         mem.write_u64(base + L.TASK_STACK, task.stack)
         mem.write(base + L.TASK_PID, struct.pack("<ii", task.pid, task.tgid))
-        parent = task.parent.addr if task.parent else task.addr
+        # A task without a parent (init, kthreadd, the idle tasks) is a child of init_task (pid 0).
+        parent = task.parent.addr if task.parent else self.kernel.symbols["init_task"]
         mem.write_u64(base + L.TASK_REAL_PARENT, parent)
         mem.write_u64(base + L.TASK_PARENT, parent)
         mm = task.mm.mm if task.mm else 0
@@ -241,8 +253,12 @@ class LinuxGuest:
         mem.write_u64(base + L.TASK_ACTIVE_MM, mm)
         mem.write(base + L.TASK_COMM, task.comm.encode()[:15].ljust(L.TASK_COMM_LEN, b"\0"))
 
-    def _new_kernel_task(self, comm: str, pid: int | None = None, parent: Task | None = None) -> Task:
+    def _new_kernel_task(self, comm: str, pid: int | None = None, parent: Task | None = None,
+                         at: int | None = None) -> Task:
         addr, stack = self._alloc_task_struct()
+        if at is not None:
+            self.frames.free(self._phys(addr))
+            addr = at
         if pid is None:
             pid = self.next_pid
             self.next_pid += 1
@@ -257,15 +273,24 @@ class LinuxGuest:
         tables = PageTables(self.memory, self.frames, self.mmu, share_kernel_from=self.kernel_tables)
         mm_phys = self.frames.alloc()
         self.memory.write_u64(mm_phys + L.MM_PGD, L.direct_map(tables.cr3))
-        text_phys = self.frames.alloc(4)
-        tables.map(L.USER_TEXT, text_phys, 4 * PAGE, user=True, writable=False)
-        libc_phys = self.frames.alloc(4)
-        tables.map(L.USER_MMAP_BASE, libc_phys, 4 * PAGE, user=True, writable=False)
+        # Program text and libc are page-cache pages shared by every process that maps them;
+        # all of their pages are present, so a user RIP or return address always reads.
+        text_phys = self._shared_text(program.comm, program.text_pages)
+        tables.map(L.USER_TEXT, text_phys, program.text_pages * PAGE, user=True, writable=False)
+        libc_phys = self._shared_text("libc-2.11.so", L.LIBC_PAGES)
+        tables.map(L.USER_MMAP_BASE, libc_phys, L.LIBC_PAGES * PAGE, user=True, writable=False)
         stack_phys = self.frames.alloc(2)
         stack_top = L.USER_STACK_TOP
         tables.map(stack_top - 2 * PAGE, stack_phys, 2 * PAGE, user=True)
-        blocks = [(mm_phys, 1), (text_phys, 4), (libc_phys, 4), (stack_phys, 2)]
+        blocks = [(mm_phys, 1), (stack_phys, 2)]
         return AddressSpace(tables, L.direct_map(mm_phys), L.USER_TEXT, L.USER_MMAP_BASE, stack_top, blocks=blocks)
+
+    def _shared_text(self, name: str, pages: int) -> int:
+        """Physical address of the page-cache copy of file `name` (read in once, then shared)."""
+        phys = self.page_cache.get(name)
+        if phys is None:
+            phys = self.page_cache[name] = self.frames.alloc(pages)
+        return phys
 
     def _release_mm(self, mm: AddressSpace) -> None:
         mm.users -= 1
@@ -345,6 +370,7 @@ class LinuxGuest:
         r["CR3"] = task.mm.cr3
         cpu.mode = "user"
         cpu.pending = None
+        cpu.path = ()
 
     def _kernel_context(self, cpu: CpuState, task: Task, path: list[str], at_entry: bool = False,
                         swapped: bool = True, outer_rbp: int | None = None) -> None:
@@ -377,7 +403,8 @@ class LinuxGuest:
         else:  # the first instructions of an entry point, before swapgs
             r["GSBASE"], r["KERNELGSBASE"] = L.USER_GS_BASE, cpu.percpu
         cpu.mode = "kernel"
-        cpu.pending = (task, tuple(path), at_entry, outer_rbp)
+        cpu.path, cpu.path_outer_rbp = tuple(path), outer_rbp
+        cpu.pending = (task, cpu.path, at_entry, outer_rbp)
 
     def materialize(self, cpu: CpuState) -> None:
         """Write the pending kernel frames of `cpu` into its task's kernel stack."""
@@ -399,9 +426,19 @@ class LinuxGuest:
 
     # ---- probes along a path -------------------------------------------------------
 
-    def walk(self, cpu: CpuState, task: Task, path: list[str], start: int = 1) -> None:
-        """Execute down `path`: a dynamic probe on any function entry fires with that function's context."""
-        outer_rbp = task.user_rbp if cpu.mode == "user" else 0
+    def walk(self, cpu: CpuState, task: Task, path: list[str], start: int = 1, outer_rbp: int | None = None) -> None:
+        """Execute down `path`: a dynamic probe on any function entry fires with that function's context.
+
+        `outer_rbp` is the frame pointer below the path (default: the user's if the CPU is in user
+        mode; the same as before if the CPU goes on deeper from the same kernel entry).
+        """
+        if outer_rbp is None:
+            if cpu.mode == "user":
+                outer_rbp = task.user_rbp
+            elif cpu.mode == "kernel" and cpu.path and cpu.path[0] == path[0]:
+                outer_rbp = cpu.path_outer_rbp
+            else:
+                outer_rbp = 0
         breakpoints = self.probes.breakpoints
         if breakpoints and not self._probed_functions().isdisjoint(path):
             functions = self.kernel.functions
@@ -449,9 +486,12 @@ class LinuxGuest:
         if prev is not cpu.idle and prev.state == "running":
             prev.state = "runnable"
             self.runqueue.append(prev)
-        self.walk(cpu, prev, ["schedule", "__switch_to"])
-        old_mm, new_mm = prev.mm, nxt.mm
-        if new_mm is not None and (old_mm is None or old_mm.cr3 != new_mm.cr3):
+        base, outer_rbp = self._schedule_caller(cpu, prev)
+        self.walk(cpu, prev, [*base, "schedule", "__switch_to"], start=len(base) + 1, outer_rbp=outer_rbp)
+        # switch_mm loads CR3 only when the next task's mm is not the one the CPU is on (an idle
+        # CPU or a kernel thread keeps the previous task's mm: lazy TLB).
+        new_mm = nxt.mm
+        if new_mm is not None and cpu.vcpu.regs["CR3"] != new_mm.cr3:
             self.probes.fire_static(cpu.vcpu, "Guest_CR3Write")
             cpu.vcpu.regs["CR3"] = new_mm.cr3
         self.kwrite_u64(cpu.percpu + L.PERCPU_CURRENT_TASK, nxt.addr)
@@ -469,20 +509,44 @@ class LinuxGuest:
             self.hv_exit(cpu, Exit("cr", cr=0, cr_access=0))
         self._resume_task(cpu, nxt)
 
+    @staticmethod
+    def _schedule_caller(cpu: CpuState, prev: Task) -> tuple[tuple[str, ...], int]:
+        """Where `prev` calls schedule() from: the kernel path it is in and the frame below it.
+
+        The idle loop calls it from cpu_idle; a task that blocks, from the deepest function of
+        its kernel path that calls schedule (a wait in a system call, a kernel thread's loop);
+        a task preempted on the way back from an interrupt, from the entry code's retint_careful.
+        """
+        if prev is cpu.idle:
+            return ("cpu_idle",), 0
+        path = cpu.path if cpu.mode == "kernel" else ()
+        for i in range(len(path) - 1, -1, -1):
+            if "schedule" in CALLS.get(path[i], ()):
+                return path[:i + 1], cpu.path_outer_rbp
+        return ("retint_careful",), prev.user_rbp if prev.mm is not None else 0
+
     def _resume_task(self, cpu: CpuState, task: Task) -> None:
         if task.mm is None:
-            body = _KTHREAD_BODIES.get(task.comm.split("/")[0], "worker_thread")
-            self._kernel_context(cpu, task, ["kernel_thread_helper", "kthread", body], outer_rbp=0)
+            self._kthread_context(cpu, task)
         else:
             self._user_context(cpu, task)
         self._schedule_step(cpu)
+
+    def _kthread_context(self, cpu: CpuState, task: Task) -> None:
+        """Kernel thread `task` running its main loop."""
+        body = _KTHREAD_BODIES.get(task.comm.split("/")[0], "worker_thread")
+        self._kernel_context(cpu, task, ["kernel_thread_helper", "kthread", body], outer_rbp=0)
 
     def _go_idle(self, cpu: CpuState) -> None:
         cpu.mode = "idle"
         self._kernel_context(cpu, cpu.idle, ["cpu_idle", "default_idle"])
         cpu.mode = "idle"
-        cpu.vcpu.regs["RIP"] = self.kernel.functions["default_idle"].address + 6  # after sti; hlt
-        self.hv_exit(cpu, Exit("hlt", instr_len=1))
+        # default_idle: push rbp; mov rbp,rsp; sti; hlt.  The HLT exit reports the hlt itself;
+        # the VCPU then sits halted after it, where an interrupt finds it.
+        hlt = self.kernel.functions["default_idle"].address + len(PROLOGUE) + len(STI)
+        cpu.vcpu.regs["RIP"] = hlt
+        self.hv_exit(cpu, Exit("hlt", instr_len=len(HLT)))
+        cpu.vcpu.regs["RIP"] = hlt + len(HLT)
 
     def _schedule_step(self, cpu: CpuState) -> None:
         task = cpu.current
@@ -637,7 +701,8 @@ class LinuxGuest:
         mm.blocks.append((frame, 1))
         mm.tables.map(mm.heap_next, frame, PAGE, user=True)
         mm.heap_next += PAGE
-        self.hv_exit(cpu, Exit("npf", address=frame, write=write))
+        # The monitor backs the new guest page on the first touch: an EPT violation / #NPF.
+        self.hv_exit(cpu, Exit("npf", address=frame | (address & (PAGE - 1)), write=write, linear=address))
         self._user_context(cpu, task)
 
     def exception(self, cpu: CpuState, task: Task, probe: str) -> None:
@@ -709,6 +774,8 @@ class LinuxGuest:
             self._go_idle(cpu)
         elif task.mm is not None:
             self._user_context(cpu, task)
+        elif cpu.online:
+            self._kthread_context(cpu, task)
 
     def device_irq(self, cpu: CpuState, vector: int, driver: str) -> None:
         self.irq(cpu, vector, ["common_interrupt", "do_IRQ", "handle_irq", "handle_fasteoi_irq",
@@ -808,12 +875,15 @@ class LinuxGuest:
 
     def power_on(self) -> None:
         """Start the boot sequence at the current time: BIOS, boot sector, kernel, init."""
-        cpu0 = self.cpus[0]
-        r = cpu0.vcpu.regs
-        r.update(RIP=L.BIOS_ENTRY, CS=0xF000, SS=0, DS=0, ES=0, CR0=0x60000010, CR3=0, CR4=0, EFER=0,
-                 RSP=0x7000, RBP=0, GSBASE=0, KERNELGSBASE=0, RFLAGS=0x2)
-        for cpu in self.cpus[1:]:
-            cpu.vcpu.regs.update(RIP=L.BIOS_ENTRY, CS=0xF000, CR0=0x60000010, CR3=0, CR4=0, EFER=0, RFLAGS=0x2)
+        for cpu in self.cpus:
+            # The architectural state after RESET/INIT (SDM vol. 3, table 9-1): real mode at F000:FFF0,
+            # every general register, base and MSR cleared; the APs wait there for their SIPI.
+            r = cpu.vcpu.regs
+            for name in r:
+                if name != "APIC_BASEPA":
+                    r[name] = 0
+            r.update(RIP=L.BIOS_ENTRY, CS=0xF000, CR0=0x60000010, RFLAGS=0x2, DR6=0xFFFF0FF0, DR7=0x400)
+        self.cpus[0].vcpu.regs["RSP"] = 0x7000  # the BIOS's stack
         now = self.events.now_ns
         at = self.events.at
         at(now + 1_000_000, self._bios_post)
@@ -828,7 +898,7 @@ class LinuxGuest:
                             (0xA0, False), (0xA1, False), (0x43, False), (0x40, False), (0x40, False)):
             self.port_io(cpu, port, 1, 1, is_in)
         self.vga_write(cpu, L.VGA_GRAPHICS, b"\x00\x3f" * 8)  # the BIOS logo
-        self.vga_write(cpu, L.VGA_TEXT, "BIOS".encode("cp437") + b"\x07")
+        self.vga_write(cpu, L.VGA_TEXT, b"B\x07I\x07O\x07S\x07")  # text mode: character, attribute
 
     def vga_write(self, cpu: CpuState, address: int, data: bytes) -> None:
         self.memory.write(address, data)
@@ -844,12 +914,16 @@ class LinuxGuest:
         self.vga_write(cpu, L.VGA_TEXT, b"G\x07R\x07U\x07B\x07")
 
     def _enter_long_mode(self, cpu: CpuState) -> None:
+        # As the boot code does it: PAE on, CR3 loaded, EFER.LME set, then paging on (which
+        # activates long mode, EFER.LMA), then the 64-bit code segment and the per-CPU GS base.
         r = cpu.vcpu.regs
-        r.update(CR0=0x80050033, CR4=0x6F0, EFER=0xD01, CS=L.KERNEL_CS, SS=L.KERNEL_SS, DS=0, ES=0,
-                 GSBASE=cpu.percpu, KERNELGSBASE=0, RFLAGS=0x46)
-        self.hv_exit(cpu, Exit("cr", cr=0, cr_access=0))
+        r["CR4"] = 0x6F0
         self.probes.fire_static(cpu.vcpu, "Guest_CR3Write")
         r["CR3"] = self.kernel_tables.cr3
+        r["EFER"] = 0x901  # SCE | LME | NXE
+        self.hv_exit(cpu, Exit("cr", cr=0, cr_access=0))
+        r.update(CR0=0x80050033, EFER=0xD01, CS=L.KERNEL_CS, SS=L.KERNEL_SS, DS=0, ES=0,
+                 GSBASE=cpu.percpu, KERNELGSBASE=0, RFLAGS=0x46)
 
     def _kernel_entry(self) -> None:
         cpu = self.cpus[0]
