@@ -1,0 +1,155 @@
+"""Diagnostics, the file table they point into, and the compiler's public result types."""
+
+
+class Diagnostic:
+    """One located message: `file:line:col: severity: message`, the source line and a caret."""
+
+    __slots__ = ("file", "line", "col", "message", "source_line", "severity")
+
+    def __init__(self, file, line, col, message, source_line="", severity="error"):
+        self.file = file
+        self.line = line
+        self.col = col
+        self.message = message
+        self.source_line = source_line
+        self.severity = severity
+
+    def format(self):
+        head = f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
+        if not self.source_line:
+            return head
+        # Keep tabs in the caret's indentation so the caret lines up under the column.
+        indent = "".join(ch if ch == "\t" else " " for ch in self.source_line[: max(self.col - 1, 0)])
+        return f"{head}\n{self.source_line}\n{indent}^"
+
+    def __repr__(self):
+        return f"Diagnostic({self.file!r}, {self.line}, {self.col}, {self.message!r}, severity={self.severity!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Diagnostic) and all(
+            getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    def __hash__(self):
+        return hash((self.file, self.line, self.col, self.message))
+
+
+class CompileOptions:
+    """How to compile: include path, predefined macros, guest symbols, memory model, output shape."""
+
+    __slots__ = ("include_dirs", "defines", "symbols_file", "memmodel", "auto_aggr", "indent", "preload")
+
+    def __init__(self, include_dirs=(), defines=None, symbols_file=None, memmodel="guest64",
+                 auto_aggr=False, indent=2, preload=True):
+        self.include_dirs = tuple(include_dirs)
+        self.defines = dict(defines or {})
+        self.symbols_file = symbols_file
+        self.memmodel = memmodel
+        self.auto_aggr = auto_aggr
+        self.indent = indent
+        self.preload = preload
+
+    def __repr__(self):
+        fields = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)
+        return f"CompileOptions({fields})"
+
+
+class CompileResult:
+    """The VP text (None when there are errors) and every diagnostic, in source order."""
+
+    __slots__ = ("vp", "diagnostics", "internal_error")
+
+    def __init__(self, vp, diagnostics, internal_error=False):
+        self.vp = vp
+        self.diagnostics = diagnostics
+        self.internal_error = internal_error
+
+    @property
+    def ok(self):
+        return self.vp is not None and not any(d.severity == "error" for d in self.diagnostics)
+
+    @property
+    def errors(self):
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def format_diagnostics(self):
+        return "\n".join(d.format() for d in self.diagnostics)
+
+    def __repr__(self):
+        return f"CompileResult(ok={self.ok}, diagnostics={self.diagnostics!r})"
+
+
+class Files:
+    """The files of one compilation: id -> (name, lines), for locating diagnostics."""
+
+    __slots__ = ("names", "texts", "origins", "_lines")
+
+    def __init__(self):
+        self.names = []
+        self.texts = []
+        self.origins = []  # where each file was included from: a tuple of (line, col), outermost first
+        self._lines = {}
+
+    def add(self, name, text, origin=()):
+        self.names.append(name)
+        self.texts.append(text)
+        self.origins.append(origin)
+        return len(self.names) - 1
+
+    def reading_order(self, fid, line, col):
+        """A key that sorts positions in the order the compiler reads them (includes in place)."""
+        origin = self.origins[fid] if 0 <= fid < len(self.origins) else ()
+        return origin + ((line, col),)
+
+    def line_text(self, fid, line):
+        lines = self._lines.get(fid)
+        if lines is None:
+            lines = self._lines[fid] = self.texts[fid].split("\n")
+        if 1 <= line <= len(lines):
+            return lines[line - 1].rstrip("\r")
+        return ""
+
+
+class CompileError(Exception):
+    """Abandons the current construct; its diagnostic is already recorded."""
+
+
+class Reporter:
+    """Collects diagnostics for one compilation."""
+
+    def __init__(self, files):
+        self.files = files
+        self.diagnostics = []
+        self.keys = []
+        self.where = None  # the construct being compiled, for locating an internal error
+        self.error_count = 0
+        self._seen = set()
+
+    def error(self, pos, message, severity="error"):
+        fid, line, col = pos
+        key = (fid, line, col, message)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        name = self.files.names[fid] if 0 <= fid < len(self.files.names) else "<input>"
+        self.diagnostics.append(Diagnostic(name, line, col, message, self.files.line_text(fid, line), severity))
+        self.keys.append(self.files.reading_order(fid, line, col))
+        if severity == "error":
+            self.error_count += 1
+
+    def ordered(self):
+        """The diagnostics in reading order (an included file's where it is included)."""
+        order = sorted(range(len(self.diagnostics)), key=lambda i: self.keys[i])
+        return [self.diagnostics[i] for i in order]
+
+    def located(self, pos, message, severity="error"):
+        """A Diagnostic at `pos` (a position in the file table) without recording it."""
+        fid, line, col = pos
+        name = self.files.names[fid] if 0 <= fid < len(self.files.names) else "<input>"
+        return Diagnostic(name, line, col, message, self.files.line_text(fid, line), severity)
+
+    def warning(self, pos, message):
+        self.error(pos, message, "warning")
+
+    def fail(self, pos, message):
+        self.error(pos, message)
+        raise CompileError(message)

@@ -1,0 +1,426 @@
+"""The Emmett lexer: PLY token rules, plus the stream the parser reads.
+
+`TokenStream` feeds the parser from the preprocessor's chunks.  On the way it
+expands macros (token by token, so every token keeps the position where it was
+written, or where the macro was used), turns identifiers into keywords or
+typedef names, and decodes numbers, strings and character constants.
+"""
+
+import re
+from bisect import bisect_right
+
+from ply import lex
+
+
+KEYWORDS = {
+    w: w.upper()
+    for w in (
+        "int long short char signed unsigned void string bag aggr struct union enum typedef "
+        "sizeof if else return memmodel perthread pervm pervmk perhost extern static const volatile "
+        "auto register inline "
+        "int8 int16 int32 int64 uint8 uint16 uint32 uint64 "
+        "for while do switch case default break continue goto"
+    ).split()
+}
+
+OPERATOR_TOKENS = (
+    "ARROW", "INC", "DEC", "LSHIFT", "RSHIFT", "LE", "GE", "EQ", "NE", "ANDAND", "OROR", "LARROW",
+    "MULEQ", "DIVEQ", "MODEQ", "ADDEQ", "SUBEQ", "LSHIFTEQ", "RSHIFTEQ", "ANDEQ", "XOREQ", "OREQ",
+    "ELLIPSIS",
+)
+
+TOKENS = ("ID", "TYPE_NAME", "INT_LIT", "TIME_LIT", "STRING_LIT") + OPERATOR_TOKENS + tuple(sorted(set(KEYWORDS.values())))
+
+TIME_UNITS = {"usec": 1, "us": 1, "msec": 1000, "ms": 1000, "sec": 1000000, "s": 1000000}
+
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
+                   "\\": "\\", "'": "'", '"': '"', "?": "?", "e": "\x1b"}
+
+_U64 = (1 << 64) - 1
+_NEWLINE = re.compile("\n")
+
+
+class _Rules:
+    """The PLY token rules (raw tokens; `TokenStream` refines them)."""
+
+    tokens = ("ID", "NUMBER", "STRING", "CHAR", "UNTERMINATED") + OPERATOR_TOKENS
+    literals = "+-*/%&|^~!<>=?:;,.()[]{}@"
+
+    t_ignore = " \t\r\f\v"
+    t_ignore_LINECOMMENT = r"//[^\n]*"
+    t_ignore_SPACE = r"[ \t\n]+"  # newlines too: TokenStream locates tokens from their offsets
+
+    t_ID = r"[A-Za-z_][A-Za-z0-9_]*"
+    t_NUMBER = r"[0-9][A-Za-z0-9_]*"
+    t_STRING = r'"(?:[^"\\\n]|\\.)*"'
+    t_CHAR = r"'(?:[^'\\\n]|\\.)*'"
+    t_UNTERMINATED = r'"(?:[^"\\\n]|\\.)*'
+
+    t_ELLIPSIS = r"\.\.\."
+    t_LSHIFTEQ = r"<<="
+    t_RSHIFTEQ = r">>="
+    t_ARROW = r"->"
+    t_INC = r"\+\+"
+    t_DEC = r"--"
+    t_LSHIFT = r"<<"
+    t_RSHIFT = r">>"
+    t_LE = r"<="
+    t_GE = r">="
+    t_EQ = r"=="
+    t_NE = r"!="
+    t_ANDAND = r"&&"
+    t_OROR = r"\|\|"
+    t_LARROW = r"<-"
+    t_MULEQ = r"\*="
+    t_DIVEQ = r"/="
+    t_MODEQ = r"%="
+    t_ADDEQ = r"\+="
+    t_SUBEQ = r"-="
+    t_ANDEQ = r"&="
+    t_XOREQ = r"\^="
+    t_OREQ = r"\|="
+
+    def t_comment(self, t):
+        r"/\*"
+        # Nested /* */ comments: find the matching close by hand.
+        lexer = t.lexer
+        data = lexer.lexdata
+        i = lexer.lexpos
+        depth = 1
+        n = len(data)
+        while i < n:
+            j = data.find("*/", i)
+            k = data.find("/*", i)
+            if j < 0:
+                i = n
+                break
+            if 0 <= k < j:
+                depth += 1
+                i = k + 2
+                continue
+            depth -= 1
+            i = j + 2
+            if depth == 0:
+                break
+        if depth:
+            lexer.stream.lex_error(t, "unterminated /* comment */")
+        lexer.lexpos = i
+        return None
+
+    def t_error(self, t):
+        ch = t.value[0]
+        shown = repr(ch) if ch.isprintable() else f"\\x{ord(ch):02x}"
+        t.lexer.stream.lex_error(t, f"unexpected character {shown}")
+        t.lexer.skip(1)
+
+
+_MASTER = None
+
+
+def _master_lexer():
+    global _MASTER
+    if _MASTER is None:
+        _MASTER = lex.lex(module=_Rules(), reflags=0)
+    return _MASTER
+
+
+def _make(type_, value, pos, hide=None):
+    t = lex.LexToken()
+    t.type = type_
+    t.value = value
+    t.lineno = pos[1]
+    t.lexpos = pos[2]
+    t.pos = pos
+    t.hide = hide
+    return t
+
+
+def decode_number(text):
+    """(kind, value): ("int", n), ("time", microseconds) or ("error", message)."""
+    body = text
+    lower = text.lower()
+    for unit in ("usec", "msec", "sec", "us", "ms", "s"):
+        if lower.endswith(unit) and lower[: -len(unit)].isdigit():
+            return "time", int(lower[: -len(unit)]) * TIME_UNITS[unit]
+    stripped = lower.rstrip("ul")
+    if lower[len(stripped):] not in ("", "u", "l", "ul", "lu", "ll", "ull", "llu"):
+        return "error", f"bad number '{text}'"
+    body = stripped
+    try:
+        if body.startswith("0x"):
+            if len(body) == 2:
+                raise ValueError
+            value = int(body[2:], 16)
+        elif len(body) > 1 and body[0] == "0":
+            value = int(body[1:], 8)
+        else:
+            value = int(body, 10)
+    except ValueError:
+        return "error", f"bad number '{text}'"
+    if value > _U64:
+        return "error", f"the number {text} does not fit in 64 bits"
+    return "int", value
+
+
+def decode_escapes(body, pos, report):
+    """The characters of a string or character literal body (C escapes)."""
+    if "\\" not in body:
+        return body
+    out = []
+    i, n = 0, len(body)
+    while i < n:
+        c = body[i]
+        if c != "\\" or i + 1 >= n:
+            out.append(c)
+            i += 1
+            continue
+        e = body[i + 1]
+        if e in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[e])
+            i += 2
+        elif e == "x":
+            j = i + 2
+            while j < n and j < i + 4 and body[j] in "0123456789abcdefABCDEF":
+                j += 1
+            if j == i + 2:
+                report(pos, "\\x escape without hex digits")
+                i += 2
+                continue
+            out.append(chr(int(body[i + 2:j], 16)))
+            i = j
+        elif e in "01234567":
+            j = i + 1
+            while j < n and j < i + 4 and body[j] in "01234567":
+                j += 1
+            out.append(chr(int(body[i + 1:j], 8) & 0xFF))
+            i = j
+        else:
+            report(pos, f"unknown escape sequence '\\{e}'", "warning")
+            out.append(e)
+            i += 2
+    return "".join(out)
+
+
+class TokenStream:
+    """What the PLY parser reads: classified tokens from every chunk, macros expanded."""
+
+    MAX_EXPANSION = 100000
+
+    def __init__(self, chunks, reporter, typedefs):
+        self.chunks = chunks
+        self.reporter = reporter
+        self.typedefs = typedefs
+        self.lexer = _master_lexer().clone()
+        self.lexer.stream = self
+        self.chunk_index = -1
+        self.fid = 0
+        self.macros = {}
+        self.pending = []  # tokens to deliver before reading further, last first
+        self.expansions = 0
+        self.last_pos = (0, 1, 1)
+        self.prev_pos = None  # the token before the last one delivered
+        self.first_line = 1
+        self.starts = [0]
+        self.line_index = 0
+        self._next_chunk()
+
+    # ---- positions and errors ----------------------------------------------------------
+
+    def locate(self, lexpos):
+        """(fid, line, col) of offset `lexpos` in the current chunk."""
+        k = bisect_right(self.starts, lexpos) - 1
+        return (self.fid, self.first_line + k, lexpos - self.starts[k] + 1)
+
+    def lex_error(self, t, message):
+        self.reporter.error(self.locate(t.lexpos), message)
+
+    def report(self, pos, message, severity="error"):
+        self.reporter.error(pos, message, severity)
+
+    # ---- raw tokens --------------------------------------------------------------
+
+    def _next_chunk(self):
+        self.chunk_index += 1
+        if self.chunk_index >= len(self.chunks):
+            if self.chunk_index == 0:
+                self.lexer.input("")  # no code at all
+            return False
+        chunk = self.chunks[self.chunk_index]
+        self.lexer.input(chunk.text)
+        self.fid = chunk.fid
+        self.first_line = chunk.first_line
+        self.starts = [0] + [m.end() for m in _NEWLINE.finditer(chunk.text)]
+        self.line_index = 0
+        self.macros = chunk.macros
+        return True
+
+    def _raw(self):
+        if self.pending:
+            return self.pending.pop()
+        lexer = self.lexer
+        while True:
+            t = lexer.token()
+            if t is not None:
+                self._place(t)
+                return t
+            if not self._next_chunk():
+                return None
+
+    def _place(self, t):
+        """Give `t` its position: lines are found from offsets, moving forward as the lexer does."""
+        lexpos = t.lexpos
+        starts = self.starts
+        k = self.line_index
+        last = len(starts) - 1
+        while k < last and starts[k + 1] <= lexpos:
+            k += 1
+        self.line_index = k
+        line = self.first_line + k
+        t.lineno = line
+        t.pos = (self.fid, line, lexpos - starts[k] + 1)
+        t.hide = None
+
+    def _push(self, tokens):
+        self.pending.extend(reversed(tokens))
+
+    # ---- macros ------------------------------------------------------------------
+
+    def _body_tokens(self, macro):
+        if macro.tokens is None:
+            lexer = _master_lexer().clone()
+            lexer.stream = _BodyErrors(self, macro)
+            lexer.input(macro.body)
+            raw = []
+            while True:
+                t = lexer.token()
+                if t is None:
+                    break
+                raw.append((t.type, t.value))
+            macro.tokens = raw
+        return macro.tokens
+
+    def _expand(self, t, macro):
+        self.expansions += 1
+        if self.expansions > self.MAX_EXPANSION:
+            if self.expansions == self.MAX_EXPANSION + 1:
+                self.report(t.pos, "macro expansion does not terminate (too many expansions)")
+            return
+        hide = (t.hide or frozenset()) | {macro.name}
+        pos = t.pos
+        body = self._body_tokens(macro)
+        if macro.params is None:
+            self._push([_make(ty, v, pos, hide) for ty, v in body])
+            return
+        # A function-like macro: only a name followed by '(' is an invocation.
+        nxt = self._raw()
+        if nxt is None or nxt.type != "(":
+            if nxt is not None:
+                self.pending.append(nxt)
+            t.hide = hide  # deliver the name itself, unexpanded
+            self.pending.append(t)
+            return
+        args, current, depth = [], [], 0
+        while True:
+            a = self._raw()
+            if a is None:
+                self.report(pos, f"unterminated call of macro '{macro.name}'")
+                return
+            if a.type == "(":
+                depth += 1
+            elif a.type == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif a.type == "," and depth == 0:
+                args.append(current)
+                current = []
+                continue
+            current.append(a)
+        if current or args:
+            args.append(current)
+        if len(args) != len(macro.params):
+            self.report(pos, f"macro '{macro.name}' takes {len(macro.params)} argument"
+                             f"{'s' if len(macro.params) != 1 else ''}, but {len(args)} "
+                             f"{'are' if len(args) != 1 else 'is'} given")
+            self.pending.append(_make("NUMBER", "0", pos, hide))  # keep the syntax whole
+            return
+        index = {p: i for i, p in enumerate(macro.params)}
+        out = []
+        for ty, v in body:
+            if ty == "ID" and v in index:
+                for a in args[index[v]]:
+                    out.append(_make(a.type, a.value, pos, (a.hide or frozenset()) | hide))
+            else:
+                out.append(_make(ty, v, pos, hide))
+        self._push(out)
+
+    # ---- the parser's interface ----------------------------------------------------
+
+    def token(self):
+        self.prev_pos = self.last_pos
+        pending = self.pending
+        lexer = self.lexer
+        while True:
+            if pending:
+                t = pending.pop()
+            else:
+                t = lexer.token()
+                if t is None:
+                    if self._next_chunk():
+                        continue
+                    return None
+                self._place(t)
+            ty = t.type
+            if ty == "ID":
+                v = t.value
+                kw = KEYWORDS.get(v)
+                if kw is not None:
+                    t.type = kw
+                    self.last_pos = t.pos
+                    return t
+                macro = self.macros.get(v)
+                if macro is not None and not (t.hide and v in t.hide):
+                    self._expand(t, macro)
+                    continue
+                if v in self.typedefs:
+                    t.type = "TYPE_NAME"
+                self.last_pos = t.pos
+                return t
+            if ty == "NUMBER":
+                kind, value = decode_number(t.value)
+                if kind == "error":
+                    self.report(t.pos, value)
+                    value = 0
+                    kind = "int"
+                t.type = "INT_LIT" if kind == "int" else "TIME_LIT"
+                t.value = (value, t.value)
+            elif ty == "STRING":
+                t.type = "STRING_LIT"
+                t.value = decode_escapes(t.value[1:-1], t.pos, self.report)
+            elif ty == "CHAR":
+                text = decode_escapes(t.value[1:-1], t.pos, self.report)
+                if len(text) != 1:
+                    self.report(t.pos, "a character constant holds exactly one character" if text
+                                else "empty character constant")
+                t.type = "INT_LIT"
+                t.value = (ord(text[0]) & 0xFF if text else 0, t.value)
+            elif ty == "UNTERMINATED":
+                self.report(t.pos, "unterminated string literal (strings end on the same line)")
+                t.type = "STRING_LIT"
+                t.value = decode_escapes(t.value[1:], t.pos, self.report)
+            self.last_pos = t.pos
+            return t
+
+
+class _BodyErrors:
+    """Lexical errors inside a macro body point at the #define."""
+
+    def __init__(self, stream, macro):
+        self.stream = stream
+        self.macro = macro
+
+    def lex_error(self, t, message):
+        if self.macro.pos is not None:
+            self.stream.report(self.macro.pos, f"in the definition of macro '{self.macro.name}': {message}")
+        else:
+            self.stream.report(self.stream.last_pos, f"in macro '{self.macro.name}': {message}")

@@ -1,0 +1,171 @@
+"""Parsing: the LALR tables for `grammar.Grammar`, cached outside the source tree.
+
+PLY builds the tables from the grammar once; they are stored (with `marshal`)
+under the user cache directory (`$XDG_CACHE_HOME/vprobes-toolchain/`, else
+`~/.cache/vprobes-toolchain/`) in a file named by a hash of the grammar (its
+rules, precedence, tokens and the PLY version), so a changed grammar never
+reads stale tables.  If the cache cannot be read or written the tables are
+built in memory.  Nothing is ever written into the source tree: no
+parsetab.py, no parser.out.
+"""
+
+import marshal
+import os
+import sys
+import zlib
+
+from ply import yacc
+
+from .grammar import Grammar
+
+_TABLES = None  # (signature, LRTable) for this process
+
+
+def _rule_functions():
+    funcs = []
+    for name in dir(Grammar):
+        if name.startswith("p_") and name != "p_error":
+            f = getattr(Grammar, name)
+            funcs.append((f.__code__.co_firstlineno, name, f.__doc__))
+    funcs.sort()
+    return funcs
+
+
+def grammar_signature():
+    """A hash of everything the tables depend on (cheap: no hashlib import on the start-up path)."""
+    parts = [yacc.__tabversion__, repr((Grammar.start, Grammar.precedence, Grammar.tokens))]
+    for _, name, doc in _rule_functions():
+        parts.append(name)
+        parts.append(doc)
+    data = "\0".join(parts).encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data) & 0xFFFFFFFF:08x}"
+
+
+def cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "vprobes-toolchain")
+
+
+def cache_path(signature=None):
+    return os.path.join(cache_dir(), f"emmett-parser-{signature or grammar_signature()}.marshal")
+
+
+class _Quiet:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _build(path):
+    """Generate the tables with PLY; write them to `path` (atomically) if possible."""
+    grammar = Grammar()
+    parser = yacc.yacc(module=grammar, debug=False, write_tables=False, optimize=False,
+                       tabmodule="emmett_parser_tables_never_imported",
+                       errorlog=_Quiet(), start=Grammar.start)
+    table = yacc.LRTable()
+    table.lr_action = parser.action
+    table.lr_goto = parser.goto
+    table.lr_productions = parser.productions
+    table.lr_method = "LALR"
+    if path is not None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                marshal.dump({
+                    "tabversion": yacc.__tabversion__,
+                    "action": parser.action,
+                    "goto": parser.goto,
+                    "productions": [(p.str, p.name, p.len, p.func, p.file, p.line) for p in parser.productions],
+                }, f)
+            os.replace(tmp, path)
+            # Tables of earlier grammars are of no further use.
+            folder, name = os.path.split(path)
+            for other in os.listdir(folder):
+                if other.startswith("emmett-parser-") and other != name and not other.endswith(".tmp"):
+                    try:
+                        os.remove(os.path.join(folder, other))
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    return table
+
+
+def _load(path):
+    with open(path, "rb") as f:
+        data = marshal.load(f)
+    if data.get("tabversion") != yacc.__tabversion__:
+        raise ValueError("stale tables")
+    table = yacc.LRTable()
+    table.lr_action = data["action"]
+    table.lr_goto = data["goto"]
+    table.lr_productions = [yacc.MiniProduction(*p) for p in data["productions"]]
+    table.lr_method = "LALR"
+    return table
+
+
+def tables():
+    global _TABLES
+    if _TABLES is None:
+        try:
+            path = cache_path()
+        except Exception:  # no usable home directory: build in memory
+            path = None
+        table = None
+        if path is not None:
+            try:
+                table = _load(path)
+            except Exception:
+                table = None
+        if table is None:
+            table = _build(path)
+        _TABLES = table
+    return _TABLES
+
+
+def make_parser(grammar):
+    """An LR parser bound to `grammar`'s actions (one per parse)."""
+    table = tables()
+    bound = yacc.LRTable()
+    bound.lr_action = table.lr_action
+    bound.lr_goto = table.lr_goto
+    bound.lr_method = table.lr_method
+    bound.lr_productions = [yacc.MiniProduction(p.str, p.name, p.len, p.func, p.file, p.line)
+                            for p in table.lr_productions]
+    pdict = {name: getattr(grammar, name) for p in bound.lr_productions if (name := p.func)}
+    bound.bind_callables(pdict)
+    parser = yacc.LRParser(bound, grammar.p_error)
+    parser.defaulted_states = _default_reductions(table)
+    grammar.parser = parser
+    return parser
+
+
+def _default_reductions(table):
+    """States whose every action is the same reduction reduce without reading a lookahead.
+
+    This is yacc's default reduction (PLY only applies it when a state has a
+    single lookahead).  It matters for typedef names: the declaration
+    `typedef long ulong;` must be reduced, and `ulong` made a type name for the
+    lexer, before the token after the ';' is read.
+    """
+    cached = getattr(table, "emmett_defaults", None)
+    if cached is None:
+        cached = {}
+        for state, actions in table.lr_action.items():
+            values = set(actions.values())
+            if len(values) == 1:
+                (only,) = values
+                if only < 0:
+                    cached[state] = only
+        table.emmett_defaults = cached
+    return cached
+
+
+def parse(stream, grammar):
+    """Parse the token stream; return the list of top-level nodes (None if unrecoverable)."""
+    parser = make_parser(grammar)
+    limit = sys.getrecursionlimit()
+    try:
+        return parser.parse(lexer=stream, tracking=False)
+    finally:
+        sys.setrecursionlimit(limit)

@@ -1,0 +1,260 @@
+"""VP forms, VP names and the VP printer.
+
+Lowering builds VP as nested Python lists: `[head, arg, ...]`, where the head
+is a VP keyword or operator (a `str`) or a function symbol, and the atoms are
+`int` (printed in decimal; `HexInt` in hex), `VStr` (a string literal), `str`
+(a fixed VP name such as RIP or ARG0) and symbols, which print as their VP
+name, chosen only at the end (`assign_names`), when every name is known.
+
+The constructors here fold as they build: constants are computed, `(+ (+ a b) c)`
+becomes `(+ a b c)` (VP operators fold n-ary from the left), nested `do`s
+merge, and an `if`/`else if` chain becomes one `cond`.
+"""
+
+import re
+
+from .sema import MACHINE_GLOBALS, fold_binary
+
+VP_RESERVED = frozenset(
+    "version definteger defstring defaggr defbag defun vprobe "
+    "cond do setint setstr aggr logaggr clearaggr baginsert bagremove "
+    "add sub mul div mod lshift rshift xor and or not "
+    "logstr logint printf sprintf strcmp getguest getgueststr gueststack getguestphys "
+    "getsystemtime offatret offatstrcpy offatseg".split()
+) | MACHINE_GLOBALS | {"PROBENAME"}
+
+_RESERVED_UPPER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_NUMERIC = re.compile(r"[+-]?[0-9]")
+MAX_NAME_BYTES = 63
+MAX_NESTING = 64
+WIDTH = 79
+
+_INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
+_ASSOCIATIVE = frozenset("+ * & | ^ && ||".split())
+_BINARY = frozenset("+ - * / % << >> & | ^ && || == != < > <= >=".split())
+
+
+class VStr(str):
+    """A VP string literal."""
+    __slots__ = ()
+
+
+class HexInt(int):
+    """An integer written in hex in the source: printed in hex."""
+    __slots__ = ()
+
+
+def is_const(x):
+    return type(x) is int or type(x) is HexInt
+
+
+def op(o, *args):
+    """`(o args...)` folded: constants computed, same-operator nests flattened."""
+    if o == "!" and len(args) == 1 and type(args[0]) is list and len(args[0]) == 3 and args[0][0] in _INVERSE:
+        # (! (< a b)) is (>= a b): VP's comparisons are all unsigned, so each has an exact inverse.
+        return [_INVERSE[args[0][0]]] + args[0][1:]
+    if all(is_const(a) for a in args):
+        if len(args) == 1:
+            v = args[0]
+            if o == "!":
+                return 0 if v else 1
+            if o == "~":
+                return v ^ 0xFFFFFFFFFFFFFFFF
+        else:
+            acc = args[0]
+            for b in args[1:]:
+                acc = fold_binary(o, acc, b)
+                if acc is None:
+                    break
+            else:
+                if o in ("&", "|", "^") and any(type(a) is HexInt for a in args):
+                    return HexInt(acc)
+                return acc
+    out = [o]
+    for i, a in enumerate(args):
+        if type(a) is list and a and a[0] == o and o in _BINARY and len(a) > 2 and (i == 0 or o in _ASSOCIATIVE):
+            out.extend(a[1:])
+        else:
+            out.append(a)
+    if o == "+" and len(out) > 3:
+        # Gather the constant terms of a sum: (+ p 1188 4) is (+ p 1192).
+        consts = [a for a in out[1:] if is_const(a)]
+        if len(consts) > 1:
+            total = sum(consts) & 0xFFFFFFFFFFFFFFFF
+            rest = [a for a in out[1:] if not is_const(a)]
+            out = ["+"] + rest + ([total] if total else [])
+            if len(out) == 2:
+                return out[1]
+    return out
+
+
+def do(forms):
+    """`(do ...)` of `forms`: nested dos merged, a single form returned bare, 0 for none."""
+    flat = []
+    for f in forms:
+        if type(f) is list and f and f[0] == "do":
+            flat.extend(f[1:])
+        else:
+            flat.append(f)
+    if not flat:
+        return 0
+    # Values that do nothing in the middle of a do are dropped.
+    kept = [f for f in flat[:-1] if not (is_const(f) or type(f) is VStr)] + [flat[-1]]
+    if len(kept) == 1:
+        return kept[0]
+    return ["do"] + kept
+
+
+def cond(clauses):
+    """`(cond ...)` from (test, value) pairs: constant tests decided, a trailing cond merged."""
+    out = []
+    for test, value in clauses:
+        if is_const(test):
+            if not test:
+                continue
+            if not out:
+                return value
+            out.append([1, value])
+            break
+        out.append([test, value])
+    if not out:
+        return 0
+    last = out[-1]
+    if is_const(last[0]) and type(last[1]) is list and last[1] and last[1][0] == "cond":
+        out = out[:-1] + [list(c) for c in last[1][1:]]
+    return ["cond"] + out
+
+
+# ---- names -----------------------------------------------------------------------------
+
+def valid_name(name):
+    return (name not in VP_RESERVED and not _RESERVED_UPPER.match(name)
+            and len(name.encode("utf-8")) <= MAX_NAME_BYTES and not _NUMERIC.match(name)
+            and not name.startswith('"') and name != "")
+
+
+class Namer:
+    """Hands out distinct valid VP names, keeping the wanted name when it can."""
+
+    def __init__(self):
+        self.taken = set()
+
+    def claim(self, wanted, taken=None):
+        taken = self.taken if taken is None else taken
+        name = wanted
+        if name in VP_RESERVED or _RESERVED_UPPER.match(name) or _NUMERIC.match(name) or not name:
+            name = "_" + name
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            name = name.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+        base = name
+        n = 1
+        while name in taken or not valid_name(name):
+            n += 1
+            suffix = f"_{n}"
+            cut = base.encode("utf-8")[:MAX_NAME_BYTES - len(suffix)].decode("utf-8", "ignore")
+            name = cut + suffix
+        taken.add(name)
+        return name
+
+
+# ---- printing ------------------------------------------------------------------------------
+
+def quote(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def atom(x):
+    t = type(x)
+    if t is int:
+        if x >= 1 << 63:
+            # VP reads "-5" as 2**64 - 5: small negative numbers read better that way.
+            return f"-{(1 << 64) - x}" if x > (1 << 64) - (1 << 32) else f"0x{x:x}"
+        return str(x)
+    if t is HexInt:
+        return f"0x{x:x}"
+    if t is VStr:
+        return quote(x)
+    if t is str:
+        return x
+    return x.vpname
+
+
+class Printer:
+    def __init__(self, indent=2, width=WIDTH):
+        self.indent = max(0, indent)
+        self.width = width
+        self._flat = {}
+
+    def flat(self, x):
+        if type(x) is not list:
+            return atom(x)
+        key = id(x)
+        s = self._flat.get(key)
+        if s is None:
+            s = "(" + " ".join([self.flat(i) for i in x]) + ")"
+            self._flat[key] = (s, x)  # keep x alive so its id stays unique
+            return s
+        return s[0]
+
+    def lines(self, x, col, out, prefix):
+        """Append `x` to `out` starting at column `col` (the first line continues `prefix`)."""
+        s = self.flat(x)
+        if type(x) is not list or len(x) <= 1 or (col + len(s) <= self.width and x[0] not in ("defun", "vprobe")):
+            out.append(prefix + s)
+            return
+        head = x[0]
+        pad = " " * (col + self.indent)
+        inner = col + self.indent
+        if head == "defun":
+            params = self.flat(x[2])
+            out.append(f"{prefix}(defun {atom(x[1])} {params}")
+            body = x[3:]
+        elif head == "vprobe":
+            out.append(f"{prefix}(vprobe {atom(x[1])}")
+            body = x[2:]
+        elif head in ("do", "cond"):
+            out.append(f"{prefix}({head}")
+            body = x[1:]
+        elif type(head) is str and head in ("aggr", "sprintf", "getgueststr", "setint", "setstr", "baginsert", "printf"):
+            first = " ".join(self.flat(i) for i in x[:2])
+            out.append(f"{prefix}({first}")
+            body = x[2:]
+        elif type(head) is list:
+            # A cond clause: (test value)
+            self.lines(head, col + 1, out, prefix + "(")
+            body = x[1:]
+        else:
+            out.append(f"{prefix}({atom(head)}")
+            body = x[1:]
+        for item in body:
+            self.lines(item, inner, out, pad)
+        out[-1] += ")"
+
+    def form(self, x):
+        out = []
+        self.lines(x, 0, out, "")
+        return "\n".join(out)
+
+
+def nesting(x):
+    """How deep the lists in `x` nest (iteratively: forms can be deep)."""
+    deepest = 0
+    stack = [(x, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+        for child in node:
+            if type(child) is list:
+                stack.append((child, depth + 1))
+    return deepest if type(x) is list else 0
+
+
+def walk(x):
+    """Every atom and list in `x` (iteratively)."""
+    stack = [x]
+    while stack:
+        node = stack.pop()
+        yield node
+        if type(node) is list:
+            stack.extend(node)

@@ -1,0 +1,171 @@
+"""The Emmett front end: C precedence in the grammar, the preprocessor, and the
+parser tables, which are built once and cached outside the source tree."""
+
+from __future__ import annotations
+
+import os
+import marshal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import emmett
+from emmett import parser as P
+from emmett import syntax as S
+from emmett.diagnostics import Files, Reporter
+from emmett.grammar import Grammar
+from emmett.lexer import TokenStream
+from emmett.preprocess import Preprocessor
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parse(source: str):
+    files = Files()
+    reporter = Reporter(files)
+    pre = Preprocessor(files, reporter)
+    pre.run_file("t.emt", source, None)
+    typedefs: set[str] = set()
+    stream = TokenStream(pre.chunks, reporter, typedefs)
+    tree = P.parse(stream, Grammar(reporter, typedefs, stream))
+    assert not reporter.diagnostics, [d.format() for d in reporter.diagnostics]
+    return tree
+
+
+def expr(source: str):
+    """The expression of `VMM1Hz { EXPR; }`, as nested tuples."""
+    probe = parse(f"VMM1Hz {{ {source}; }}")[0]
+    return shape(probe.body.items[0].expr)
+
+
+def shape(e):
+    if isinstance(e, S.Name):
+        return e.name
+    if isinstance(e, S.IntLit):
+        return e.value
+    if isinstance(e, S.StrLit):
+        return repr(e.value)
+    if isinstance(e, (S.Binary, S.Assign)):
+        return (e.op, shape(e.left if isinstance(e, S.Binary) else e.target),
+                shape(e.right if isinstance(e, S.Binary) else e.value))
+    if isinstance(e, S.Unary):
+        return (e.op, shape(e.operand))
+    if isinstance(e, S.Conditional):
+        return ("?", shape(e.test), shape(e.then), shape(e.other))
+    if isinstance(e, S.IncDec):
+        return (e.op + ("pre" if e.prefix else "post"), shape(e.target))
+    if isinstance(e, S.Call):
+        return ("call", shape(e.func), *[shape(a) for a in e.args])
+    if isinstance(e, S.Index):
+        return ("[]", shape(e.base), *[shape(k) for k in e.keys])
+    if isinstance(e, S.Member):
+        return ("->" if e.arrow else ".", shape(e.base), e.field)
+    if isinstance(e, S.Cast):
+        return ("cast", shape(e.operand))
+    if isinstance(e, S.SizeOf):
+        return ("sizeof", "type" if e.tname else shape(e.operand))
+    raise TypeError(e)
+
+
+@pytest.mark.parametrize("source, tree", [
+    ("a + b * c", ("+", "a", ("*", "b", "c"))),
+    ("a - b - c", ("-", ("-", "a", "b"), "c")),
+    ("a << 1 + 2", ("<<", "a", ("+", 1, 2))),
+    ("a < b == c > d", ("==", ("<", "a", "b"), (">", "c", "d"))),
+    ("a & b ^ c | d", ("|", ("^", ("&", "a", "b"), "c"), "d")),
+    ("a || b && c", ("||", "a", ("&&", "b", "c"))),
+    ("a = b = c", ("=", "a", ("=", "b", "c"))),
+    ("a += b ? c : d", ("+=", "a", ("?", "b", "c", "d"))),
+    ("a ? b : c ? d : e", ("?", "a", "b", ("?", "c", "d", "e"))),
+    ("-a * b", ("*", ("-", "a"), "b")),
+    ("!a && b", ("&&", ("!", "a"), "b")),
+    ("*p->next", ("*", ("->", "p", "next"))),
+    ("&s.f[2]", ("&", ("[]", (".", "s", "f"), 2))),
+    ("-a[1]", ("-", ("[]", "a", 1))),
+    ("a++ + ++b", ("+", ("++post", "a"), ("++pre", "b"))),
+    ("(int)x + 1", ("+", ("cast", "x"), 1)),
+    ("(char *)p + 1", ("+", ("cast", "p"), 1)),
+    ("sizeof(int) * 2", ("*", ("sizeof", "type"), 2)),
+    ("sizeof x + 1", ("+", ("sizeof", "x"), 1)),
+    ("f(a, b)(c)", ("call", ("call", "f", "a", "b"), "c")),
+    ("t[k1, k2] <- v + 1", ("<-", ("[]", "t", "k1", "k2"), ("+", "v", 1))),
+    ('"a" "b" + c', ("+", "'ab'", "c")),
+])
+def test_c_precedence_and_associativity(source, tree):
+    assert expr(source) == tree
+
+
+def test_typedef_names_are_types_after_their_declaration():
+    tree = parse("typedef unsigned long ulong;\nulong x;\nVMM1Hz { x = (ulong)RIP; }")
+    assert isinstance(tree[1], S.Declaration) and tree[1].specs[0].word == "typename"
+
+
+def test_probe_names_of_every_form():
+    tree = parse("USEC:100 ;\nGUEST:sym ;\nGUEST:ENTER:sym ;\nOFFSET:sym:0x10 ;\nTIMER:10msec ;\nVMX:TIMER:1sec ;\n"
+                 "Disk_IOStart(int a, int b) { }\n")
+    texts = [":".join(str(v[1] if isinstance(v, tuple) else v) for v, _, _ in p.parts) for p in tree]
+    assert texts == ["USEC:100", "GUEST:sym", "GUEST:ENTER:sym", "OFFSET:sym:0x10", "TIMER:10msec",
+                     "VMX:TIMER:1sec", "Disk_IOStart"]
+    assert [d.declarator.name for d in tree[-1].params] == ["a", "b"]
+
+
+def test_every_node_carries_its_position():
+    tree = parse("int f(int a)\n{\n    return a +\n        2;\n}\n")
+    ret = tree[0].body.items[0]
+    assert ret.pos == (0, 3, 5)
+    assert ret.value.pos == (0, 3, 14)  # the operator
+    assert ret.value.right.pos == (0, 4, 9)
+
+
+# ---- parser tables ------------------------------------------------------------------------------
+
+def test_tables_are_cached_under_the_user_cache_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(P, "_TABLES", None)
+    P.tables()
+    path = Path(P.cache_path())
+    assert path.parent == tmp_path / "vprobes-toolchain"
+    assert path.name.startswith("emmett-parser-") and path.exists()
+    # A later process reads them back instead of building them again.
+    monkeypatch.setattr(P, "_TABLES", None)
+    monkeypatch.setattr(P, "_build", lambda path: pytest.fail("rebuilt the parser tables"))
+    assert emmett.compile("VMM1Hz { }", "t.emt").ok
+
+
+def test_an_unwritable_cache_falls_back_to_tables_in_memory(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(P, "_TABLES", None)
+    assert emmett.compile("VMM1Hz { x = 1; }", "t.emt").ok
+    assert blocker.is_file()
+
+
+def test_a_corrupt_cache_file_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = Path(P.cache_path())
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not marshal data")
+    monkeypatch.setattr(P, "_TABLES", None)
+    assert emmett.compile("VMM1Hz { x = 1; }", "t.emt").ok
+    assert marshal.loads(path.read_bytes())["action"]
+
+
+def test_the_cache_file_name_follows_the_grammar(monkeypatch):
+    signature = P.grammar_signature()
+    assert len(signature) == 24 and int(signature, 16) >= 0
+    original = Grammar.p_expr_binary.__doc__
+    monkeypatch.setattr(Grammar.p_expr_binary, "__doc__", original + "\n                | expr '@' expr")
+    assert P.grammar_signature() != signature
+
+
+def test_nothing_is_written_into_the_source_tree(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    code = "import emmett; assert emmett.compile('VMM1Hz { }', 't.emt').ok"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO, timeout=120)
+    written = [p for name in ("parsetab.py", "parser.out", "lextab.py")
+               for p in REPO.rglob(name) if ".venv" not in p.parts]
+    assert written == []
+    assert list((tmp_path / "cache" / "vprobes-toolchain").glob("emmett-parser-*.marshal"))
