@@ -1,0 +1,220 @@
+"""`.vmx` files for real VMs under QEMU.
+
+The same `key = "value"` syntax as the simulated machine's `.vmx`
+(machine/vmx.py scans it; its helpers are reused read-only), with these keys::
+
+    displayName      = "linux-under-qemu"
+    numvcpus         = "2"
+    memsize          = "512"                      # MB
+    qemu.kernel      = "/boot/vmlinuz-6.1.0-56-amd64"
+    qemu.initrd      = "initramfs.gz"
+    qemu.append      = "console=ttyS0 nokaslr"    # the kernel command line
+    qemu.gdbPort     = "0"                        # 0: a free port on 127.0.0.1
+    qemu.accel       = "tcg"                      # tcg, kvm, or auto (kvm when /dev/kvm is usable)
+    qemu.console     = "console.log"              # the guest's serial console (default <name>.console.log)
+    qemu.binary      = "qemu-system-x86_64"
+    qemu.extraArgs   = "-device virtio-rng-pci"   # more QEMU arguments (shell words)
+    qemu.attach      = "127.0.0.1:1234"           # instead of booting: a running QEMU's gdbstub
+    qemu.image       = "/boot/vmlinuz-..."        # the kernel image (symbols, BTF) when attaching
+    qemu.timeout     = "10"                       # seconds to wait for the gdbstub's answers
+    qemu.tbSize      = "64"                       # TCG translation buffer in MB (0: QEMU's default)
+    vprobe.enable    = "TRUE"
+    vprobe.guestSyms = "System.map"               # optional: otherwise read from the kernel image
+    vprobe.outFile   = "vprobe.out"
+
+A `.vmx` that sets any `qemu.` key describes a QEMU VM (`is_qemu_vmx`).
+Relative paths are the VM directory's.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vp_runtime.errors import Diagnostic
+from vp_runtime.limits import DEFAULT_BAG_BYTES, DEFAULT_MAX_CODE_BYTES, LoadConfig
+
+from ..vmx import KNOWN_KEYS as _VMX_KEYS
+from ..vmx import VmxError
+from ..vmx import _accepted, _Context, _existing_file, _integer, _ordered, _output_file, _Parser, _Problem, _read_text
+
+__all__ = ["QEMU_KEYS", "QemuConfig", "is_qemu_vmx", "parse_qemu_vmx", "read_qemu_vmx"]
+
+ACCELS = ("tcg", "kvm", "auto")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QemuConfig:
+    """A QEMU VM's settings; the fields the tools use have VMConfig's names."""
+
+    path: Path | None
+    directory: Path
+    display_name: str
+    numvcpus: int = 2
+    memsize_mb: int = 512
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = "console=ttyS0 nokaslr"
+    gdb_port: int = 0
+    accel: str = "tcg"
+    console: Path | None = None
+    binary: str = "qemu-system-x86_64"
+    extra_args: tuple[str, ...] = ()
+    attach: tuple[str, int] | None = None
+    image: Path | None = None
+    timeout_s: float = 10.0
+    tb_size_mb: int = 0  # TCG translation buffer (MB); 0: QEMU's default
+    vprobe_enable: bool = False
+    vp_file: Path | None = None
+    out_file: Path = None  # type: ignore[assignment]
+    guest_syms: Path | None = None
+    syscalls: Path | None = None
+    max_code_bytes: int = DEFAULT_MAX_CODE_BYTES
+    bag_bytes: int = DEFAULT_BAG_BYTES
+    warnings: tuple[Diagnostic, ...] = field(default=())
+
+    def __post_init__(self):
+        if self.out_file is None:
+            object.__setattr__(self, "out_file", self.directory / "vprobe.out")
+        if self.console is None and self.attach is None:
+            object.__setattr__(self, "console", self.directory / f"{self.display_name}.console.log")
+
+    def load_config(self) -> LoadConfig:
+        return LoadConfig(max_code_bytes=self.max_code_bytes, bag_bytes=self.bag_bytes)
+
+    @property
+    def kernel_image(self) -> Path | None:
+        """The file symbols and BTF are read from."""
+        return self.image or self.kernel
+
+
+def _text(value: str, key: str, ctx) -> str:
+    return value
+
+
+def _port(value: str, key: str, ctx) -> int:
+    number = _integer(value, key)
+    if not 0 <= number <= 65535:
+        raise _Problem(f"{key} {number} is not a TCP port (0..65535; 0 picks a free one)")
+    return number
+
+
+def _attach(value: str, key: str, ctx) -> tuple[str, int] | None:
+    text = value.strip()
+    if not text:
+        return None
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise _Problem(f"{key} must be HOST:PORT of a running QEMU's gdbstub (e.g. 127.0.0.1:1234), not '{text}'")
+    return host.strip("[]"), int(port)
+
+
+def _accel(value: str, key: str, ctx) -> str:
+    word = value.strip().lower()
+    if word not in ACCELS:
+        raise _Problem(f"unknown {key} '{value}' (expected one of: {', '.join(ACCELS)})")
+    return word
+
+
+def _words(value: str, key: str, ctx) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as e:
+        raise _Problem(f"{key}: {e}") from None
+
+
+def _seconds(value: str, key: str, ctx) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise _Problem(f"invalid number of seconds '{value}' for {key}") from None
+    if not 0.1 <= number <= 3600:
+        raise _Problem(f"{key} {number:g} is out of range (0.1..3600 seconds)")
+    return number
+
+
+def _ranged(low: int, high: int, unit: str = ""):
+    def convert(value: str, key: str, ctx) -> int:
+        number = _integer(value, key)
+        if not low <= number <= high:
+            raise _Problem(f"{key} {number}{unit} is out of range ({low}..{high})")
+        return number
+    return convert
+
+
+# lower-cased key -> (spelling, QemuConfig field, converter)
+QEMU_KEYS = {
+    key.lower(): (key, name, convert)
+    for key, name, convert in (
+        ("qemu.kernel", "kernel", _existing_file),
+        ("qemu.initrd", "initrd", _existing_file),
+        ("qemu.append", "append", _text),
+        ("qemu.gdbPort", "gdb_port", _port),
+        ("qemu.accel", "accel", _accel),
+        ("qemu.console", "console", _output_file),
+        ("qemu.binary", "binary", _text),
+        ("qemu.extraArgs", "extra_args", _words),
+        ("qemu.attach", "attach", _attach),
+        ("qemu.image", "image", _existing_file),
+        ("qemu.timeout", "timeout_s", _seconds),
+        ("qemu.tbSize", "tb_size_mb", _ranged(0, 4096, " MB")),
+        ("numvcpus", "numvcpus", _ranged(1, 255)),
+        ("memsize", "memsize_mb", _ranged(32, 1_048_576, " MB")),
+    )
+}
+# Keys of the simulated machine's .vmx that mean the same here.
+_SHARED = ("displayname", "vprobe.enable", "vprobe.vpfile", "vprobe.outfile", "vprobe.guestsyms",
+           "vprobe.syscalls", "vprobe.maxcodebytes", "vprobe.bagbytes")
+# Keys of the simulated machine that a real VM ignores silently.
+_SIMULATION_ONLY = ("guestos", "sim.workload", "sim.seed", "sim.tschz", "sim.timerhz", "sim.hvvendor",
+                    "vprobe.chargeprobetime")
+
+
+def is_qemu_vmx(path: Path | str) -> bool:
+    """Whether the .vmx at `path` describes a QEMU VM (it sets a `qemu.` key)."""
+    try:
+        text = _read_text(path)
+    except VmxError:
+        return False
+    parser = _Parser(text, str(path))
+    return any(entry.key.lower().startswith("qemu.") for entry in parser.entries)
+
+
+def parse_qemu_vmx(text: str, path: Path | str) -> QemuConfig:
+    filename = str(path)
+    path = Path(path).absolute()
+    directory = path.parent
+    parser = _Parser(text, filename)
+    ctx = _Context(directory)
+    values: dict[str, object] = {}
+    effective = parser.effective()
+    for entry in parser.entries:
+        lower = entry.key.lower()
+        known = QEMU_KEYS.get(lower)
+        if known is None and lower in _SHARED:
+            known = _VMX_KEYS[lower]
+        if known is None:
+            if lower not in _SIMULATION_ONLY and not _accepted(lower) and effective[lower] is entry:
+                parser.warning(entry.line, entry.key_col, f"unknown key {entry.key} (ignored)", entry.source)
+            continue
+        _, name, convert = known
+        try:
+            result = convert(entry.value, entry.key, ctx)
+        except _Problem as problem:
+            parser.error(entry.line, entry.value_col, str(problem), entry.source)
+            continue
+        if effective[lower] is entry:
+            values[name] = result
+    if not parser.errors and values.get("attach") is None and values.get("kernel") is None:
+        parser.error(1, 1, "a QEMU VM needs qemu.kernel (a kernel to boot) or qemu.attach (a running "
+                           "QEMU's gdbstub, HOST:PORT)", text.split("\n", 1)[0])
+    if parser.errors:
+        raise VmxError(_ordered(parser.errors) + _ordered(parser.warnings))
+    display_name = values.pop("display_name", None) or path.stem
+    return QemuConfig(path=path, directory=directory, display_name=str(display_name),
+                      warnings=tuple(_ordered(parser.warnings)), **values)
+
+
+def read_qemu_vmx(path: Path | str) -> QemuConfig:
+    return parse_qemu_vmx(_read_text(path), path)

@@ -1,0 +1,104 @@
+"""Starting and stopping a QEMU process for a VM the machine boots itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .config import QemuConfig
+
+__all__ = ["QemuProcess", "find_qemu", "free_port", "kvm_usable"]
+
+
+def find_qemu(binary: str = "qemu-system-x86_64") -> str | None:
+    return shutil.which(binary)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+class QemuProcess:
+    """`qemu-system-x86_64` booting `config.kernel`, paused at reset (-S), its gdbstub on 127.0.0.1."""
+
+    def __init__(self, config: QemuConfig):
+        binary = find_qemu(config.binary)
+        if binary is None:
+            raise FileNotFoundError(f"{config.binary} is not installed (Debian: apt-get install qemu-system-x86)")
+        self.port = config.gdb_port or free_port()
+        accel = config.accel
+        if accel == "auto":
+            accel = "kvm" if kvm_usable() else "tcg"
+        self.accel = accel
+        self.console = Path(config.console) if config.console else None
+        accel_arg = f"tcg,tb-size={config.tb_size_mb}" if accel == "tcg" and config.tb_size_mb else accel
+        args = [binary, "-accel", accel_arg, "-m", str(config.memsize_mb), "-smp", str(config.numvcpus),
+                "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+                "-kernel", str(config.kernel), "-append", config.append,
+                "-gdb", f"tcp:127.0.0.1:{self.port}", "-S"]
+        if config.initrd:
+            args += ["-initrd", str(config.initrd)]
+        if self.console is not None:
+            self.console.parent.mkdir(parents=True, exist_ok=True)
+            self.console.write_bytes(b"")
+            args += ["-serial", f"file:{self.console}"]
+        else:
+            args += ["-serial", "null"]
+        args += list(config.extra_args)
+        self.args = args
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def failure(self) -> str:
+        """What QEMU said when it exited early."""
+        try:
+            _, err = self.proc.communicate(timeout=2)
+        except subprocess.TimeoutExpired:
+            return ""
+        return (err or b"").decode("utf-8", "replace").strip()
+
+    def console_text(self) -> str:
+        if self.console is None or not self.console.exists():
+            return ""
+        return self.console.read_bytes().decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        """Power off: end QEMU (SIGTERM, then SIGKILL) and reap it."""
+        proc = self.proc
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        if proc.stderr:
+            proc.stderr.close()
+
+    def wait_console(self, text: str, timeout: float) -> bool:
+        """Wait until the guest's console shows `text` (the VM must be running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.console_text():
+                return True
+            if not self.alive():
+                return False
+            time.sleep(0.05)
+        return text in self.console_text()

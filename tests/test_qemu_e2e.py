@@ -1,0 +1,164 @@
+"""End to end: VP scripts on a real Linux guest under QEMU, through the gdbstub.
+
+The guest boots once for the module: Debian's kernel with an initramfs
+built here from busybox-static, whose /init loops over `cat` and `ls`.
+Skipped (with the reason) when qemu-system-x86_64, the kernel or busybox is
+missing; CI installs them (qemu-system-x86 linux-image-amd64 busybox-static).
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import shutil
+import time
+
+import pytest
+
+import vp_runtime
+from machine.qemu.initramfs import build_initramfs, find_busybox
+
+KERNELS = sorted(glob.glob("/boot/vmlinuz-*"))
+
+
+def _missing() -> str | None:
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
+    if not KERNELS:
+        return "no kernel in /boot (apt-get install linux-image-amd64)"
+    if find_busybox() is None:
+        return "no static busybox (apt-get install busybox-static)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory):
+    from machine.qemu import QemuMachine, read_qemu_vmx
+
+    vm = tmp_path_factory.mktemp("qemu-vm")
+    build_initramfs(vm / "initramfs.gz")
+    (vm / "guest.vmx").write_text(
+        'displayName = "guest"\n'
+        'numvcpus = "2"\n'
+        'memsize = "512"\n'
+        f'qemu.kernel = "{KERNELS[-1]}"\n'
+        'qemu.initrd = "initramfs.gz"\n'
+        'qemu.append = "console=ttyS0 nokaslr quiet"\n'
+        'vprobe.enable = "TRUE"\n')
+    m = QemuMachine(read_qemu_vmx(vm / "guest.vmx"))
+    try:
+        deadline = time.monotonic() + 60
+        while "vprobes-guest: loop" not in m.console_text():
+            assert time.monotonic() < deadline, "the guest did not reach its loop:\n" + m.console_text()[-2000:]
+            m.run(0.25)
+        yield m
+    finally:
+        m.close()
+        assert not m.process.alive()
+
+
+def run_script(machine, vp: str, seconds: float, *, library: bool = False) -> str:
+    text = vp + ("\n" + machine.guest_library_vp() if library else "")
+    out: list[str] = []
+    script = vp_runtime.load(text, machine.load_config, backend=machine, log_sink=out.append)
+    machine.attach(script)
+    try:
+        machine.run(seconds)
+    finally:
+        machine.detach()
+    return "".join(out)
+
+
+def test_open_path_probe_sees_the_files_the_loop_opens_with_process_names(machine):
+    log = run_script(machine, """
+        (defstring path)
+        (vprobe GUEST:do_filp_open
+          (getgueststr path 255 (getguest RSI))
+          (printf "open %s %s %d\\n" (curprocname) path (curpid)))
+    """, 2.5, library=True)
+    opens = re.findall(r"^open (\S+) (\S+) (\d+)$", log, re.M)
+    assert ("cat", "/etc/hostname") in {(name, path) for name, path, _ in opens}, log
+    assert ("cat", "/etc/vprobes-motd") in {(name, path) for name, path, _ in opens}, log
+    assert all(int(pid) > 1 for name, path, pid in opens if name == "cat")
+
+
+def test_periodic_probe_reports_rips_in_kernel_or_user_text(machine):
+    log = run_script(machine, '(vprobe VMM10Hz (printf "rip %d %x\\n" VCPUID RIP))', 1.05)
+    rips = [(int(v), int(r, 16)) for v, r in re.findall(r"^rip (\d) ([0-9a-f]+)$", log, re.M)]
+    assert {v for v, _ in rips} == {0, 1}
+    assert len(rips) >= 16
+    for _, rip in rips:
+        in_kernel = machine.kernel.function_at(rip) is not None
+        assert in_kernel or 0x1000 <= rip < 0x800000000000, hex(rip)
+    assert any(machine.kernel.function_at(rip) is not None for _, rip in rips)
+
+
+def test_jiffies_watchpoint_counts_ticks(machine):
+    log = run_script(machine, """
+        (definteger ticks)
+        (vprobe GUEST_WRITE:jiffies (setint ticks (+ ticks 1)))
+        (vprobe VMXUnload (printf "ticks %d\\n" ticks))
+    """, 1.5)
+    ticks = int(re.search(r"ticks (\d+)", log).group(1))
+    assert 50 <= ticks <= 1000, log  # HZ=250, less while the guest is stopped or idle
+
+
+def test_getguestphys_reads_the_kernel_banner(machine):
+    banner = machine.lookup_symbol("linux_banner")
+    physical = banner - 0xFFFFFFFF80000000  # the kernel's text mapping (nokaslr)
+    log = run_script(machine, f"""
+        (vprobe VMXLoad (printf "%x %x\\n" (getguestphys {physical}) (getguest {banner})))
+    """, 0.0)
+    words = [int(w, 16).to_bytes(8, "little") for w in log.split()]
+    assert words[0] == b"Linux ve" and words[1] == b"Linux ve", log
+
+
+def test_unloading_leaves_no_breakpoint_and_the_guest_runs_on(machine):
+    run_script(machine, """
+        (vprobe GUEST:do_filp_open (printf "x\\n"))
+        (vprobe Guest_PF (printf "pf %x\\n" ARG0))
+        (vprobe GUEST_WRITE:jiffies (printf "w\\n"))
+    """, 0.5)
+    stub = machine.stub
+    assert not stub.breakpoints and not stub.watchpoints
+    before = machine.console_text().count("vprobes-guest: loop")
+    assert stub.running
+    assert stub.wait_stop(1.5) is None  # nothing of ours stops the VM any more
+    assert machine.console_text().count("vprobes-guest: loop") > before
+
+
+def test_refused_probe_points_say_why(machine):
+    with pytest.raises(vp_runtime.VPLoadError) as err:
+        vp_runtime.load("(vprobe HV_Exit (printf \"x\"))", backend=machine)
+    assert "not offered by this QEMU VM" in err.value.format()
+    offered = {name for name, _ in machine.probe_points()}
+    assert "HV_Exit" not in offered and "Guest_PF" in offered and "GUEST:do_filp_open" in offered
+
+
+def test_page_fault_probe_sees_the_faulting_context(machine):
+    log = run_script(machine, """
+        (vprobe Guest_PF (printf "pf %x %x %x\\n" CR2 ARG0 RIP))
+    """, 0.5)
+    faults = re.findall(r"^pf ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+)$", log, re.M)
+    assert faults, log
+    # RIP is the faulting instruction (from the exception frame), not the kernel's entry stub.
+    entry = machine.lookup_symbol("asm_exc_page_fault")
+    assert all(int(rip, 16) != entry for _, _, rip in faults)
+    assert all(int(code, 16) < 0x100 for _, code, _ in faults)
+
+
+def test_emmett_program_with_the_generated_preload_reads_kernel_structs(machine):
+    emmett = pytest.importorskip("emmett")
+    source = machine.guest_preload_emmett() + """
+GUEST:do_filp_open {
+    struct filename *f = (struct filename *)RSI;
+    printf("emt %s %s %d\\n", curprocname(), (string)f->name, curppid());
+}
+"""
+    result = emmett.compile(source, "<strace.emt>", emmett.CompileOptions(preload=False))
+    assert result.vp is not None, "\n".join(d.format() for d in result.diagnostics)
+    log = run_script(machine, result.vp, 2.5)
+    assert re.search(r"^emt cat /etc/hostname 1$", log, re.M), log

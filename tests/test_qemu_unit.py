@@ -1,0 +1,149 @@
+"""The QEMU backend's parts that need no QEMU: the remote serial protocol, target
+descriptions, stop replies, the .vmx keys, the initramfs writer and the BTF reader."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import struct
+import threading
+
+import pytest
+
+from machine.qemu.btf import BTF
+from machine.qemu.config import is_qemu_vmx, parse_qemu_vmx
+from machine.qemu.gdbstub import parse_stop_reply, parse_target_description
+from machine.qemu.guestlib import layout_from_btf, vp_library
+from machine.qemu.initramfs import CpioWriter
+from machine.qemu.machine import _noop_length
+from machine.qemu.rsp import RemoteSerial, RSPTimeout, checksum, decode_payload, encode_binary
+from machine.vmx import VmxError
+
+
+def test_checksum_is_the_byte_sum_modulo_256():
+    assert checksum(b"OK") == 0x9A
+    assert checksum(b"") == 0
+
+
+def test_run_length_encoding_and_escapes_are_decoded():
+    assert decode_payload(b"0* ") == b"0" * 4  # ' ' is 32: three more copies
+    assert decode_payload(b"ab}\x03c") == b"ab#c"
+    assert decode_payload(encode_binary(b"$#}*x")) == b"$#}*x"
+
+
+def test_stop_replies_name_the_thread_and_the_watched_address():
+    stop = parse_stop_reply(b"T05thread:02;watch:ffffffff82a079c0;")
+    assert (stop.signal, stop.thread, stop.watch) == (5, 2, ("watch", 0xFFFFFFFF82A079C0))
+    assert parse_stop_reply(b"T02thread:p01.01;").thread == 1
+    assert parse_stop_reply(b"W00").exited
+
+
+def test_target_description_strips_comments_and_follows_includes():
+    docs = {
+        "target.xml": b'<?xml version="1.0"?><target><xi:include href="core.xml"/></target>',
+        "core.xml": b'<feature><reg name="rax" bitsize="64" regnum="0"/><!-- <reg name="ghost" bitsize="64"/> -->'
+                    b'<reg name="rip" bitsize="64"/><reg name="eflags" bitsize="32"/>'
+                    b'<reg name="fs_base" bitsize="64" regnum="24"/></feature>',
+    }
+    regs = parse_target_description(lambda annex: docs[annex])
+    assert [(r.name, r.regnum, r.size, r.offset) for r in regs] == [
+        ("rax", 0, 8, 0), ("rip", 1, 8, 8), ("eflags", 2, 4, 16), ("fs_base", 24, 8, 20)]
+
+
+def test_requests_are_acknowledged_and_checked_against_a_stub():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    seen = []
+
+    def stub():
+        conn, _ = server.accept()
+        data = b""
+        while b"#" not in data or len(data) < data.index(b"#") + 3:
+            data += conn.recv(100)
+        seen.append(data)
+        conn.sendall(b"+$T02thread:01;#" + b"%02x" % checksum(b"T02thread:01;"))  # the pause on connect
+        conn.sendall(b"$OK#9a")
+        seen.append(conn.recv(100))  # our ack for it comes with the next packet (or the close)
+        conn.close()
+
+    thread = threading.Thread(target=stub)
+    thread.start()
+    rsp = RemoteSerial("127.0.0.1", server.getsockname()[1], timeout=2)
+    assert rsp.request("qC") == b"OK"
+    assert rsp.unsolicited == [b"T02thread:01;"]
+    rsp.close()
+    thread.join()
+    server.close()
+    assert seen[0] == b"$qC#b4"
+    assert seen[1].startswith(b"++")
+
+
+def test_a_silent_stub_times_out():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    rsp = RemoteSerial("127.0.0.1", server.getsockname()[1], timeout=0.3)
+    with pytest.raises(RSPTimeout):
+        rsp.request("g")
+    rsp.close()
+    server.close()
+
+
+def test_qemu_vmx_keys(tmp_path):
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"x")
+    vmx = tmp_path / "vm.vmx"
+    vmx.write_text('qemu.kernel = "vmlinuz"\nqemu.gdbPort = "1234"\nmemsize = "256"\nvprobe.enable = "TRUE"\n'
+                   'guestOS = "other"\n')
+    config = parse_qemu_vmx(vmx.read_text(), vmx)
+    assert (config.kernel, config.gdb_port, config.memsize_mb, config.vprobe_enable) == (kernel, 1234, 256, True)
+    assert config.out_file == tmp_path / "vprobe.out" and not config.warnings
+    assert is_qemu_vmx(vmx)
+    with pytest.raises(VmxError, match="HOST:PORT"):
+        parse_qemu_vmx('qemu.attach = "nowhere"\n', vmx)
+    with pytest.raises(VmxError, match="qemu.kernel"):
+        parse_qemu_vmx('memsize = "256"\n', vmx)
+
+
+def test_cpio_newc_archive():
+    cpio = CpioWriter()
+    cpio.file("init", b"#!/bin/sh\n", 0o755)
+    data = cpio.finish()
+    assert data.startswith(b"070701") and b"init\0" in data and data.endswith(b"\0" * (len(data) % 4 == 0))
+    assert b"TRAILER!!!" in data and len(data) % 4 == 0
+    assert gzip.decompress(gzip.compress(data)) == data
+
+
+def test_noops_are_recognised():
+    assert _noop_length(bytes.fromhex("0f1f440000")) == 5
+    assert _noop_length(bytes.fromhex("f30f1efa")) == 4
+    assert _noop_length(bytes.fromhex("55")) == 0  # push rbp
+
+
+def _btf(types: list[bytes], strings: bytes) -> bytes:
+    body = b"".join(types)
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings)) + body + strings
+
+
+def test_btf_task_struct_offsets_make_the_library():
+    strings = b"\0int\0char\0task_struct\0pid\0tgid\0comm\0real_parent\0current_task\0.data..percpu\0"
+    off = {name: strings.index(name.encode() + b"\0") for name in
+           ("int", "char", "task_struct", "pid", "tgid", "comm", "real_parent", "current_task", ".data..percpu")}
+    types = [
+        struct.pack("<IIII", off["int"], 1 << 24, 4, (1 << 24) | 32),                 # 1 int
+        struct.pack("<IIII", off["char"], 1 << 24, 1, 8),                             # 2 char
+        struct.pack("<IIIIII", 0, 3 << 24, 0, 2, 1, 16),                              # 3 char[16]
+        struct.pack("<III", off["task_struct"], (4 << 24) | 4, 0x800)                 # 4 struct
+        + struct.pack("<III", off["pid"], 1, 0x100 * 8) + struct.pack("<III", off["tgid"], 1, 0x104 * 8)
+        + struct.pack("<III", off["real_parent"], 5, 0x110 * 8) + struct.pack("<III", off["comm"], 3, 0x200 * 8),
+        struct.pack("<III", 0, 2 << 24, 4),                                           # 5 task_struct *
+        struct.pack("<IIII", off["current_task"], 14 << 24, 5, 1),                    # 6 var
+        struct.pack("<III", off[".data..percpu"], (15 << 24) | 1, 0x100)
+        + struct.pack("<III", 6, 0x80, 8),                                            # 7 datasec
+    ]
+    btf = BTF(_btf(types, strings))
+    layout = layout_from_btf(btf, "test")
+    assert (layout.current_task, layout.pid, layout.tgid, layout.real_parent, layout.comm, layout.comm_size) == \
+        (0x80, 0x100, 0x104, 0x110, 0x200, 16)
+    assert "(getgueststr linux.procName 16 (+ (linux.curtask) 0x200))" in vp_library(layout)
