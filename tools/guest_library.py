@@ -18,7 +18,8 @@ LIBRARY = files("machine.guest") / "linux64.vp"
 HELPERS = frozenset({"curpid", "curprocname", "curtid", "curppid"})
 
 
-def _defined_and_called(text: bytes | str) -> tuple[set[str], set[str]]:
+def defined_and_called(text: bytes | str) -> tuple[set[str], set[str]]:
+    """The functions `text` defines, and every name in it that heads a form (calls, keywords)."""
     defined: set[str] = set()
     called: set[str] = set()
     try:
@@ -38,9 +39,14 @@ def _defined_and_called(text: bytes | str) -> tuple[set[str], set[str]]:
     return defined, called
 
 
+def library_needed(text: bytes) -> bool:
+    """Whether `text` calls a helper it does not define (and defines none of them itself)."""
+    defined, called = defined_and_called(text)
+    return bool((called & HELPERS) - defined) and not defined & HELPERS
+
+
 def with_guest_library(text: bytes) -> bytes:
     """`text`, followed by the guest library if it calls a helper it does not define."""
-    defined, called = _defined_and_called(text)
-    if not (called & HELPERS) - defined or defined & HELPERS:
+    if not library_needed(text):
         return text
     return text + b"\n" + LIBRARY.read_bytes()

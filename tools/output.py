@@ -12,6 +12,11 @@ from typing import BinaryIO
 
 
 class LogStream:
+    """A binary stream that takes log text (one character per byte) and writes those bytes."""
+
+    encoding = "latin-1"
+    errors = "strict"
+
     def __init__(self, out: BinaryIO):
         self.out = out
         self.broken = False
@@ -20,7 +25,7 @@ class LogStream:
         if self.broken:
             return
         try:
-            self.out.write(text.encode("latin-1"))
+            self.out.write(text.encode(self.encoding, self.errors))
             self.out.flush()
         except BrokenPipeError:
             self._reader_gone()
@@ -40,6 +45,24 @@ class LogStream:
             self.out.flush()
         except BrokenPipeError:
             self._reader_gone()
+
+
+class MessageStream(LogStream):
+    """A binary stream for messages to people (real text, written as UTF-8)."""
+
+    encoding = "utf-8"
+    errors = "surrogateescape"
+
+    def write(self, text: str) -> None:
+        try:
+            super().write(text)
+        except UnicodeEncodeError:
+            super().write(text.encode("utf-8", "replace").decode("utf-8"))
+
+
+def log_text_as_message(text: str) -> str:
+    """Log text (bytes as Latin-1) as the text it spells in UTF-8, for a message."""
+    return text.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
 class LogFile:

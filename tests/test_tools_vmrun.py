@@ -1,0 +1,359 @@
+"""`vmrun` and VMs that keep running in the background, end to end.
+
+Every VM is started in a test's own directory and stopped by the fixture's
+teardown (with a kill as the last resort), so no process outlives a test.
+Waits are bounded polls for output to appear, never timing assertions.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vprobe_tools import control
+from vprobe_tools.vprobe_cli import run as vprobe_run
+
+BIN = Path(sys.executable).parent
+WAIT_S = 30.0
+
+SCRIPT_A = ('(vprobe VMXLoad (printf "A loaded\\n"))\n'
+            '(vprobe VMM10Hz (cond ((== VCPUID 0) (printf "A tick\\n"))))\n'
+            '(vprobe VMXUnload (printf "A bye\\n"))\n')
+SCRIPT_B = ('(vprobe VMXLoad (printf "B loaded\\n"))\n'
+            '(vprobe VMXUnload (printf "B bye\\n"))\n')
+
+
+def wait_for(predicate, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class VM:
+    def __init__(self, directory: Path, env: dict, name: str = "web01", settings: str = 'vprobe.enable = "TRUE"\n'):
+        self.directory = directory
+        self.env = env
+        self.vmx = directory / f"{name}.vmx"
+        self.vmx.write_text(f'displayName = "{name}"\n' + settings)
+        self.paths = control.vm_paths(self.vmx)
+
+    def vmrun(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(BIN / "vmrun"), *[str(a) for a in args]], env=self.env, capture_output=True,
+                                timeout=timeout)
+        assert b"Traceback" not in result.stderr
+        return result
+
+    def __call__(self, command: str, *args: str) -> subprocess.CompletedProcess:
+        return self.vmrun(command, self.vmx, *args)
+
+    @property
+    def out(self) -> Path:
+        return self.directory / "vprobe.out"
+
+    def log(self) -> str:
+        return self.out.read_text() if self.out.exists() else ""
+
+    def wait_log(self, text: str, count: int = 1) -> None:
+        wait_for(lambda: self.log().count(text) >= count, f"{text!r} x{count} in {self.out}")
+
+    def pid(self) -> int | None:
+        found = control.read_pidfile(self.paths.pidfile)
+        return found[0] if found else None
+
+    def teardown(self) -> None:
+        pid = self.pid()
+        if self.paths.pidfile.exists():
+            self.vmrun("stop", self.vmx, timeout=60)
+        if pid and control.pid_alive(pid, ""):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMRUN_STATE_DIR", str(tmp_path / "state"))
+    return dict(os.environ)
+
+
+@pytest.fixture
+def make_vm(tmp_path, env):
+    vms = []
+
+    def make(name: str = "web01", settings: str = 'vprobe.enable = "TRUE"\n', folder: str = "vm") -> VM:
+        directory = tmp_path / folder
+        directory.mkdir(mode=0o700, exist_ok=True)
+        vm = VM(directory, env, name, settings)
+        vms.append(vm)
+        return vm
+
+    yield make
+    for vm in vms:
+        vm.teardown()
+
+
+@pytest.fixture
+def vm(make_vm):
+    vm = make_vm()
+    started = vm("start")
+    assert started.returncode == 0, started.stderr
+    return vm
+
+
+def vprobe(*argv, stdin: bytes = b""):
+    out, err = io.BytesIO(), io.BytesIO()
+    status = vprobe_run([str(a) for a in argv], io.BytesIO(stdin), out, err)
+    return status, out.getvalue().decode("latin-1"), err.getvalue().decode()
+
+
+# ---- the life of a background VM ------------------------------------------------------------------------
+
+def test_start_load_reload_a_bad_script_reset_and_stop(vm, tmp_path):
+    assert vm.vmrun("list").stdout.decode() == f"Total running VMs: 1\n{vm.vmx}\n"
+    assert vm("vprobeVersion").stdout == b"VProbes version: 1.0 (enabled)\n"
+    assert stat.S_IMODE(os.stat(vm.paths.socket).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(vm.paths.socket).st_mode) and vm.pid()
+
+    loaded = vm("vprobeLoad", SCRIPT_A)
+    assert (loaded.returncode, loaded.stdout, loaded.stderr) == (0, b"", b"")
+    vm.wait_log("A tick", 2)
+
+    bad = vm("vprobeLoad", '(vprobe VMM1Hz\n  (printf "%d" zork))')
+    assert bad.returncode == 1
+    assert bad.stderr.decode() == ("vmrun: Error: the script did not load\n"
+                                   "<command line>:2:16: error: unknown name 'zork'\n"
+                                   '  (printf "%d" zork))\n'
+                                   "               ^\n")
+    ticks = vm.log().count("A tick")
+    vm.wait_log("A tick", ticks + 2)  # the previous script runs on, untouched
+    assert "A bye" not in vm.log()
+
+    script_b = tmp_path / "b.vp"
+    script_b.write_text(SCRIPT_B)
+    assert vm("vprobeLoadFile", script_b).returncode == 0
+    vm.wait_log("B loaded")
+    assert vm("vprobeReset").returncode == 0
+    vm.wait_log("B bye")
+
+    stopped = vm("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    log = vm.log()
+    assert log.startswith("A loaded\nA tick\n")
+    assert log.endswith("A tick\nA bye\nB loaded\nB bye\n")  # replaced atomically, in order
+    assert set(log.splitlines()) == {"A loaded", "A tick", "A bye", "B loaded", "B bye"}
+    assert not vm.paths.socket.exists() and not vm.paths.pidfile.exists()
+    assert vm.vmrun("list").stdout == b"Total running VMs: 0\n"
+    gone = vm("vprobeVersion")
+    assert gone.returncode == 1 and gone.stderr.decode() == f"vmrun: Error: the VM {vm.vmx.name} is not running\n"
+
+
+def test_listings_of_a_running_vm_match_the_embedded_machine(vm):
+    status, probes, _ = vprobe("-p")
+    assert vm("vprobeListProbes").stdout.decode() == probes
+    status, globals_, _ = vprobe("-g")
+    assert vm("vprobeListGlobals").stdout.decode() == globals_
+    assert vprobe("-p", vm.vmx)[1] == probes
+    assert vprobe("--kallsyms", vm.vmx)[1] == vprobe("--kallsyms")[1]  # the guest's symbols, from the VM
+
+
+def test_a_vm_without_vprobes_enabled_refuses_scripts(make_vm):
+    vm = make_vm(settings='vprobe.enable = "FALSE"\n')
+    assert vm("start").returncode == 0
+    assert vm("vprobeVersion").stdout == b"VProbes version: 1.0 (disabled)\n"
+    refused = vm("vprobeLoad", "(vprobe VMM1Hz (logint 1))")
+    assert refused.returncode == 1 and b"VProbes are not enabled for this VM" in refused.stderr
+
+
+def test_output_goes_to_vprobe_outfile(make_vm):
+    vm = make_vm(settings='vprobe.enable = "TRUE"\nvprobe.outFile = "probes.log"\n')
+    assert vm("start").returncode == 0
+    assert vm("vprobeLoad", SCRIPT_B).returncode == 0
+    assert vm("vprobeReset").returncode == 0
+    wait_for(lambda: (vm.directory / "probes.log").read_text() == "B loaded\nB bye\n", "probes.log")
+    assert not vm.out.exists()
+
+
+# ---- vprobe and a running VM ----------------------------------------------------------------------------
+
+def test_vprobe_streams_only_its_own_scripts_output(vm, tmp_path):
+    assert vm("vprobeLoad", SCRIPT_B).returncode == 0
+    vm.wait_log("B loaded")
+    script = tmp_path / "s.vp"
+    script.write_text('(vprobe VMXLoad (printf "S loaded\\n"))\n(vprobe VMM1Hz (printf "S tick %d\\n" VCPUID))\n'
+                      '(vprobe VMXUnload (printf "S bye\\n"))\n')
+    status, out, err = vprobe("-d", "1", vm.vmx, script)
+    assert (status, err) == (0, "")
+    assert out == "S loaded\nS tick 0\nS tick 1\nS bye\n"  # one simulated second, exactly
+    assert vm.log() == "B loaded\nB bye\n" + out  # the VM's log has it all
+
+
+def test_vprobe_concatenated_files_and_json_on_a_running_vm(vm, tmp_path):
+    a = tmp_path / "a.vp"
+    a.write_text("(definteger n 6)\n")
+    b = tmp_path / "b.vp"
+    b.write_text('\n(vprobe VMXLoad (logint (* n 7)) (logstr "\\n") (logint (getguest "nope")))\n')
+    status, out, err = vprobe("-d", "0", "-f", "json", vm.vmx, a, b)
+    assert status == 0, err
+    assert out.splitlines()[0] == '{"type": "log", "data": "42\\n"}'
+    assert f'"file": "{b}", "line": 2, "col": 56' in out.splitlines()[1]
+    bad = vprobe("-d", "0", vm.vmx, a, b.with_name("c.vp"))
+    assert bad[0] == 1
+
+
+def test_vprobe_load_errors_from_a_running_vm_are_located(vm, tmp_path):
+    script = tmp_path / "bad.vp"
+    script.write_text("\n(vprobe VMM1Hz (logint zork))\n")
+    status, out, err = vprobe(vm.vmx, script)
+    assert (status, out) == (1, "")
+    assert err.startswith(f"{script}:2:24: error: unknown name 'zork'\n")
+
+
+def test_vprobe_load_only_and_reset(vm, tmp_path):
+    script = tmp_path / "b.vp"
+    script.write_text(SCRIPT_B)
+    status, out, err = vprobe("-l", vm.vmx, script)
+    assert (status, out) == (0, "") and "loaded into web01.vmx" in err
+    vm.wait_log("B loaded")
+    assert vprobe("-r", vm.vmx) == (0, "", f"vprobe: unloaded the script in {vm.vmx}\n")
+    vm.wait_log("B bye")
+    assert vprobe("-r", vm.vmx) == (0, "", f"vprobe: no script was loaded in {vm.vmx}\n")
+
+
+def start_vprobe(vm, script: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "vprobe"), str(vm.vmx), str(script)], env=vm.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_ctrl_c_unloads_and_the_log_is_complete(vm, tmp_path):
+    script = tmp_path / "a.vp"
+    script.write_text(SCRIPT_A)
+    process = start_vprobe(vm, script)
+    try:
+        vm.wait_log("A tick", 2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert out.startswith(b"A loaded\nA tick\n") and out.endswith(b"A tick\nA bye\n")
+    assert out.decode() == vm.log()
+    assert vprobe("-r", vm.vmx)[2] == f"vprobe: no script was loaded in {vm.vmx}\n"
+
+
+def test_stop_works_while_a_script_streams(vm, tmp_path):
+    script = tmp_path / "a.vp"
+    script.write_text(SCRIPT_A)
+    process = start_vprobe(vm, script)
+    try:
+        vm.wait_log("A tick")
+        stopped = vm("stop")
+        out, err = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert stopped.returncode == 0, stopped.stderr
+    assert process.returncode == 0
+    assert out.endswith(b"A bye\n") and out.decode() == vm.log()
+    assert err.decode() == f"vprobe: the VM {vm.vmx.name} was powered off\n"
+    assert not vm.paths.pidfile.exists()
+
+
+# ---- robustness ------------------------------------------------------------------------------------
+
+def test_a_silent_client_does_not_hold_the_vm_up(vm):
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    partial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with control.socket_address(vm.paths.socket) as address:
+            silent.connect(address)
+            partial.connect(address)
+        partial.sendall(b'{"op": "pi')
+        assert vm("vprobeVersion").stdout == b"VProbes version: 1.0 (enabled)\n"
+        assert vm("vprobeLoad", SCRIPT_B).returncode == 0
+        assert vm("stop").returncode == 0
+    finally:
+        silent.close()
+        partial.close()
+
+
+def test_stale_files_of_a_dead_vm_are_cleaned(make_vm):
+    vm = make_vm()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    vm.paths.pidfile.write_text(f"{dead.pid} 1\n")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with control.socket_address(vm.paths.socket) as address:
+        stale.bind(address)
+    stale.close()
+    assert vm.paths.socket.exists()
+    result = vm("vprobeLoad", SCRIPT_B)
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith(f"vmrun: Error: the VM {vm.vmx.name} is not running")
+    assert not vm.paths.socket.exists() and not vm.paths.pidfile.exists()
+    vm.paths.pidfile.write_text(f"{dead.pid} 1\n")
+    assert vm("start").returncode == 0  # a stale pid file does not stop a start
+    assert vm("vprobeVersion").returncode == 0
+
+
+def test_start_refuses_a_second_daemon_and_a_bad_vmx(vm, make_vm):
+    again = vm("start")
+    assert again.returncode == 1 and b"is already running" in again.stderr
+    broken = make_vm(name="broken", settings="numvcpus = \"lots\"\n")
+    result = broken("start")
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith(f"{broken.vmx}:2:12: error: invalid number 'lots' for numvcpus")
+    assert not broken.paths.pidfile.exists()
+
+
+def test_a_directory_everyone_can_write_is_refused(make_vm):
+    vm = make_vm(folder="shared")
+    os.chmod(vm.directory, 0o777)
+    result = vm("start")
+    assert result.returncode == 1 and b"is writable by every user" in result.stderr
+    assert not vm.paths.pidfile.exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to make a file another user's")
+def test_another_users_socket_is_not_used(make_vm):
+    vm = make_vm()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with control.socket_address(vm.paths.socket) as address:
+        stale.bind(address)
+    stale.close()
+    os.chown(vm.paths.socket, 65534, 65534)
+    result = vm("vprobeVersion")
+    assert result.returncode == 1 and b"belongs to another user" in result.stderr
+
+
+def test_hard_stop_kills_the_vm(vm):
+    pid = vm.pid()
+    assert vm("stop", "hard").returncode == 0
+    assert not control.pid_alive(pid, "") and not vm.paths.socket.exists()
+
+
+def test_vmrun_usage():
+    run = subprocess.run([str(BIN / "vmrun"), "--help"], capture_output=True, timeout=60)
+    assert run.returncode == 0 and b"vprobeLoadFile VM.vmx FILE" in run.stdout
+    bad = subprocess.run([str(BIN / "vmrun"), "vprobeFrobnicate", "x.vmx"], capture_output=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith(b"vmrun: Error: unknown command 'vprobeFrobnicate'")
+    short = subprocess.run([str(BIN / "vmrun"), "vprobeLoad", "x.vmx"], capture_output=True, timeout=60)
+    assert short.returncode == 2
+
+
+def test_the_vp_file_of_the_vmx_loads_at_power_on(make_vm):
+    vm = make_vm(settings='vprobe.enable = "TRUE"\nvprobe.vpFile = "boot.vp"\n')
+    (vm.directory / "boot.vp").write_text(SCRIPT_B)
+    assert vm("start").returncode == 0
+    vm.wait_log("B loaded")
+    assert vm("stop").returncode == 0
+    assert vm.log() == "B loaded\nB bye\n"

@@ -1,0 +1,112 @@
+"""The log as JSON lines: one object per event, for programs rather than people.
+
+    {"type": "log", "data": "hello!\\n"}
+    {"type": "aggr", "name": "pf", "int_keys": 1, "str_keys": 1,
+     "entries": [{"keys": [4096, "bash"], "avg": 1, "count": 3, "min": 1, "max": 1, "latest": 1}]}
+    {"type": "error", "probe": "VMM1Hz", "file": "t.vp", "line": 1, "col": 24,
+     "message": "...", "data": "vprobe error: probe VMM1Hz aborted at t.vp:1:24: ...\\n"}
+
+Log text is bytes held as Latin-1: every string in these objects holds one
+character (U+0000..U+00FF) per byte of the log, so encoding it with Latin-1
+gives the log's bytes back exactly.  The output itself is ASCII (other
+characters are `\\u` escapes).  Integer keys and values are JSON integers
+(unsigned 64-bit).  The stack printer adds
+`{"type": "stack", "count": N, "stack": "GUEST_0x..", "frames": [...]}`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .logparse import AggrBlock, AggrEntry, Event, Fault, LogText, parse_fault
+
+TYPES = ("log", "aggr", "error")
+
+
+def entry_json(entry: AggrEntry) -> dict:
+    return {"keys": list(entry.keys), "avg": entry.avg, "count": entry.count,
+            "min": entry.min, "max": entry.max, "latest": entry.latest}
+
+
+def to_json(event: Event, entries: list[AggrEntry] | None = None) -> dict:
+    """The JSON object for `event`; `entries` replaces an aggregate's own (sorted, cut)."""
+    if isinstance(event, AggrBlock):
+        shown = event.entries if entries is None else entries
+        return {"type": "aggr", "name": event.name, "int_keys": event.int_keys, "str_keys": event.str_keys,
+                "entries": [entry_json(e) for e in shown]}
+    if isinstance(event, Fault):
+        return {"type": "error", "probe": event.probe, "file": event.file, "line": event.line,
+                "col": event.col, "message": event.message, "data": event.text}
+    return {"type": "log", "data": event.text}
+
+
+def dumps(obj: dict) -> str:
+    return json.dumps(obj, ensure_ascii=True) + "\n"
+
+
+def from_json(obj: dict) -> Event | None:
+    """The event a JSON object stands for (None for objects of other types)."""
+    kind = obj.get("type")
+    if kind == "log":
+        return LogText(str(obj.get("data", "")))
+    if kind == "error":
+        text = obj.get("data")
+        if isinstance(text, str):
+            fault = parse_fault(text)
+            if fault is not None:
+                return fault
+        where = f" at {obj.get('file')}:{obj.get('line')}:{obj.get('col')}" if obj.get("file") else ""
+        text = f"vprobe error: probe {obj.get('probe')} aborted{where}: {obj.get('message')}\n"
+        return Fault(text, str(obj.get("probe")), obj.get("file"), obj.get("line"), obj.get("col"),
+                     str(obj.get("message")))
+    if kind == "aggr":
+        name = obj["name"]
+        if not isinstance(name, str):
+            raise ValueError("an aggregate's name must be a string")
+        block = AggrBlock(name, int(obj.get("int_keys", 0)), int(obj.get("str_keys", 0)))
+        for e in obj.get("entries", ()):
+            block.entries.append(AggrEntry(tuple(e.get("keys", ())), int(e["avg"]), int(e["count"]),
+                                           int(e["min"]), int(e["max"]), int(e["latest"])))
+        return block
+    return None
+
+
+def parse_json_line(line: str) -> Event | None:
+    """The event of one JSON line; None for blank lines and objects of other types.
+
+    Raises ValueError for a line that is not such an object.
+    """
+    if not line.strip():
+        return None
+    obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    try:
+        return from_json(obj)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"malformed {obj.get('type')} object: {e}") from None
+
+
+def looks_like_json_log(first_line: str) -> bool:
+    """Whether a log's first line is one of these objects (JSON input, read as such)."""
+    try:
+        obj = json.loads(first_line)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("type") in TYPES
+
+
+class JsonView:
+    """Every event as a JSON line (`vprobe -f json`)."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def event(self, event: Event) -> None:
+        self.out.write(dumps(to_json(event)))
+
+    def idle(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass

@@ -1,0 +1,189 @@
+"""A script's sources: reading them, compiling Emmett, concatenating VP, loading.
+
+Several VP files load as one script: their texts are concatenated (each
+starting on a new line) under one internal name, and `SourceMap` maps a line
+of the concatenation back to its file and line, in load diagnostics and in the
+run-time fault lines of the log.  The guest's VP library is one more source
+when the script calls a helper it does not define (`guest_library`).
+Several Emmett files compile the same way, as one program.
+
+Emmett goes through the compiler (`emmett.compile`, imported only when an
+Emmett script is given) with the guest preload and the guest's symbols.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from vp_runtime import VPLoadError, load
+from vp_runtime.reader import as_log_text
+
+from .errors import LoadFailed, ToolError
+from .guest_library import LIBRARY, defined_and_called, library_needed
+
+CONCAT_NAME = "<vprobe sources>"
+_LOGGED_NAME = as_log_text(CONCAT_NAME)
+_FAULT_AT = re.compile(r"^(vprobe error: probe \S+ aborted at )" + re.escape(_LOGGED_NAME) + r":(\d+):", re.M)
+_LINE_REF = re.compile(r"\bline (\d+)\b")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str  # as the user named it (a path, "<stdin>", "<command line>")
+    text: bytes
+
+
+class SourceMap:
+    """Files concatenated into one text, and the way back from a line to its file."""
+
+    def __init__(self, files: list[SourceFile]):
+        self.files = list(files)
+        parts: list[bytes] = []
+        self.starts: list[int] = []  # first line of each file in the concatenation
+        line = 1
+        for f in self.files:
+            text = f.text if not f.text or f.text.endswith(b"\n") else f.text + b"\n"
+            self.starts.append(line)
+            parts.append(text)
+            line += text.count(b"\n")
+        self.text = b"".join(parts)
+
+    def locate(self, line: int) -> tuple[str, int] | None:
+        """(file name, line in that file) of a line of the concatenation."""
+        for i in range(len(self.files) - 1, -1, -1):
+            if line >= self.starts[i]:
+                return self.files[i].name, line - self.starts[i] + 1
+        return None
+
+    def map_diagnostic(self, d):
+        """A diagnostic about the concatenation, about the file it points into instead."""
+        if d.file != CONCAT_NAME:
+            return d
+        where = self.locate(d.line)
+        if where is None:
+            return d
+        name, line = where
+
+        def mention(m: re.Match) -> str:
+            other = self.locate(int(m.group(1)))
+            if other is None:
+                return m.group(0)
+            return f"line {other[1]}" if other[0] == name else f"{other[0]} line {other[1]}"
+
+        message = _LINE_REF.sub(mention, d.message)
+        return type(d)(name, line, d.col, message, d.source_line, d.severity)
+
+    def map_log(self, text: str) -> str:
+        """Log text with fault locations in the concatenation mapped to their files."""
+        if _LOGGED_NAME not in text:
+            return text
+
+        def fault(m: re.Match) -> str:
+            where = self.locate(int(m.group(2)))
+            if where is None:
+                return m.group(0)
+            return f"{m.group(1)}{as_log_text(where[0])}:{where[1]}:"
+        return _FAULT_AT.sub(fault, text)
+
+
+def read_sources(paths: list[str]) -> list[SourceFile]:
+    files = []
+    for path in paths:
+        try:
+            files.append(SourceFile(path, Path(path).read_bytes()))
+        except OSError as e:
+            raise ToolError(f"cannot read {path}: {e.strerror or e}") from None
+    return files
+
+
+def is_emmett(name: str) -> bool:
+    return name.endswith(".emt")
+
+
+def vp_program(files: list[SourceFile], *, library: bool = True) -> SourceMap:
+    """The VP files as one program, with the guest library when it is needed."""
+    program = SourceMap(files)
+    if library and library_needed(program.text):
+        program = SourceMap(files + [SourceFile(LIBRARY.name, LIBRARY.read_bytes())])
+    return program
+
+
+def load_program(program: SourceMap, machine, sink: Callable[[str], None]):
+    """Load `program` for `machine`, its log to `sink`; returns (Script, warnings as text).
+
+    Raises LoadFailed with the diagnostics, located in the user's files.
+    """
+    def mapped_sink(text: str) -> None:
+        sink(program.map_log(text))
+
+    try:
+        script = load(program.text, machine.load_config, backend=machine, filename=CONCAT_NAME,
+                      log_sink=mapped_sink)
+    except VPLoadError as e:
+        raise LoadFailed("\n".join(program.map_diagnostic(d).format() for d in e.diagnostics)) from None
+    return script, [program.map_diagnostic(w).format() for w in script.warnings]
+
+
+# ---- Emmett -----------------------------------------------------------------------------------
+
+def emmett_compiler():
+    """`emmett.compile` and `emmett.CompileOptions`, or None while the compiler is not there."""
+    try:
+        import emmett
+    except ImportError:
+        return None
+    compile_ = getattr(emmett, "compile", None)
+    options = getattr(emmett, "CompileOptions", None)
+    if compile_ is None or options is None:
+        return None
+    return compile_, options
+
+
+def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, symbols_file: str | None = None,
+                   auto_aggr: bool = False) -> tuple[bytes, list[str]]:
+    """Compile Emmett sources to VP; returns (VP text, warnings as text).  Raises LoadFailed.
+
+    The guest's symbols come from `symbols_file`, or `symbols_text` (written to
+    a temporary file for the compiler).
+    """
+    compiler = emmett_compiler()
+    if compiler is None:
+        raise ToolError("Emmett scripts need the Emmett compiler (the emmett package), which is not available")
+    compile_, Options = compiler
+    program = SourceMap(files)
+    name = files[0].name if len(files) == 1 else CONCAT_NAME
+    include_dirs = list(dict.fromkeys(os.path.dirname(os.path.abspath(f.name)) for f in files
+                                      if not f.name.startswith("<")))
+    source = program.text.decode("utf-8", "surrogateescape")
+    with tempfile.TemporaryDirectory(prefix="vprobe-") as scratch:
+        if symbols_file is None and symbols_text is not None:
+            symbols_file = os.path.join(scratch, "kallsyms")
+            Path(symbols_file).write_text(symbols_text, encoding="utf-8")
+        options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr)
+        try:
+            result = compile_(source, filename=name, options=options)
+        except Exception as e:  # the compiler promises never to raise; never show a traceback anyway
+            raise ToolError(f"internal error in the Emmett compiler: {type(e).__name__}: {e}") from None
+    diagnostics = [program.map_diagnostic(d) for d in result.diagnostics]
+    if not result.ok:
+        raise LoadFailed("\n".join(d.format() for d in diagnostics) or f"{name}: the Emmett compiler failed")
+    warnings = [d.format() for d in diagnostics]
+    vp = result.vp
+    return (vp.encode("utf-8", "surrogateescape") if isinstance(vp, str) else bytes(vp)), warnings
+
+
+def compiled_name(files: list[SourceFile]) -> str:
+    """The name compiled VP goes by in diagnostics and fault lines."""
+    return f"<{' '.join(f.name for f in files)} compiled to VP>"
+
+
+def needs_auto_aggr(vp: bytes) -> bool:
+    """Whether a VP program declares aggregates but never logs them (`-a` then adds a probe that does)."""
+    _, called = defined_and_called(vp)
+    return "defaggr" in called and "logaggr" not in called
+
