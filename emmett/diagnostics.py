@@ -36,10 +36,11 @@ class Diagnostic:
 class CompileOptions:
     """How to compile: include path, predefined macros, guest symbols, memory model, output shape."""
 
-    __slots__ = ("include_dirs", "defines", "symbols_file", "memmodel", "auto_aggr", "indent", "preload")
+    __slots__ = ("include_dirs", "defines", "symbols_file", "memmodel", "auto_aggr", "indent", "preload",
+                 "preload_text")
 
     def __init__(self, include_dirs=(), defines=None, symbols_file=None, memmodel="guest64",
-                 auto_aggr=False, indent=2, preload=True):
+                 auto_aggr=False, indent=2, preload=True, preload_text=None):
         self.include_dirs = tuple(include_dirs)
         self.defines = dict(defines or {})
         self.symbols_file = symbols_file
@@ -47,6 +48,9 @@ class CompileOptions:
         self.auto_aggr = auto_aggr
         self.indent = indent
         self.preload = preload
+        # The guest preload library's source, for a guest other than the default
+        # (e.g. generated from a real kernel's BTF); None means preload/linux64.emt.
+        self.preload_text = preload_text
 
     def __repr__(self):
         fields = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)

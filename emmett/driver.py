@@ -128,14 +128,18 @@ def _compile(source, filename, options, files, reporter):
     preload_chunks = []
     if options.preload:
         path = os.path.join(PRELOAD_DIR, PRELOAD)
-        try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", "surrogateescape")
-        except OSError as e:
-            fid = files.add(filename, source)
-            reporter.error((fid, 1, 1), f"cannot read the guest preload library {path}: {e.strerror or e}")
-            return None
-        pre.run_file(path, text, os.path.dirname(path), origin=((0, 0),))
+        text = options.preload_text
+        if text is not None:
+            path = "<guest preload>"
+        else:
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", "surrogateescape")
+            except OSError as e:
+                fid = files.add(filename, source)
+                reporter.error((fid, 1, 1), f"cannot read the guest preload library {path}: {e.strerror or e}")
+                return None
+        pre.run_file(path, text, os.path.dirname(path) or os.getcwd(), origin=((0, 0),))
         preload_chunks = pre.chunks
         pre.chunks = []
     dirname = os.path.dirname(os.path.abspath(filename)) if not filename.startswith("<") else os.getcwd()

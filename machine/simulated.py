@@ -8,6 +8,7 @@ A script is attached with `attach` (its load probes fire) and detached with
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Callable
 
 from vp_runtime import ALL_GLOBALS, STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
@@ -191,7 +192,15 @@ class SimulatedMachine:
 
     def run(self, seconds: float) -> None:
         """Advance simulated time by `seconds`, firing whatever falls due."""
-        self.events.run_until(self.events.now_ns + int(seconds * NS_PER_SEC))
+        self.run_until_ns(self.events.now_ns + int(seconds * NS_PER_SEC))
+
+    def run_until_ns(self, end_ns: int) -> None:
+        """Advance simulated time to exactly `end_ns` (a -d deadline lands on its nanosecond)."""
+        self.events.run_until(end_ns)
+
+    def close(self) -> None:
+        """Power off (nothing outlives the simulated machine's process)."""
+        self.detach()
 
     # ---- loading scripts -----------------------------------------------------------
 
@@ -250,6 +259,19 @@ class SimulatedMachine:
         self.probes.clear()
         self.script = None
         script.flush()
+
+    # ---- guest knowledge for the tools ------------------------------------------------
+
+    realtime = False  # run(seconds) is simulated time, as fast as the host allows
+    guest_library_name = "linux64.vp"
+
+    def guest_library_vp(self) -> str:
+        """The VP helpers curpid, curtid, curppid, curprocname for this guest."""
+        return (files("machine.guest") / self.guest_library_name).read_text(encoding="utf-8")
+
+    def guest_preload_emmett(self) -> str | None:
+        """The Emmett preload for this guest: None, the compiler's default is this guest's."""
+        return None
 
     # ---- what the tools show -----------------------------------------------------------
 

@@ -764,6 +764,9 @@ class QemuMachine:
             points.append((f"GUEST_READ:{name}", f"the guest reads {name} ({address:#x})"))
         return points
 
+    realtime = True  # run(seconds) lets the real VM run for that many seconds
+    guest_library_name = "guest-library.vp"
+
     def guest_library_vp(self) -> str:
         """curpid/curtid/curppid/curprocname in VP for this guest's kernel (from its BTF)."""
         return self.kernel.vp_library()
