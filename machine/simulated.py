@@ -13,14 +13,13 @@ from typing import Callable
 
 from vp_runtime import ALL_GLOBALS, STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
 from vp_runtime.catalog import VMCB_GLOBALS, VMCS_GLOBALS
-from vp_runtime.reader import parse_integer
 
 from .events import EventQueue
 from .guest.kernel_image import SYSCALLS
 from .guest.linux import LinuxGuest
 from .memory import MMU, PhysicalMemory
 from .probes import Probes
-from .symbols import parse_kallsyms, read_kallsyms
+from .symbols import parse_kallsyms, read_kallsyms, resolve_address
 from .vcpu import REGISTER_NAMES, VCPU
 from .vmx import VMConfig, default_config
 
@@ -94,11 +93,7 @@ class SimulatedMachine:
 
     def resolve(self, text: str) -> int | None:
         """An address written as a number or a guest symbol name."""
-        try:
-            value = parse_integer(text)
-        except ValueError:
-            return None
-        return value if value is not None else self.lookup_symbol(text)
+        return resolve_address(text, self.lookup_symbol)
 
     def check_probe(self, spec: ProbeSpec) -> str | None:
         if spec.kind in STATIC_PROBES or spec.kind == "USEC":

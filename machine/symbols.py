@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vp_runtime.reader import parse_integer
+
 
 def parse_kallsyms(text: str) -> dict[str, int]:
     """`address type name [module]` per line; the first definition of a name wins."""
@@ -22,3 +24,12 @@ def parse_kallsyms(text: str) -> dict[str, int]:
 
 def read_kallsyms(path: Path) -> dict[str, int]:
     return parse_kallsyms(Path(path).read_text(encoding="utf-8", errors="replace"))
+
+
+def resolve_address(text: str, lookup_symbol) -> int | None:
+    """An address a probe point names: a number (as VP writes them) or a guest symbol."""
+    try:
+        value = parse_integer(text)
+    except ValueError:
+        return None
+    return value if value is not None else lookup_symbol(text)

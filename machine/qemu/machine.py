@@ -46,8 +46,8 @@ import capstone
 
 from vp_runtime import ALL_GLOBALS, STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
 from vp_runtime.catalog import HARDWARE_GLOBALS, PROBE_GLOBALS, REGISTER_GLOBALS, GlobalInfo
-from vp_runtime.reader import parse_integer
 
+from ..symbols import resolve_address
 from .config import QemuConfig, read_qemu_vmx
 from .gdbstub import GdbStub, StopReply
 from .kernel import COMMON_IRQ_ENTRY, CR3_CANDIDATES, FAULT_ENTRIES, SYSVEC_VECTORS, GuestKernel
@@ -279,11 +279,8 @@ class QemuMachine:
         return self._globals
 
     def resolve(self, text: str) -> int | None:
-        try:
-            value = parse_integer(text)
-        except ValueError:
-            return None
-        return value if value is not None else self.lookup_symbol(text)
+        """An address written as a number or a guest symbol name."""
+        return resolve_address(text, self.lookup_symbol)
 
     def check_probe(self, spec: ProbeSpec) -> str | None:
         kind = spec.kind
