@@ -3,7 +3,8 @@
 Files, in the VM's directory beside NAME.vmx:
 
     NAME.vmrun.sock   the control socket (a Unix socket, mode 0600)
-    NAME.vmrun.pid    the daemon's "PID STARTTIME" (STARTTIME from /proc: a reused pid is not it)
+    NAME.vmrun.pid    the daemon's "PID STARTTIME" (STARTTIME from /proc: a reused pid is not it),
+                      and for a QEMU VM a second line "vm PID STARTTIME": the QEMU process
     NAME.vmrun.log    the daemon's own messages
 
 Only the user who started a VM can control it: the socket is 0600, the client
@@ -20,6 +21,7 @@ carry script text or log text hold bytes as Latin-1 characters.
     version                     -> version, enabled
     probes / globals            -> rows (lists of strings)
     symbols                     -> text (the guest symbols, /proc/kallsyms format)
+    preload                     -> text (the guest's Emmett preload, or null: the compiler's default)
     load  sources=[{name,text}] [stream] [duration] [library]
                                 -> warnings (a failed load: error, diagnostics)
     reset                       -> unloaded (whether a script was loaded)
@@ -32,7 +34,8 @@ A `load` with `"stream": true` keeps the connection: the daemon then sends
 "replaced", "stopped", "disconnected", "crashed") once the script is unloaded
 and its last output sent.  The client may send `{"op": "unload"}` on that
 connection; closing it unloads the script too.  With `duration` the daemon
-unloads the script after that many simulated seconds.
+unloads the script after that many simulated seconds (real seconds on a
+QEMU VM).
 
 Every socket operation has a timeout (`TIMEOUT_S`; a stream that is silent
 for `STALL_S`, ticks included, is dead).
@@ -181,6 +184,50 @@ def write_pidfile(path: Path) -> None:
         f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
 
 
+def record_vm_process(paths: VMPaths, pid: int) -> None:
+    """Add the VM's own process (QEMU) to this daemon's pid file, as its second line."""
+    path = paths.pidfile
+    first = path.read_text().splitlines()[0]
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{first}\nvm {pid} {process_start_time(pid)}\n")
+    os.replace(tmp, path)
+
+
+def read_vm_process(path: Path) -> tuple[int, str] | None:
+    """The VM process (QEMU) a pid file names: (pid, start time), or None."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "vm" and parts[1].isdigit() and int(parts[1]) > 0:
+            return int(parts[1]), parts[2] if len(parts) > 2 else ""
+    return None
+
+
+def end_process(pid: int, start: str, timeout: float) -> bool:
+    """End process `pid` (if it is still the one that started at `start`): SIGTERM, then SIGKILL.
+
+    True once it is gone."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if not pid_alive(pid, start):
+            return True
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        if wait_gone(pid, start, timeout / 2):
+            return True
+    return not pid_alive(pid, start)
+
+
 def read_pidfile(path: Path) -> tuple[int, str] | None:
     try:
         text = path.read_text()
@@ -188,7 +235,8 @@ def read_pidfile(path: Path) -> tuple[int, str] | None:
         return None
     except OSError as e:
         raise ToolError(f"cannot read {path}: {e.strerror or e}") from None
-    parts = text.split()
+    lines = text.splitlines()
+    parts = lines[0].split() if lines else []
     if not parts or not parts[0].isdigit():
         return (0, "")
     return int(parts[0]), parts[1] if len(parts) > 1 else ""

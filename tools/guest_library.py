@@ -1,10 +1,13 @@
 """The guest helper library (curpid, curprocname, curtid, curppid) for VP scripts.
 
 The reference leaves these functions to "user-defined, guest-specific"
-code.  `vprobe` adds the simulated guest's library to a VP script that calls
-them without defining them, so the reference's samples (vptop, the IRQ
-samples) run as printed.  The library goes after the script, so the script's
-line numbers are unchanged.
+code.  `vprobe` adds the VM's own library (`machine.guest_library_vp()`:
+the simulated guest's linux64.vp, or one generated from a real kernel's BTF
+for a QEMU VM; see `sources.machine_library`) to a VP script that calls them
+without defining them, so the reference's samples (vptop, the IRQ samples)
+run as printed.  The library goes after the script, so the script's line
+numbers are unchanged.  `LIBRARY` and `with_guest_library` are the simulated
+guest's library, for code that has no machine at hand.
 """
 
 from __future__ import annotations

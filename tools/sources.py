@@ -4,11 +4,14 @@ Several VP files load as one script: their texts are concatenated (each
 starting on a new line) under one internal name, and `SourceMap` maps a line
 of the concatenation back to its file and line, in load diagnostics and in the
 run-time fault lines of the log.  The guest's VP library is one more source
-when the script calls a helper it does not define (`guest_library`).
+when the script calls a helper it does not define (`guest_library`): the
+machine's own library (`machine_library`), under the name the machine gives
+it, so that load diagnostics and fault lines inside it point at that name.
 Several Emmett files compile the same way, as one program.
 
 Emmett goes through the compiler (`emmett.compile`, imported only when an
-Emmett script is given) with the guest preload and the guest's symbols.
+Emmett script is given) with the guest's preload (the VM's own, or the
+compiler's default) and the guest's symbols.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from vp_runtime import VPLoadError, load
 from vp_runtime.reader import as_log_text
 
 from .errors import LoadFailed, ToolError
-from .guest_library import LIBRARY, defined_and_called, library_needed
+from .guest_library import defined_and_called, library_needed
 
 CONCAT_NAME = "<vprobe sources>"
 _LOGGED_NAME = as_log_text(CONCAT_NAME)
@@ -105,11 +108,25 @@ def is_emmett(name: str) -> bool:
     return name.endswith(".emt")
 
 
-def vp_program(files: list[SourceFile], *, library: bool = True) -> SourceMap:
-    """The VP files as one program, with the guest library when it is needed."""
+Library = SourceFile | Callable[[], SourceFile] | None
+
+
+def machine_library(machine) -> SourceFile:
+    """A machine's guest VP library (curpid, curtid, curppid, curprocname), under the machine's name for it."""
+    return SourceFile(machine.guest_library_name, machine.guest_library_vp().encode("utf-8", "surrogateescape"))
+
+
+def vp_program(files: list[SourceFile], *, library: Library = None) -> SourceMap:
+    """The VP files as one program, followed by the guest library when they call a helper they do not define.
+
+    `library` is the guest's library (a SourceFile, or a function that makes
+    one: it is made only when it is needed); None adds no library.
+    """
     program = SourceMap(files)
-    if library and library_needed(program.text):
-        program = SourceMap(files + [SourceFile(LIBRARY.name, LIBRARY.read_bytes())])
+    if library is not None and library_needed(program.text):
+        if callable(library):
+            library = library()
+        program = SourceMap(files + [library])
     return program
 
 
@@ -145,11 +162,12 @@ def emmett_compiler():
 
 
 def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, symbols_file: str | None = None,
-                   auto_aggr: bool = False) -> tuple[bytes, list[str]]:
+                   auto_aggr: bool = False, preload_text: str | None = None) -> tuple[bytes, list[str]]:
     """Compile Emmett sources to VP; returns (VP text, warnings as text).  Raises LoadFailed.
 
     The guest's symbols come from `symbols_file`, or `symbols_text` (written to
-    a temporary file for the compiler).
+    a temporary file for the compiler).  `preload_text` is the guest's Emmett
+    preload (the VM's `guest_preload_emmett()`); None keeps the compiler's default.
     """
     compiler = emmett_compiler()
     if compiler is None:
@@ -164,7 +182,8 @@ def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, 
         if symbols_file is None and symbols_text is not None:
             symbols_file = os.path.join(scratch, "kallsyms")
             Path(symbols_file).write_text(symbols_text, encoding="utf-8")
-        options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr)
+        preload = {} if preload_text is None else {"preload_text": preload_text}
+        options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr, **preload)
         try:
             result = compile_(source, filename=name, options=options)
         except Exception as e:  # the compiler promises never to raise; never show a traceback anyway

@@ -96,12 +96,35 @@ def vm_symbol_text(machine) -> str:
 
 
 def default_symbol_text(vmx: str | None = None) -> str:
-    """The symbols of the VM `vmx` describes, or of the embedded default machine."""
-    from machine import SimulatedMachine, default_config, read_vmx
+    """The symbols of the VM `vmx` describes, or of the embedded default machine.
+
+    A VM running in the background is asked for them; a .vmx with
+    vprobe.guestSyms is read without powering anything on; otherwise the
+    machine is powered on (a QEMU VM only to read its kernel's symbols) and off.
+    """
+    from machine.vms import read_vm_config
     from machine.vmx import VmxError
 
+    from .errors import machine_failure
+    from .targets import close_quietly, find_vm, power_on
+
+    running = find_vm(vmx)
+    if running is not None:
+        return running.symbols_text()
     try:
-        config = read_vmx(vmx) if vmx else default_config()
+        config = read_vm_config(vmx)
     except VmxError as e:
         raise ToolError(e.format()) from None
-    return vm_symbol_text(SimulatedMachine(config))
+    if config.guest_syms:
+        return read_symbol_file(config.guest_syms)
+    try:
+        machine = power_on(config)
+        try:
+            return vm_symbol_text(machine)
+        finally:
+            close_quietly(machine)
+    except Exception as e:
+        message = machine_failure(e)
+        if message is None:
+            raise
+        raise ToolError(message) from None

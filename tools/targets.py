@@ -1,38 +1,72 @@
 """The VM a `vprobe` command works on: one in this process, or one running in the background.
 
 Both offer the same operations: list probes and globals, give the guest's
-symbols, and run a script (its VP sources) with its log going to a sink until
--d expires, Ctrl-C, or the VM stops.  `run` returns the exit status.
+symbols and Emmett preload, and run a script (its VP sources) with its log
+going to a sink until -d expires, Ctrl-C, or the VM stops.  `run` returns the
+exit status; `close` powers off a VM this process powered on.
+
+The VM in this process is whichever machine its configuration describes
+(`machine.vms`): the simulated machine, whose time is paced to the wall clock
+(or runs as fast as it can for -d), or a real VM under QEMU, which runs in
+real time (-d is real seconds).
 """
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
-from machine import SimulatedMachine
-
 from . import control
 from .control import STALL_S, TIMEOUT_S, LineReader, VMPaths, encode
-from .errors import LoadFailed, ToolError
+from .errors import LoadFailed, ToolError, machine_failure
 from .listings import global_rows, probe_rows
 from .output import LogFile, Tee
 from .pacing import Pacer
-from .sources import SourceFile, load_program, vp_program
+from .sources import SourceFile, load_program, machine_library, vp_program
 from .symbolize import vm_symbol_text
 
 Sink = Callable[[str], None]
 Warn = Callable[[str], None]
 
+REALTIME_SLICE_S = 1.0  # a real VM runs in slices this long; Ctrl-C is acted upon between them
+
+
+def power_on(config):
+    """The machine `config` describes, powered on (a QEMU VM boots, or is attached to)."""
+    from machine.vms import open_machine
+
+    try:
+        return open_machine(config)
+    except OSError as e:  # e.g. no qemu-system-x86_64 on this host
+        raise ToolError(f"cannot power on the VM: {e.strerror or e}") from None
+
+
+def close_quietly(machine, warn: Warn | None = None) -> None:
+    """Power off (or detach from) `machine`; a failure is only reported (to `warn`, if given)."""
+    try:
+        machine.close()
+    except Exception as e:
+        if warn is not None:
+            message = machine_failure(e) or f"internal error: {type(e).__name__}: {e}"
+            warn(f"while powering the VM off: {message}")
+
 
 class EmbeddedVM:
-    """A fresh simulated machine in this process, powered on for this command."""
+    """A machine in this process, powered on for this command (and off again by `close`)."""
 
     def __init__(self, config, *, write_out_file: bool):
         self.config = config
-        self.machine = SimulatedMachine(config)
+        self.machine = power_on(config)
         self.write_out_file = write_out_file  # a .vmx machine also writes its vprobe.outFile
+        self._library: SourceFile | None = None
+
+    def close(self, warn: Warn | None = None) -> None:
+        """Power the machine off (a QEMU VM booted here; one attached to is detached from and runs on)."""
+        close_quietly(self.machine, None if warn is None else lambda message: warn(f"vprobe: {message}"))
 
     def probe_rows(self) -> list:
         return probe_rows(self.machine)
@@ -46,8 +80,17 @@ class EmbeddedVM:
     def kallsyms(self) -> str:
         return self.machine.kallsyms_text
 
+    def preload_text(self) -> str | None:
+        """The guest's Emmett preload (None: the compiler's default is this guest's)."""
+        return self.machine.guest_preload_emmett()
+
+    def library(self) -> SourceFile:
+        if self._library is None:
+            self._library = machine_library(self.machine)
+        return self._library
+
     def load(self, files: list[SourceFile], sink: Sink, warn: Warn):
-        script, warnings = load_program(vp_program(files), self.machine, sink)
+        script, warnings = load_program(vp_program(files, library=self.library), self.machine, sink)
         for w in warnings:
             warn(w)
         return script
@@ -69,22 +112,37 @@ class EmbeddedVM:
             status = 0
             try:
                 self.machine.attach(script)
-                self._run(duration)
+                if self.machine.realtime:
+                    self._run_realtime(duration)
+                else:
+                    self._run(duration)
             except KeyboardInterrupt:
                 pass
-            except Exception as e:  # a defect of the machine model: report it plainly, keep the log
-                warn(f"vprobe: internal error in the simulated machine: {type(e).__name__}: {e}")
-                status = 2
-            self.machine.detach()
+            except Exception as e:  # the VM failed, or a defect of the machine: report it plainly, keep the log
+                status = self._failed(e, warn)
+            try:
+                self.machine.detach()  # the unload probes fire; the log is flushed
+            except Exception as e:
+                if status == 0:
+                    status = self._failed(e, warn)
         finally:
             if log_file is not None:
                 log_file.close()
         return status
 
+    def _failed(self, error: Exception, warn: Warn) -> int:
+        message = machine_failure(error)
+        if message is not None:
+            warn(f"vprobe: {message}")
+            return 1
+        warn(f"vprobe: internal error in the {self._kind()} machine: {type(error).__name__}: {error}")
+        return 2
+
+    def _kind(self) -> str:
+        return "QEMU" if self.machine.realtime else "simulated"
+
     def _run(self, duration: float | None) -> None:
         """`duration` simulated seconds as fast as possible, or paced to the wall clock until Ctrl-C."""
-        import time
-
         if duration is not None:
             self.machine.run(duration)
             return
@@ -95,6 +153,57 @@ class EmbeddedVM:
                 time.sleep(wait)
             self.machine.run(pacer.slice_s)
             pacer.ran(pacer.slice_s)
+
+    def _run_realtime(self, duration: float | None) -> None:
+        """A real VM: `duration` real seconds (or until Ctrl-C), in slices, with no pacing."""
+        deadline = None if duration is None else time.monotonic() + duration
+        with DeferredInterrupts() as interrupts:
+            while not interrupts.noted:
+                slice_s = REALTIME_SLICE_S
+                if deadline is not None:
+                    slice_s = min(slice_s, deadline - time.monotonic())
+                    if slice_s <= 0:
+                        break
+                self.machine.run(slice_s)
+
+
+class DeferredInterrupts:
+    """Ctrl-C (and a SIGTERM that would interrupt) noted rather than raised while a real VM runs.
+
+    An exception in the middle of an exchange with QEMU's gdbstub would leave
+    the VM stopped half-way; noted, the interrupt is acted upon between slices
+    (the script is unloaded cleanly).  A second one interrupts at once.
+    Only signals whose handler raises (Python handlers) are deferred, and
+    only in the main thread; the handlers are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.count = 0
+        self._saved: dict[int, object] = {}
+
+    @property
+    def noted(self) -> bool:
+        return self.count > 0
+
+    def _note(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "DeferredInterrupts":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                current = signal.getsignal(signum)
+                if callable(current):
+                    self._saved[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+        self._saved.clear()
 
 
 class RunningVM:
@@ -117,6 +226,17 @@ class RunningVM:
 
     def kallsyms(self) -> str:
         return self.symbols_text()
+
+    def preload_text(self) -> str | None:
+        """The VM's Emmett preload (None: the compiler's default)."""
+        answer = control.request(self.paths, {"op": "preload"})
+        if not answer.get("ok") and str(answer.get("error", "")).startswith("unknown request"):
+            return None  # a VM started by an older vmrun: it knows only the default guest
+        text = control.checked(answer).get("text")
+        return text if isinstance(text, str) else None
+
+    def close(self, warn: Warn | None = None) -> None:
+        """Nothing to do: the VM runs on in the background."""
 
     def reset(self) -> bool:
         return bool(self._ask({"op": "reset"}).get("unloaded"))

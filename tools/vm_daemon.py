@@ -1,19 +1,26 @@
-"""A simulated VM that keeps running in the background (`vmrun start`).
+"""A VM that keeps running in the background (`vmrun start`): simulated, or real under QEMU.
 
     python -m vprobe_tools.vm_daemon [--ready-fd FD] [--host-config FILE] VM.vmx
 
-One process, one thread: the machine runs in slices paced to the wall clock,
-and between slices the daemon serves its control socket (protocol in
-`control`), so a request waits at most one slice.  No socket operation can
-block it: connections are non-blocking, every connection has a deadline,
-and a client that does not read its stream is dropped.
+One process, one thread: the machine runs in slices -- a simulated machine's
+paced to the wall clock, a QEMU VM's in real time (`REALTIME_SLICE_S`; the VM
+keeps running between them) -- and between slices the daemon serves its
+control socket (protocol in `control`), so a request waits at most one
+slice.  No socket operation can block it: connections are non-blocking,
+every connection has a deadline, and a client that does not read its stream
+is dropped.  A load's `duration` is simulated seconds on a simulated machine,
+real seconds on a QEMU VM.  Scripts that call the guest helpers get the VM's
+own VP library; `preload` answers the VM's own Emmett preload.
 
 A script's log is appended to the VM's vprobe.out (or vprobe.outFile),
 flushed line by line, and sent to the client that loaded it with a stream.
 A load replaces the running script atomically: the new script is checked
 and translated first, and only a script that loads replaces the old one
 (whose unload probes fire, its last output going to its own client).
-SIGTERM, SIGINT and SIGHUP power the VM off cleanly, as `stop` does.
+SIGTERM, SIGINT and SIGHUP power the VM off cleanly, as `stop` does (a QEMU
+VM the daemon booted is powered off; one it attached to runs on).  The pid
+file also names the QEMU process, so that `vmrun stop` can end it should the
+daemon itself have to be killed.
 """
 
 from __future__ import annotations
@@ -28,21 +35,23 @@ import sys
 import time
 import traceback
 
-from machine import SimulatedMachine, read_vmx
+from machine.vms import read_vm_config
 from machine.vmx import VmxError, host_allows_vprobes
 
 from . import control
 from .control import TICK_S, TIMEOUT_S, VMPaths, encode
-from .errors import LoadFailed, ToolError
+from .errors import LoadFailed, ToolError, machine_failure
 from .listings import global_rows, probe_rows, vp_version
 from .output import LogFile
 from .pacing import Pacer
-from .sources import SourceFile, load_program, read_sources, vp_program
+from .sources import SourceFile, load_program, machine_library, read_sources, vp_program
 from .symbolize import vm_symbol_text
+from .targets import close_quietly, power_on
 
 NS_PER_S = 1_000_000_000
 MAX_BUFFERED = 32 << 20  # bytes a client may leave unread before it is dropped
 DRAIN_S = 2.0  # how long a stopping VM waits to send what it still owes
+REALTIME_SLICE_S = 0.05  # a QEMU VM runs this long between two looks at the socket
 
 
 def log(message: str) -> None:
@@ -141,10 +150,15 @@ class Daemon:
         self.config = config
         self.paths = paths
         self.host_config = host_config
-        self.machine = SimulatedMachine(config)
+        self.machine = power_on(config)
+        self.realtime = bool(self.machine.realtime)
+        self.started = time.monotonic()
+        self._library: SourceFile | None = None
+        self.machine_closed = False
         try:
             self.log_file = LogFile(config.out_file)
         except OSError as e:
+            self.close_machine()
             raise ToolError(f"cannot write {config.out_file}: {e.strerror or e}") from None
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
@@ -269,8 +283,13 @@ class Daemon:
 
     def op_ping(self, conn, message) -> dict:
         script = self.session.description if self.session else None
-        return {"ok": True, "pid": os.getpid(), "vmx": str(self.paths.vmx), "script": script,
-                "simulated_s": self.machine.now_ns / NS_PER_S}
+        answer = {"ok": True, "pid": os.getpid(), "vmx": str(self.paths.vmx), "script": script,
+                  "realtime": self.realtime}
+        if self.realtime:
+            answer["running_s"] = time.monotonic() - self.started
+        else:
+            answer["simulated_s"] = self.machine.now_ns / NS_PER_S
+        return answer
 
     def op_version(self, conn, message) -> dict:
         return {"ok": True, "version": vp_version(), "enabled": self.enabled()[0]}
@@ -284,6 +303,9 @@ class Daemon:
     def op_symbols(self, conn, message) -> dict:
         return {"ok": True, "text": vm_symbol_text(self.machine)}
 
+    def op_preload(self, conn, message) -> dict:
+        return {"ok": True, "text": self.machine.guest_preload_emmett()}
+
     def op_load(self, conn, message) -> dict | None:
         allowed, why = self.enabled()
         if not allowed:
@@ -295,14 +317,14 @@ class Daemon:
         stream = bool(message.get("stream"))
         names = " ".join(f.name for f in files)
         session = Session(self, conn if stream else None, names)
-        program = vp_program(files, library=message.get("library", True) is not False)
+        program = vp_program(files, library=self.library if message.get("library", True) is not False else None)
         try:
             script, warnings = load_program(program, self.machine, session.sink)
         except LoadFailed as e:
             return {"ok": False, "error": "the script did not load", "diagnostics": e.text}
         duration = message.get("duration")
-        if isinstance(duration, (int, float)) and duration >= 0:
-            session.until_ns = self.machine.now_ns + round(duration * NS_PER_S)
+        if not isinstance(duration, (int, float)) or isinstance(duration, bool) or not 0 <= duration < 1e9:
+            duration = None
         conn.send({"ok": True, "warnings": warnings})
         if stream:
             conn.streaming = True
@@ -311,11 +333,13 @@ class Daemon:
         old, self.session = self.session, session
         log(f"loaded {names}")
         self.guarded(lambda: self.machine.attach(script))  # detaches the old script first
+        if duration is not None:  # counted from the attach: a QEMU VM's timers start there
+            session.until_ns = self.now_ns() + round(duration * NS_PER_S)
         if old is not None:
             old.end("replaced")
         if stream and conn.closed and self.session is session:
             self.unload("disconnected")  # its client left before the script was attached
-        if session.until_ns is not None and session.until_ns <= self.machine.now_ns and self.session is session:
+        if session.until_ns is not None and session.until_ns <= self.now_ns() and self.session is session:
             self.unload("duration")
         return None
 
@@ -331,18 +355,42 @@ class Daemon:
 
     # ---- the machine ------------------------------------------------------------------------------
 
+    def library(self) -> SourceFile:
+        """The VM's own guest VP library (made once, when a script first needs it)."""
+        if self._library is None:
+            self._library = machine_library(self.machine)
+        return self._library
+
+    def now_ns(self) -> int:
+        """The clock a load's duration counts on: simulated time, or real time for a QEMU VM."""
+        return time.monotonic_ns() if self.realtime else self.machine.now_ns
+
     def guarded(self, action) -> None:
-        """Run a machine action; a defect of the machine model powers the VM off."""
+        """Run a machine action; a failure of the VM (or a defect of the machine model) powers it off."""
         try:
             action()
         except Exception as e:
-            log("the simulated machine failed:\n" + traceback.format_exc())
-            error = f"internal error in the simulated machine: {type(e).__name__}: {e}"
+            failure = machine_failure(e)
+            if failure is not None:
+                log(f"the VM failed: {failure}")
+                error = failure
+                self.status = 1
+            else:
+                log("the machine failed:\n" + traceback.format_exc())
+                kind = "QEMU backend" if self.realtime else "simulated machine"
+                error = f"internal error in the {kind}: {type(e).__name__}: {e}"
+                self.status = 2
             if self.session is not None:
                 session, self.session = self.session, None
                 session.end("crashed", error)
             self.stopping = True
-            self.status = 2
+
+    def close_machine(self) -> None:
+        """Power the VM off (a QEMU VM this daemon booted; one it attached to is left running)."""
+        if self.machine_closed:
+            return
+        self.machine_closed = True
+        close_quietly(self.machine, log)
 
     def unload(self, reason: str) -> None:
         session, self.session = self.session, None
@@ -353,6 +401,9 @@ class Daemon:
         session.end(reason)
 
     def run_slice(self) -> None:
+        if self.realtime:
+            self.run_real_slice()
+            return
         machine = self.machine
         target = machine.now_ns + round(self.pacer.slice_s * NS_PER_S)
         session = self.session
@@ -363,11 +414,26 @@ class Daemon:
         self.guarded(lambda: advance_to(machine, target))
         self.pacer.ran(self.pacer.slice_s)
 
+    def run_real_slice(self) -> None:
+        """A QEMU VM: let it run `REALTIME_SLICE_S` (less when a script's duration ends sooner)."""
+        machine = self.machine
+        seconds = REALTIME_SLICE_S
+        session = self.session
+        if session is not None and session.until_ns is not None:
+            left = (session.until_ns - time.monotonic_ns()) / NS_PER_S
+            if left <= seconds:
+                if left > 0:
+                    self.guarded(lambda: machine.run(left))
+                if self.session is session:
+                    self.unload("duration")
+                return
+        self.guarded(lambda: machine.run(seconds))
+
     # ---- the loop ---------------------------------------------------------------------------------------
 
     def serve(self) -> int:
         while not self.stopping:
-            wait = self.pacer.wait()
+            wait = 0.0 if self.realtime else self.pacer.wait()  # a real VM waits in its slices
             for key, mask in self.selector.select(timeout=min(wait, 0.1)):
                 if key.data is None:
                     self.accept()
@@ -376,7 +442,7 @@ class Daemon:
                 if key.data is not None and mask & selectors.EVENT_READ and not key.data.closed:
                     self.readable(key.data)
             self.housekeeping()
-            if not self.stopping and self.pacer.wait() <= 0:
+            if not self.stopping and (self.realtime or self.pacer.wait() <= 0):
                 self.run_slice()
         self.shutdown()
         return self.status
@@ -410,6 +476,7 @@ class Daemon:
             self.listener.close()
             self.listener = None
         self.log_file.close()
+        self.close_machine()
         log("powered off")
 
 
@@ -463,28 +530,46 @@ def start(vmx: str, host_config: str | None) -> tuple[Daemon, list[str]]:
     """Claim the VM, power it on, open its socket; returns the daemon and warnings."""
     paths = control.vm_paths(vmx)
     try:
-        config = read_vmx(paths.vmx)
+        config = read_vm_config(str(paths.vmx))
     except VmxError as e:
         raise ToolError(e.format()) from None
     warnings: list[str] = []  # the .vmx's own warnings are vmrun's to show
     control.check_vm_directory(paths)
     _claim(paths)
+    daemon = None
     try:
-        daemon = Daemon(config, paths, host_config)
-        daemon.bind()
-        if config.vp_file is not None and daemon.enabled()[0]:
-            warnings += _load_vp_file(daemon, str(config.vp_file))
+        try:
+            daemon = Daemon(config, paths, host_config)
+            _record_vm_process(daemon)
+            daemon.bind()
+            if config.vp_file is not None and daemon.enabled()[0]:
+                warnings += _load_vp_file(daemon, str(config.vp_file))
+        except Exception as e:
+            failure = machine_failure(e)
+            if failure is None:
+                raise
+            raise ToolError(f"the VM does not power on: {failure}") from None
         control.register(paths)
     except BaseException:
+        if daemon is not None:
+            daemon.close_machine()
         _release(paths)
         raise
     return daemon, warnings
 
 
+def _record_vm_process(daemon: Daemon) -> None:
+    """Name the QEMU process the daemon booted in the pid file (`vmrun stop` ends it if the daemon cannot)."""
+    process = getattr(getattr(daemon.machine, "process", None), "proc", None)
+    pid = getattr(process, "pid", None)
+    if isinstance(pid, int) and pid > 0:
+        control.record_vm_process(daemon.paths, pid)
+
+
 def _load_vp_file(daemon: Daemon, path: str) -> list[str]:
     """vprobe.vpFile: the script the VM loads at power-on (a failure is a warning: the VM runs)."""
     try:
-        program = vp_program(read_sources([path]))
+        program = vp_program(read_sources([path]), library=daemon.library)
         session = Session(daemon, None, path)
         script, warnings = load_program(program, daemon.machine, session.sink)
     except (LoadFailed, ToolError) as e:
@@ -495,7 +580,7 @@ def _load_vp_file(daemon: Daemon, path: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="vm_daemon", description="Run a simulated VM in the background.")
+    parser = argparse.ArgumentParser(prog="vm_daemon", description="Run a VM (simulated, or under QEMU) in the background.")
     parser.add_argument("vmx")
     parser.add_argument("--ready-fd", type=int, help="write one JSON line here once running (or failed)")
     parser.add_argument("--host-config", help="the host configuration that holds vprobe.allow")
@@ -535,6 +620,7 @@ def main(argv: list[str] | None = None) -> None:
         log("internal error:\n" + traceback.format_exc())
         status = 2
     finally:
+        daemon.close_machine()
         _release(daemon.paths)
     sys.exit(status)
 

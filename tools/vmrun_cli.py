@@ -1,4 +1,4 @@
-"""`vmrun`: start and stop simulated VMs in the background, and control VProbes in them.
+"""`vmrun`: start and stop VMs in the background (simulated, or under QEMU), and control VProbes in them.
 
 The VProbes commands of VMware's vmrun (Table 1-1 of the reference), for VMs
 that `vmrun start` runs in the background (`vm_daemon`), through their
@@ -26,16 +26,17 @@ STOP_TIMEOUT_S = 10.0
 
 USAGE = """\
 NAME
-    vmrun - run simulated VMs in the background and control VProbes in them
+    vmrun - run VMs in the background and control VProbes in them
 
 SYNOPSIS
     vmrun [-T ws] [--host-config FILE] COMMAND [PARAMETERS]
 
 COMMANDS
     start VM.vmx [nogui]          power the VM on in the background (simulated time
-                                  paced to the wall clock); returns once it runs
+                                  paced to the wall clock, or a QEMU VM); returns
+                                  once it runs
     stop VM.vmx [soft|hard]       power it off: unload the script and stop (soft,
-                                  the default); hard kills the VM's process
+                                  the default); hard kills the VM's processes
     list                          list the running VMs
     vprobeVersion VM.vmx          print the VProbes version and whether VProbes are
                                   enabled for the VM
@@ -54,6 +55,12 @@ DESCRIPTION
     A load replaces the running script atomically: a script that does not
     load leaves the previous one running, and vmrun exits 1 with the located
     error.  To watch a script's output as it runs, use vprobe VM.vmx SCRIPT.
+
+    A .vmx that sets qemu.* keys (qemu.kernel, qemu.initrd ...) describes a
+    real Linux VM: start boots it under QEMU (or attaches to a running QEMU's
+    gdbstub, qemu.attach) and stop powers it off (or detaches).  It offers
+    only the probe points QEMU can fire (vprobeListProbes), and its scripts
+    get the guest helpers made for its kernel.
 
     --host-config FILE (start): the host configuration that holds vprobe.allow
     (default /etc/vmware/config).  -T (the host type) is accepted and ignored.
@@ -87,13 +94,13 @@ class Vmrun:
     # ---- power -----------------------------------------------------------------------------------
 
     def start(self, vmx: str, *options: str) -> int:
-        from machine import read_vmx
+        from machine.vms import read_vm_config
         from machine.vmx import VmxError
 
         _options(options, ("gui", "nogui"))
         paths = control.vm_paths(vmx)
         try:
-            config = read_vmx(paths.vmx)
+            config = read_vm_config(str(paths.vmx))
         except VmxError as e:
             self.err.write(e.format() + "\n")
             return 1
@@ -118,8 +125,11 @@ class Vmrun:
         answer = _read_ready(read_end, START_TIMEOUT_S)
         if answer is None or not answer.get("ok"):
             if process.poll() is None:
+                vm_process = control.read_vm_process(paths.pidfile)
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT_S)
+                if vm_process is not None:
+                    control.end_process(*vm_process, STOP_TIMEOUT_S)
                 control.clean_stale(paths)
             why = answer.get("error") if answer else f"it did not start (see {paths.logfile})"
             raise ToolError(f"cannot start the VM {paths.vmx.name}: {why}")
@@ -135,6 +145,14 @@ class Vmrun:
         if not control.clean_stale(paths) or found is None:
             raise NotRunning(f"the VM {paths.vmx.name} is not running")
         pid, start = found
+        vm_process = control.read_vm_process(paths.pidfile)  # QEMU, which the daemon powers off itself
+        try:
+            return self._stop_daemon(paths, pid, start, mode)
+        finally:
+            if vm_process is not None and not control.end_process(*vm_process, STOP_TIMEOUT_S):
+                self.err.write(f"vmrun: cannot end the VM's QEMU process (pid {vm_process[0]})\n")
+
+    def _stop_daemon(self, paths, pid: int, start: str, mode: str | None) -> int:
         if mode != "hard":
             try:
                 control.checked(control.request(paths, {"op": "stop"}))

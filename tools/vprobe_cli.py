@@ -13,11 +13,10 @@ import argparse
 import signal
 import sys
 
-from machine import default_config, read_vmx
 from machine.vmx import VmxError, VProbesDisabled, check_enabled, host_allows_vprobes
 
 from . import aggr_view, stacks_view
-from .errors import LoadFailed, ToolError
+from .errors import LoadFailed, ToolError, machine_failure
 from .json_out import JsonView
 from .listings import format_globals, format_probes
 from .log_views import Pipeline
@@ -32,7 +31,7 @@ NAME
 
 DESCRIPTION
     vprobe compiles SCRIPT if it is Emmett (.emt; through the Emmett compiler,
-    with the guest preload library and the guest's symbols), or concatenates
+    with the guest's preload library and symbols), or concatenates
     the VP files given (.vp; each keeps its own name and line numbers in
     messages), loads the result into a VM and streams the script's log to
     standard output.  Emmett and VP files cannot be mixed in one run.
@@ -42,13 +41,17 @@ DESCRIPTION
     the output produced while its script is loaded; otherwise vprobe powers
     the VM on in this process (the embedded default machine when no .vmx is
     given: two VCPUs, a 64-bit Linux guest), with the script attached from
-    power-on.  A .vmx machine's log also goes to its vprobe.outFile (default
-    vprobe.out beside the .vmx).
+    power-on, and powers it off at the end.  A .vmx that sets qemu.* keys
+    describes a real Linux VM under QEMU (booted here, or attached to with
+    qemu.attach); it offers only the probe points QEMU can fire (vprobe -p).
+    A .vmx machine's log also goes to its vprobe.outFile (default vprobe.out
+    beside the .vmx).
 
-    The script is unloaded after -d SECONDS of simulated time, on Ctrl-C, or
-    when the VM is powered off; the log is complete when vprobe exits.  VP
-    scripts may call curpid, curprocname, curtid and curppid without defining
-    them: the guest's VP library is added on demand.
+    The script is unloaded after -d SECONDS (of simulated time; real seconds
+    on a QEMU VM), on Ctrl-C, or when the VM is powered off; the log is
+    complete when vprobe exits.  VP scripts may call curpid, curprocname,
+    curtid and curppid without defining them: the guest's own VP library is
+    added on demand.
 
     -a shows the aggregates the script logs as sorted, aligned tables (for
     Emmett programs that never call logaggr, a probe that logs and clears
@@ -118,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the VM's vprobe.guestSyms, or its kernel's symbols)")
     vm = parser.add_argument_group("VM OPTIONS")
     vm.add_argument("-d", "--duration", type=_duration, metavar="SECONDS",
-                    help="unload after SECONDS of simulated time (run as fast as possible on the embedded "
-                         "machine); without it, run in real time until Ctrl-C")
+                    help="unload after SECONDS of simulated time (run as fast as possible on a simulated "
+                         "machine; real seconds on a QEMU VM); without it, run in real time until Ctrl-C")
     vm.add_argument("-l", "--load-only", action="store_true",
                     help="load the script into the running VM and return without streaming (the "
                          "output goes to its vprobe.out); on the embedded machine: only check that it loads")
@@ -192,8 +195,10 @@ class Command:
             raise ToolError(why)
 
     def embedded(self, vmx: str | None) -> EmbeddedVM:
+        from machine.vms import read_vm_config
+
         try:
-            config = read_vmx(vmx) if vmx else default_config()
+            config = read_vm_config(vmx)
         except VmxError as e:
             raise _Plain(e.format()) from None
         for warning in config.warnings:
@@ -227,10 +232,11 @@ class Command:
         return [SourceFile(compiled_name(files), self.compile(files, vm))]
 
     def compile(self, files: list[SourceFile], vm) -> bytes:
-        symbols = {"symbols_file": self.args.syms} if self.args.syms else {"symbols_text": self.symbols_text(vm)}
-        vp, warnings = compile_emmett(files, **symbols)
+        guest = {"symbols_file": self.args.syms} if self.args.syms else {"symbols_text": self.symbols_text(vm)}
+        guest["preload_text"] = vm.preload_text()  # the VM's own preload, or None: the compiler's default
+        vp, warnings = compile_emmett(files, **guest)
         if self.args.aggregates and needs_auto_aggr(vp):
-            vp, warnings = compile_emmett(files, auto_aggr=True, **symbols)
+            vp, warnings = compile_emmett(files, auto_aggr=True, **guest)
         for w in warnings:
             self.warn(w)
         return vp
@@ -280,6 +286,13 @@ class Command:
                 raise ToolError(f"the VM {vmx} is not running: nothing to unload")
             vm = self.embedded(vmx)
             config_vp_file = vm.config.vp_file if not (a.stdin or a.code is not None) else None
+        try:
+            return self.run_on(vm, vmx, scripts, config_vp_file)
+        finally:
+            vm.close(self.warn)  # a VM powered on here is powered off (a QEMU VM it booted, too)
+
+    def run_on(self, vm, vmx: str | None, scripts: list[str], config_vp_file) -> int:
+        a = self.args
         if a.list_probes or a.list_globals or a.kallsyms:
             if a.list_probes:
                 self.out.write(format_probes(vm.probe_rows()))
@@ -326,6 +339,12 @@ def run(argv: list[str], stdin, stdout, stderr) -> int:
         return e.status
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a real VM's failure (QEMU went away ...) is a plain message too
+        message = machine_failure(e)
+        if message is None:
+            raise
+        command.warn(f"vprobe: {message}")
+        return 1
 
 
 def _interrupt(signum, frame) -> None:
