@@ -730,7 +730,7 @@ class QemuMachine:
                 else:
                     self.stub.detach()
         finally:
-            self.stub = None if self.stub is None else self.stub
+            self.stub = None  # run() now says the machine is closed
             if self.process is not None:
                 self.process.kill()
 

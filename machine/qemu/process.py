@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,8 +59,11 @@ class QemuProcess:
             args += ["-serial", "null"]
         args += list(config.extra_args)
         self.args = args
+        # QEMU's messages go to an unlinked file, not a pipe: nobody reads them while
+        # it runs, and a full pipe would stall the VM.
+        self.messages = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=self.messages, start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -67,10 +71,13 @@ class QemuProcess:
     def failure(self) -> str:
         """What QEMU said when it exited early."""
         try:
-            _, err = self.proc.communicate(timeout=2)
+            self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             return ""
-        return (err or b"").decode("utf-8", "replace").strip()
+        if self.messages.closed:
+            return ""
+        self.messages.seek(0)
+        return self.messages.read().decode("utf-8", "replace").strip()
 
     def console_text(self) -> str:
         if self.console is None or not self.console.exists():
@@ -89,8 +96,7 @@ class QemuProcess:
                 proc.wait(timeout=5)
             except ProcessLookupError:
                 pass
-        if proc.stderr:
-            proc.stderr.close()
+        self.messages.close()
 
     def wait_console(self, text: str, timeout: float) -> bool:
         """Wait until the guest's console shows `text` (the VM must be running)."""
