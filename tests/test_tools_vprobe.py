@@ -116,10 +116,10 @@ def test_usage_problems_are_plain_messages(argv, message):
 
 
 @pytest.mark.parametrize("seconds", ["nan", "-1", "inf", "1e300", "soon"])
-def test_a_duration_must_be_a_sensible_number_of_seconds(seconds, tmp_path):
+def test_a_duration_must_be_a_sensible_number_of_seconds(seconds, tmp_path, capsys):
     result = vprobe("-d", seconds, write(tmp_path / "t.vp", '(vprobe VMM1Hz (printf "x\\n"))'))
     assert result.status == 2 and result.out == b""
-    assert "argument -d/--duration" in result.err
+    assert "argument -d/--duration" in capsys.readouterr().err
 
 
 def test_help_reads_like_a_man_page(capsys):
