@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Callable
 
-from vp_runtime import ALL_GLOBALS, STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
+from vp_runtime import ALL_GLOBALS, STATIC_PROBES, ProbeSpec, Script
 from vp_runtime.catalog import VMCB_GLOBALS, VMCS_GLOBALS
 
 from .events import EventQueue
@@ -19,6 +19,7 @@ from .guest.kernel_image import SYSCALLS
 from .guest.linux import LinuxGuest
 from .memory import MMU, PhysicalMemory
 from .probes import Probes
+from .stackwalk import walk_frames
 from .symbols import parse_kallsyms, read_kallsyms, resolve_address
 from .vcpu import REGISTER_NAMES, VCPU
 from .vmx import VMConfig, default_config
@@ -28,7 +29,6 @@ NS_PER_SEC = 1_000_000_000
 # fixed so that runs are reproducible.
 BOOT_HOST_TIME_US = 1_767_225_600_000_000
 CR0_PG = 1 << 31
-MAX_WALK = 64
 
 Handler = Callable[[], None]
 _PERIODIC = {"VMM1Hz": (NS_PER_SEC, "each"), "VMM10Hz": (NS_PER_SEC // 10, "each"), "VMX1Hz": (NS_PER_SEC, "vmx")}
@@ -137,30 +137,9 @@ class SimulatedMachine:
     def stack_frames(self, max_frames: int) -> list[int]:
         """Frame-pointer walk of the firing VCPU's stack, innermost first."""
         regs = self.current.regs
-        rip = regs["RIP"]
-        frames = [rip]
-        try:
-            func = self.guest.kernel.function_at(rip)
-            if func is not None and func.address == rip:
-                # At a function's first instruction its caller's return address is at [RSP].
-                frames.append(int.from_bytes(self.read_linear(regs["RSP"], 8), "little"))
-            rbp = regs["RBP"]
-            for _ in range(MAX_WALK):
-                if len(frames) >= max_frames or not rbp:
-                    break
-                saved = int.from_bytes(self.read_linear(rbp, 8), "little")
-                ret = int.from_bytes(self.read_linear(rbp + 8, 8), "little")
-                if not ret:
-                    break
-                frames.append(ret)
-                # Frames move up the stack; the one exception is the step from the kernel
-                # stack down to the user stack below a system call or a fault from user mode.
-                if saved <= rbp and not (rbp >> 63 and not saved >> 63):
-                    break
-                rbp = saved
-        except GuestMemoryFault:
-            pass
-        return frames[:max_frames]
+        func = self.guest.kernel.function_at(regs["RIP"])
+        return walk_frames(self.read_linear, regs["RIP"], regs["RSP"], regs["RBP"],
+                           func is not None and func.address == regs["RIP"], max_frames)
 
     def host_time_us(self) -> int:
         return BOOT_HOST_TIME_US + self._clock_ns() // 1000

@@ -47,6 +47,7 @@ import capstone
 from vp_runtime import ALL_GLOBALS, STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
 from vp_runtime.catalog import HARDWARE_GLOBALS, PROBE_GLOBALS, REGISTER_GLOBALS, GlobalInfo
 
+from ..stackwalk import walk_frames
 from ..symbols import resolve_address
 from .config import QemuConfig, read_qemu_vmx
 from .gdbstub import GdbStub, StopReply
@@ -57,7 +58,6 @@ __all__ = ["QemuError", "QemuMachine"]
 
 Handler = Callable[[], None]
 M64 = (1 << 64) - 1
-MAX_WALK = 64
 APIC_DEFAULT_BASE = 0xFEE00000
 
 # VP register globals -> the gdbstub's register names (i386-64bit.xml).
@@ -405,25 +405,8 @@ class QemuMachine:
         """
         read = self.global_reader
         rip, rsp, rbp = read("RIP")(), read("RSP")(), read("RBP")()
-        frames = [rip]
-        try:
-            func = self.kernel.function_at(rip)
-            if func is not None and func[1] == rip:
-                frames.append(int.from_bytes(self.read_linear(rsp, 8), "little"))
-            for _ in range(MAX_WALK):
-                if len(frames) >= max_frames or not rbp:
-                    break
-                saved = int.from_bytes(self.read_linear(rbp, 8), "little")
-                ret = int.from_bytes(self.read_linear(rbp + 8, 8), "little")
-                if not ret:
-                    break
-                frames.append(ret)
-                if saved <= rbp or saved - rbp > (1 << 20):
-                    break
-                rbp = saved
-        except GuestMemoryFault:
-            pass
-        return frames[:max_frames]
+        func = self.kernel.function_at(rip)
+        return walk_frames(self.read_linear, rip, rsp, rbp, func is not None and func[1] == rip, max_frames)
 
     def host_time_us(self) -> int:
         return time.time_ns() // 1000
