@@ -17,7 +17,7 @@ import re
 
 from . import ir
 from .backend import Backend
-from .catalog import ProbeSpec, parse_probe_spec
+from .catalog import parse_probe_spec
 from .errors import Diagnostic, VPLoadError
 from .limits import CURRENT_VERSION, MAX_ARGS, MAX_KEYS, MAX_NAME_BYTES, MAX_PROBES, MAX_STRING_BYTES
 from .printf import FormatError, compile_format

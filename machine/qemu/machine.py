@@ -44,7 +44,7 @@ from typing import Callable
 
 import capstone
 
-from vp_runtime import ALL_GLOBALS, STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
+from vp_runtime import STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
 from vp_runtime.catalog import HARDWARE_GLOBALS, PROBE_GLOBALS, REGISTER_GLOBALS, GlobalInfo
 
 from ..stackwalk import walk_frames
@@ -234,11 +234,11 @@ class QemuMachine:
             return {}
         gates = {}
         for vector in range(len(data) // 16):
-            lo, sel, ist, attr, mid, hi = (int.from_bytes(data[vector * 16:vector * 16 + 2], "little"),
-                                          0, 0, data[vector * 16 + 5],
-                                          int.from_bytes(data[vector * 16 + 6:vector * 16 + 8], "little"),
-                                          int.from_bytes(data[vector * 16 + 8:vector * 16 + 12], "little"))
-            if attr & 0x80:  # present
+            gate = data[vector * 16:vector * 16 + 16]
+            if gate[5] & 0x80:  # present: the handler's offset is split over three fields
+                lo = int.from_bytes(gate[0:2], "little")
+                mid = int.from_bytes(gate[6:8], "little")
+                hi = int.from_bytes(gate[8:12], "little")
                 gates[vector] = lo | (mid << 16) | (hi << 32)
         return gates
 
@@ -652,7 +652,6 @@ class QemuMachine:
     def _attach_cr3(self, handler: Handler) -> None:
         sites = self._cr3_writes()
         for address in sites:
-            bp = self._breakpoints.get(address)
             self._add_breakpoint(address, self._plain_action(handler))
             self._breakpoints[address].skip = 0  # `mov cr3` is never a no-op: step it
 
