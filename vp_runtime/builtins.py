@@ -6,8 +6,6 @@ of the call, so the log line for an aborted firing says where it happened.
 
 from __future__ import annotations
 
-from functools import partial
-
 from .backend import Backend, require_symbol
 from .errors import VPFault
 from .limits import MAX_STACK_FRAMES, MAX_STRING_BYTES
@@ -185,5 +183,3 @@ def builtin_namespace(b: Builtins) -> dict[str, object]:
     ns.update(arithmetic_namespace())
     return ns
 
-
-__all__ = ["Builtins", "builtin_namespace", "partial"]
