@@ -338,7 +338,8 @@ def test_builtin_function_names_cannot_be_defined(name):
     check(f"(definteger {name})\n{OK_PROBE}", name, "built-in")
 
 
-@pytest.mark.parametrize("name", ["Foo", "fOO", "x", "a-B", "my_var", "tsc-start", "_procName", "aBC"])
+@pytest.mark.parametrize("name", ["Foo", "fOO", "x", "a-B", "my_var", "tsc-start", "_procName", "aBC",
+                                  "MAX_COUNT", "R2D2", "ARG10"])
 def test_names_with_lower_case_letters_are_user_names(name):
     load(f"(definteger {name} 3)\n(vprobe VMXLoad (logint {name}))")
 

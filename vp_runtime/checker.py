@@ -47,7 +47,7 @@ BUILTIN_FUNCTIONS = frozenset(
 )
 
 RESERVED_WORDS = TOP_LEVEL_FORMS | SPECIAL_FORMS | OPERATORS.keys() | BUILTIN_FUNCTIONS
-_RESERVED_UPPER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_RESERVED_UPPER = re.compile(r"[A-Z]+\Z")  # "names that contain only uppercase letters"
 _VERSION = re.compile(r"([0-9]+)\.([0-9]+)\Z")
 
 _TYPE_WORDS = {INT: "an integer", STR: "a string", MIXED: "sometimes an integer and sometimes a string"}
