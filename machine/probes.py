@@ -58,6 +58,9 @@ class Probes:
                 self.charged_ns += time.perf_counter_ns() - start
         else:
             handler()
+        script = machine.script
+        if script is not None:
+            script.end_firing()
 
     def in_probe_ns(self) -> int:
         """Host time the running handler has taken so far (0 outside a handler)."""

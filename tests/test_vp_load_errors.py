@@ -533,13 +533,13 @@ def test_cli_runs_a_script_for_d_seconds(tmp_path):
 def test_cli_reads_stdin_and_flushes_partial_lines_at_unload():
     result = run_vprobe("-i", "-d", "0.5", stdin=b"(vprobe VMXLoad (logint 42)) (vprobe VMXUnload (logstr \"!\"))")
     assert result.returncode == 0
-    assert result.stdout == b"42!"
+    assert result.stdout == b"42\n!\n"  # each firing's output ends its line
 
 
 def test_cli_version_warning_goes_to_stderr_and_script_runs():
     result = run_vprobe("-i", "-d", "1", stdin=b'(version "0.2")\n(vprobe VMXLoad (logint 7))')
     assert result.returncode == 0
-    assert result.stdout == b"7"
+    assert result.stdout == b"7\n"
     assert result.stderr.decode().startswith("<stdin>:1:10: warning: ")
 
 

@@ -371,7 +371,7 @@ def test_simulated_machine_offers_the_tables():
     for name in TABLE_2_1 + TABLE_2_2 + TABLE_2_3 + ARGS + ["PROBENAME"]:
         assert name in offered, name
     out = run_machine('(vprobe VMMLoad (printf "%d/%d " VCPUID NUMVCPUS))', 0, numvcpus=3)
-    assert out == "0/3 1/3 2/3 "
+    assert out == "0/3 \n1/3 \n2/3 \n"
 
 
 # ---- probes, PROBENAME, duplicates ---------------------------------------------------------------------
@@ -382,7 +382,7 @@ def test_duplicate_probes_run_one_after_the_other():
     loaded = Loaded(text)
     assert loaded.fire("VMM1Hz") == "abc\n"
     assert [s.text for s in loaded.script.probe_specs()] == ["VMM1Hz", "VMXLoad"]
-    assert run_machine(text, 2) == "L" + "abc\n" * 4
+    assert run_machine(text, 2) == "L\n" + "abc\n" * 4
 
 
 def test_probename_names_the_firing_probe_also_inside_functions():
@@ -551,9 +551,9 @@ def test_faults_on_the_machine_leave_other_probes_running():
 def test_load_and_unload_probes():
     text = ('(vprobe VMMLoad (printf "mload%d " VCPUID))\n(vprobe VMXLoad (printf "xload%d " VCPUID))\n'
             '(vprobe VMMUnload (printf "munload%d " VCPUID))\n(vprobe VMXUnload (printf "xunload "))')
-    assert run_machine(text, 1) == "xload0 mload0 mload1 munload0 munload1 xunload "
+    assert run_machine(text, 1) == "xload0 \nmload0 \nmload1 \nmunload0 \nmunload1 \nxunload \n"
     out = run_machine(text, 0.5, numvcpus=4)
-    assert out == "xload0 mload0 mload1 mload2 mload3 munload0 munload1 munload2 munload3 xunload "
+    assert out == "xload0 \nmload0 \nmload1 \nmload2 \nmload3 \nmunload0 \nmunload1 \nmunload2 \nmunload3 \nxunload \n"
 
 
 def times_ms(text: str, seconds: float, numvcpus: int | None = None) -> list[tuple[int, int]]:
@@ -618,7 +618,7 @@ def test_periodic_probes_stop_after_unload():
     m.run(0.5)
     m.detach()
     m.run(2)
-    assert "".join(out) == "t" * 10
+    assert "".join(out) == "t\n" * 10
 
 
 def test_runs_are_deterministic():
@@ -719,3 +719,11 @@ def test_hostile_probe_parameters_are_data(tmp_path, monkeypatch):
 def test_translated_code_has_no_python_builtins():
     script = load("(vprobe VMXLoad (logint 1))")
     assert script._namespace_ref["__builtins__"] == {}
+
+
+def test_each_firing_is_a_record_of_the_log():
+    # Output within a firing joins; a line a firing leaves open ends with it;
+    # a firing that ends its own line, or prints nothing, adds nothing.
+    text = ('(vprobe VMXLoad (logstr "a") (logint 1) (logstr "b"))\n'
+            '(vprobe VMXUnload (logstr "done\\n"))\n(vprobe VMMLoad 0)')
+    assert run_machine(text, 0.1) == "a1b\ndone\n"

@@ -148,6 +148,12 @@ class Script:
                 return value.v if isinstance(value, Cell) else value
         raise KeyError(name)
 
+    def end_firing(self) -> None:
+        """A machine calls this after each firing: its output is a record of the log, so a
+        line the firing left unfinished ends here (the reference's printf sample prints one
+        RIP per line without a newline of its own)."""
+        self.log.end_line()
+
     def flush(self) -> None:
         self.log.flush()
 

@@ -115,6 +115,11 @@ class LogWriter:
         self.sink(self.partial + head + "\n")
         self.partial = tail
 
+    def end_line(self) -> None:
+        """End a partial line, if there is one."""
+        if self.partial:
+            self.write("\n")
+
     def line(self, text: str) -> None:
         """Write `text` as a line of its own, ending any partial line first."""
         if self.partial:

@@ -417,6 +417,8 @@ class QemuMachine:
         self.current = vcpu
         self.firings += 1
         handler()
+        if self.script is not None:
+            self.script.end_firing()
 
     def fire_each_vcpu(self, handler: Handler) -> None:
         for vcpu in self.vcpus:
