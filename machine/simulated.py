@@ -15,7 +15,6 @@ from vp_runtime import ALL_GLOBALS, STATIC_PROBES, ProbeSpec, Script
 from vp_runtime.catalog import VMCB_GLOBALS, VMCS_GLOBALS
 
 from .events import EventQueue
-from .guest.kernel_image import SYSCALLS
 from .guest.linux import LinuxGuest
 from .memory import MMU, PhysicalMemory
 from .probes import Probes
@@ -268,18 +267,9 @@ class SimulatedMachine:
                 points.append((f"GUEST_READ:{name}", f"the guest reads {name}"))
         return points
 
-    def syscall_names(self) -> dict[int, str]:
-        return dict(SYSCALLS)
-
 
 def _both(first: Handler, second: Handler) -> Handler:
     def run() -> None:
         first()
         second()
     return run
-
-
-def syscalls_text() -> str:
-    """The guest's system call table in the `vprobe.syscalls` format: `number name` per line."""
-    return "".join(f"{nr} {name}\n" for nr, name in sorted(SYSCALLS.items()))
-

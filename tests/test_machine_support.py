@@ -87,7 +87,9 @@ def run_script(text: str, seconds: float, *, hook: Callable[[SimulatedMachine], 
     m = machine or machine_for(**config)
     out: list[str] = []
     data = text.encode()
-    script = load(with_guest_library(data) if library else data, m.load_config, backend=m, filename=filename,
+    if library:
+        data = with_guest_library(data, m.guest_library_vp().encode())
+    script = load(data, m.load_config, backend=m, filename=filename,
                   log_sink=out.append)
     firings: list[Firing] = []
     original = script.handler

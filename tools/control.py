@@ -347,14 +347,6 @@ def checked(answer: dict) -> dict:
     raise ToolError(str(answer.get("error", "the VM refused the request")))
 
 
-def is_running(paths: VMPaths) -> bool:
-    """Whether a daemon serves this VM (stale files are cleaned on the way)."""
-    try:
-        return bool(request(paths, {"op": "ping"}, timeout=TIMEOUT_S).get("ok"))
-    except NotRunning:
-        return False
-
-
 # ---- the list of running VMs -----------------------------------------------------------------------
 
 def registry_dir() -> Path:

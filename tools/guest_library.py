@@ -6,18 +6,14 @@ the simulated guest's linux64.vp, or one generated from a real kernel's BTF
 for a QEMU VM; see `sources.machine_library`) to a VP script that calls them
 without defining them, so the reference's samples (vptop, the IRQ samples)
 run as printed.  The library goes after the script, so the script's line
-numbers are unchanged.  `LIBRARY` and `with_guest_library` are the simulated
-guest's library, for code that has no machine at hand.
+numbers are unchanged.
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from vp_runtime.errors import VPLoadError
 from vp_runtime.reader import List, Source, Sym, read
 
-LIBRARY = files("machine.guest") / "linux64.vp"
 HELPERS = frozenset({"curpid", "curprocname", "curtid", "curppid"})
 
 
@@ -48,8 +44,8 @@ def library_needed(text: bytes) -> bool:
     return bool((called & HELPERS) - defined) and not defined & HELPERS
 
 
-def with_guest_library(text: bytes) -> bytes:
-    """`text`, followed by the guest library if it calls a helper it does not define."""
+def with_guest_library(text: bytes, library: bytes) -> bytes:
+    """`text`, followed by `library` (a VM's guest library) if it calls a helper it does not define."""
     if not library_needed(text):
         return text
-    return text + b"\n" + LIBRARY.read_bytes()
+    return text + b"\n" + library

@@ -36,20 +36,16 @@ BIOS_ENTRY = 0xFFF0  # F000:FFF0
 # ---- devices ---------------------------------------------------------------------
 APIC_PHYS = 0xFEE0_0000
 APIC_VERSION = 0x0004_0011  # version 0x11, 5 LVT entries (max LVT index 4)
-IOAPIC_PHYS = 0xFEC0_0000
 
 # ---- per-CPU data ---------------------------------------------------------------
 # The kernel GS base of each CPU points at its per-CPU area; the first word is
 # the current task (as the x86-64 PDA's pcurrent was).
 PERCPU_CURRENT_TASK = 0x0
-PERCPU_KERNEL_STACK = 0x8
-PERCPU_CPU_NUMBER = 0x10
 PERCPU_AREA_SIZE = 0x2000
 
 # ---- struct task_struct -----------------------------------------------------------
 TASK_STATE = 0x0
 TASK_STACK = 0x8
-TASK_FLAGS = 0x14
 TASK_MM = 0x218
 TASK_ACTIVE_MM = 0x220
 TASK_PID = 0x2B8
@@ -58,22 +54,18 @@ TASK_REAL_PARENT = 0x2C8
 TASK_PARENT = 0x2D0
 TASK_COMM = 0x490
 TASK_COMM_LEN = 16
-TASK_THREAD_SP = 0x4D8
 TASK_STRUCT_SIZE = 0x600
 
 # ---- struct mm_struct ---------------------------------------------------------------
 MM_PGD = 0x48  # virtual address of the PML4
-MM_STRUCT_SIZE = 0x100
 
 THREAD_SIZE = 0x2000  # kernel stack per task
 
 # Linux x86-64 interrupt vectors
 TIMER_VECTOR = 0xEF  # LOCAL_TIMER_VECTOR
 RESCHEDULE_VECTOR = 0xFD
-CALL_FUNCTION_VECTOR = 0xFC
 IRQ0_VECTOR = 0x30  # legacy IRQ n arrives at 0x30 + n
 DISK_IRQ = 14
-NET_IRQ = 11
 DISK_VECTOR = IRQ0_VECTOR + DISK_IRQ
 NET_VECTOR = 0x49  # the NIC's IO-APIC pin, as the kernel assigned it
 

@@ -168,7 +168,6 @@ class LinuxGuest:
             self.cpus.append(CpuState(vcpu, idle, idle, percpu=percpu))
         self.next_pid = 1
         self.timer_period_ns = NS_PER_SEC // machine.config.timer_hz
-        self.booted = False
         self._probed_key: tuple = ()
         self._probed: frozenset[str] = frozenset()
 
@@ -974,4 +973,3 @@ class LinuxGuest:
         if self.workload.triple_fault_at_s is not None:
             # Counted from the kernel's start, so that every boot of the VM meets the bug again.
             self.at(self.events.now_ns + int(self.workload.triple_fault_at_s * NS_PER_SEC), self.triple_fault)
-        self.booted = True

@@ -28,7 +28,6 @@ SWAPGS = b"\x0f\x01\xf8"
 SYSRETQ = b"\x48\x0f\x07"
 HLT = b"\xf4"
 STI = b"\xfb"
-XOR_EAX_EAX = b"\x31\xc0"
 PROLOGUE = PUSH_RBP + MOV_RBP_RSP
 EPILOGUE = LEAVE + RET
 

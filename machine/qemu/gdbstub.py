@@ -14,7 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from .rsp import RemoteSerial, RSPError, RSPTimeout, StubError, encode_binary, is_stop_reply
+from .rsp import RemoteSerial, RSPError, RSPTimeout, StubError, is_stop_reply
 
 __all__ = ["GdbStub", "Register", "StopReply", "parse_stop_reply", "parse_target_description"]
 
@@ -166,13 +166,6 @@ class GdbStub:
         stops = [parse_stop_reply(p) for p in self.rsp.unsolicited]
         self.rsp.unsolicited.clear()
         return stops
-
-    def query_stop(self) -> StopReply:
-        """`?`: why the target is stopped.  QEMU 7.2 clears breakpoints on one VCPU when it
-        answers it, so this refuses while any are set."""
-        if self.breakpoints or self.watchpoints:
-            raise RSPError("'?' would clear breakpoints on one VCPU: not asked while any are set")
-        return parse_stop_reply(self.rsp.request("?"))
 
     def cont(self) -> None:
         """Resume every VCPU (no reply until the next stop)."""
@@ -371,9 +364,6 @@ class GdbStub:
             self.closed = True
             self.running = False
             self.rsp.close()
-
-    def send_binary(self, head: str, data: bytes) -> bytes:
-        return self.rsp.request(head.encode() + encode_binary(data))
 
 
 def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:

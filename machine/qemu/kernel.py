@@ -55,7 +55,6 @@ SYSVEC_VECTORS = {
     "asm_sysvec_irq_move_cleanup": 0x20,
 }
 COMMON_IRQ_ENTRY = "asm_common_interrupt"
-IRQ_STUBS = "irq_entries_start"
 # Functions whose code may write CR3 (scanned for `mov cr3, reg`).
 CR3_CANDIDATES = re.compile(r"(switch_mm|flush_tlb|cr3|tlb|load_mm|use_temporary_mm|efi_enter|efi_leave)")
 KERNEL_SPACE = 0xFFFF800000000000

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import lzma
 import struct
 from dataclasses import dataclass
@@ -332,7 +331,6 @@ class KernelImage:
             raw = self.path.read_bytes()
         except OSError as e:
             raise KernelImageError(f"cannot read the kernel image {self.path}: {e.strerror}") from None
-        self.digest = hashlib.sha256(raw).hexdigest()[:16]
         self.elf = decompress_bzimage(raw)
         self.sections = elf_sections(self.elf)
         if ".text" not in self.sections:

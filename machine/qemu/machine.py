@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Callable
 
 import capstone
@@ -49,7 +48,7 @@ from vp_runtime.catalog import HARDWARE_GLOBALS, PROBE_GLOBALS, REGISTER_GLOBALS
 
 from ..stackwalk import walk_frames
 from ..symbols import resolve_address
-from .config import QemuConfig, read_qemu_vmx
+from .config import QemuConfig
 from .gdbstub import GdbStub, StopReply
 from .kernel import COMMON_IRQ_ENTRY, CR3_CANDIDATES, FAULT_ENTRIES, SYSVEC_VECTORS, GuestKernel
 from .rsp import RSPError, StubError
@@ -176,10 +175,6 @@ class QemuMachine:
             raise
         self.tsc_hz = self._guest_tsc_hz()
         self._globals = self._offered_globals()
-
-    @classmethod
-    def from_vmx(cls, path: Path | str) -> "QemuMachine":
-        return cls(read_qemu_vmx(path))
 
     def _connect(self, host: str, port: int, timeout: float) -> GdbStub:
         deadline = time.monotonic() + timeout
