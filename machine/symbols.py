@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from vp_runtime.reader import parse_integer
 
 
-def parse_kallsyms(text: str) -> dict[str, int]:
-    """`address type name [module]` per line; the first definition of a name wins."""
-    symbols: dict[str, int] = {}
+def kallsyms_entries(text: str) -> Iterator[tuple[int, str, str]]:
+    """(address, type letter, name) for each `address type name [module]` line; others are skipped."""
     for line in text.splitlines():
         parts = line.split()
         if len(parts) < 3:
@@ -18,7 +18,14 @@ def parse_kallsyms(text: str) -> dict[str, int]:
             address = int(parts[0], 16)
         except ValueError:
             continue
-        symbols.setdefault(parts[2], address)
+        yield address, parts[1], parts[2]
+
+
+def parse_kallsyms(text: str) -> dict[str, int]:
+    """Name -> address; the first definition of a name wins."""
+    symbols: dict[str, int] = {}
+    for address, _, name in kallsyms_entries(text):
+        symbols.setdefault(name, address)
     return symbols
 
 

@@ -13,6 +13,8 @@ import bisect
 import re
 from pathlib import Path
 
+from machine.symbols import kallsyms_entries
+
 from .errors import ToolError
 
 STACK = re.compile(r"GUEST(?:_0x[0-9a-fA-F]+)+")
@@ -40,17 +42,10 @@ class Symbolizer:
     def __init__(self, kallsyms_text: str = ""):
         text_symbols: dict[int, str] = {}
         every_address: set[int] = set()
-        for line in kallsyms_text.splitlines():
-            parts = line.split()
-            if len(parts) < 3:
-                continue
-            try:
-                address = int(parts[0], 16)
-            except ValueError:
-                continue
+        for address, kind, name in kallsyms_entries(kallsyms_text):
             every_address.add(address)
-            if parts[1] in _TEXT_TYPES:
-                text_symbols.setdefault(address, parts[2])
+            if kind in _TEXT_TYPES:
+                text_symbols.setdefault(address, name)
         self._addresses = sorted(text_symbols)
         self._names = [text_symbols[a] for a in self._addresses]
         self._bounds = sorted(every_address)

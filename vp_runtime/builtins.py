@@ -11,11 +11,9 @@ from .errors import VPFault
 from .limits import MAX_STACK_FRAMES, MAX_STRING_BYTES
 from .printf import FormatError, compile_format
 from .state import Cell, LogWriter
-from .x86_offsets import MAX_CODE_BYTES, OffsetNotFound, offset_at_ret, offset_at_seg, offset_at_strcpy
 
 M64 = (1 << 64) - 1
 PAGE = 4096
-_OFFSET_FINDERS = {"offatret": offset_at_ret, "offatstrcpy": offset_at_strcpy, "offatseg": offset_at_seg}
 
 
 def _located(fault: VPFault, where: str) -> VPFault:
@@ -132,6 +130,9 @@ class Builtins:
         cached = self._offsets.get((kind, name))
         if cached is not None:
             return cached
+        # The disassembler loads only for scripts that decode guest code.
+        from .x86_offsets import MAX_CODE_BYTES, OffsetNotFound, offset_at_ret, offset_at_seg, offset_at_strcpy
+        finders = {"offatret": offset_at_ret, "offatstrcpy": offset_at_strcpy, "offatseg": offset_at_seg}
         start = self.symbol(name, where)
         code = b""
         addr = start
@@ -145,7 +146,7 @@ class Builtins:
         if not code:
             raise VPFault(f"{kind}: the code of '{name}' at {start:#x} is not mapped", where)
         try:
-            value = _OFFSET_FINDERS[kind](code, start, 64)
+            value = finders[kind](code, start, 64)
         except OffsetNotFound as e:
             raise VPFault(str(e), where) from None
         self._offsets[(kind, name)] = value
