@@ -385,36 +385,40 @@ def _accepted(lower: str) -> bool:
     return any(fnmatch.fnmatchcase(lower, pattern) for pattern in ACCEPTED_KEY_PATTERNS)
 
 
-def _unknown_key_message(key: str) -> str:
+def _unknown_key_message(key: str, keys: dict) -> str:
     lower = key.lower()
     if lower == "vprobe.allow":
         return (f"{key} is a host-wide setting and has no effect in a VM's .vmx: "
                 f"set it in the host configuration ({DEFAULT_HOST_CONFIG})")
     message = f"unknown key {key} (ignored)"
-    close = difflib.get_close_matches(lower, list(KNOWN_KEYS), n=1, cutoff=0.8)
+    close = difflib.get_close_matches(lower, list(keys), n=1, cutoff=0.8)
     if close:
-        message += f"; did you mean {KNOWN_KEYS[close[0]][0]}?"
+        message += f"; did you mean {keys[close[0]][0]}?"
     return message
 
 
 # ---------------------------------------------------------------------------
 # Reading .vmx files.
 
-def parse_vmx(text: str, path: Path | str) -> VMConfig:
-    """The VM `text` describes; `path` is the .vmx it came from (its folder is the VM's directory)."""
+def read_settings(text: str, path: Path | str, keys: dict, quiet: frozenset[str] = frozenset()):
+    """Parse `text` against the key table `keys` (lower-case key -> (spelling, field, converter)).
+
+    Returns (parser, values by field, absolute path).  Unknown keys warn unless
+    they are ordinary VMware keys or in `quiet`; bad values are located errors,
+    collected in `parser.errors`.
+    """
     filename = str(path)
     path = Path(path).absolute()
-    directory = path.parent
     parser = _Parser(text, filename)
-    ctx = _Context(directory)
+    ctx = _Context(path.parent)
     values: dict[str, object] = {}
     effective = parser.effective()
     for entry in parser.entries:
         lower = entry.key.lower()
-        known = KNOWN_KEYS.get(lower)
+        known = keys.get(lower)
         if known is None:
-            if not _accepted(lower) and effective[lower] is entry:
-                parser.warning(entry.line, entry.key_col, _unknown_key_message(entry.key), entry.source)
+            if lower not in quiet and not _accepted(lower) and effective[lower] is entry:
+                parser.warning(entry.line, entry.key_col, _unknown_key_message(entry.key, keys), entry.source)
             continue
         _, name, convert = known
         try:
@@ -424,11 +428,21 @@ def parse_vmx(text: str, path: Path | str) -> VMConfig:
             continue
         if effective[lower] is entry:
             values[name] = result
+    return parser, values, path
+
+
+def build_config(config_class, parser: "_Parser", values: dict, path: Path):
+    """`config_class` from parsed settings, or VmxError with every problem found."""
     if parser.errors:
         raise VmxError(_ordered(parser.errors) + _ordered(parser.warnings))
     display_name = values.pop("display_name", None) or path.stem
-    return VMConfig(path=path, directory=directory, display_name=str(display_name),
-                    warnings=tuple(_ordered(parser.warnings)), **values)
+    return config_class(path=path, directory=path.parent, display_name=str(display_name),
+                        warnings=tuple(_ordered(parser.warnings)), **values)
+
+
+def parse_vmx(text: str, path: Path | str) -> VMConfig:
+    """The VM `text` describes; `path` is the .vmx it came from (its folder is the VM's directory)."""
+    return build_config(VMConfig, *read_settings(text, path, KNOWN_KEYS))
 
 
 def read_vmx(path: Path | str) -> VMConfig:

@@ -36,8 +36,8 @@ from vp_runtime.errors import Diagnostic
 from vp_runtime.limits import DEFAULT_BAG_BYTES, DEFAULT_MAX_CODE_BYTES, LoadConfig
 
 from ..vmx import KNOWN_KEYS as _VMX_KEYS
-from ..vmx import VmxError
-from ..vmx import _accepted, _Context, _existing_file, _integer, _ordered, _output_file, _Parser, _Problem, _read_text
+from ..vmx import VmxError, build_config, read_settings
+from ..vmx import _existing_file, _integer, _output_file, _Parser, _Problem, _read_text
 
 __all__ = ["QEMU_KEYS", "QemuConfig", "is_qemu_vmx", "parse_qemu_vmx", "read_qemu_vmx"]
 
@@ -182,38 +182,12 @@ def is_qemu_vmx(path: Path | str) -> bool:
 
 
 def parse_qemu_vmx(text: str, path: Path | str) -> QemuConfig:
-    filename = str(path)
-    path = Path(path).absolute()
-    directory = path.parent
-    parser = _Parser(text, filename)
-    ctx = _Context(directory)
-    values: dict[str, object] = {}
-    effective = parser.effective()
-    for entry in parser.entries:
-        lower = entry.key.lower()
-        known = QEMU_KEYS.get(lower)
-        if known is None and lower in _SHARED:
-            known = _VMX_KEYS[lower]
-        if known is None:
-            if lower not in _SIMULATION_ONLY and not _accepted(lower) and effective[lower] is entry:
-                parser.warning(entry.line, entry.key_col, f"unknown key {entry.key} (ignored)", entry.source)
-            continue
-        _, name, convert = known
-        try:
-            result = convert(entry.value, entry.key, ctx)
-        except _Problem as problem:
-            parser.error(entry.line, entry.value_col, str(problem), entry.source)
-            continue
-        if effective[lower] is entry:
-            values[name] = result
+    keys = {**{key: _VMX_KEYS[key] for key in _SHARED}, **QEMU_KEYS}
+    parser, values, path = read_settings(text, path, keys, quiet=frozenset(_SIMULATION_ONLY))
     if not parser.errors and values.get("attach") is None and values.get("kernel") is None:
         parser.error(1, 1, "a QEMU VM needs qemu.kernel (a kernel to boot) or qemu.attach (a running "
                            "QEMU's gdbstub, HOST:PORT)", text.split("\n", 1)[0])
-    if parser.errors:
-        raise VmxError(_ordered(parser.errors) + _ordered(parser.warnings))
-    display_name = values.pop("display_name", None) or path.stem
-    return QemuConfig(path=path, directory=directory, display_name=str(display_name),
-                      warnings=tuple(_ordered(parser.warnings)), **values)
+    return build_config(QemuConfig, parser, values, path)
 
 
 def read_qemu_vmx(path: Path | str) -> QemuConfig:
