@@ -189,8 +189,6 @@ STRING = StringType()
 VOID = VoidType()
 # The type of VP integer values (literals, arithmetic, registers): 64 bits.
 VPINT = IntType("int", 8, True)
-CHAR = IntType("char", 1, True)
-UCHAR = IntType("unsigned char", 1, False)
 
 FIXED_INTS = {
     "int8": (1, True), "int16": (2, True), "int32": (4, True), "int64": (8, True),

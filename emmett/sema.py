@@ -70,7 +70,7 @@ class Sym:
     """
 
     __slots__ = ("kind", "name", "type", "pos", "vpname", "owner", "implicit", "init", "preload",
-                 "uses", "decided", "index", "value", "static", "hidden", "referenced")
+                 "uses", "decided", "index", "value", "static", "hidden")
 
     def __init__(self, kind, name, type_=None, pos=None):
         self.kind = kind
@@ -88,7 +88,6 @@ class Sym:
         self.value = 0
         self.static = False
         self.hidden = False  # a local passed as an extra parameter (recursive functions)
-        self.referenced = False
 
     def __repr__(self):
         return f"Sym({self.kind}, {self.name!r})"
@@ -182,7 +181,6 @@ class Program:
         self.constraints = []
         self.guestsym_uses = []  # (Sym, pos) of &name for undeclared names
         self.model = T.MEMMODELS.get(options.memmodel) or T.MEMMODELS["guest64"]
-        self.preload_names = set()
         self.temp = None  # the shared temporary string variable, when needed
 
     # ---- reporting ------------------------------------------------------------------

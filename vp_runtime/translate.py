@@ -35,7 +35,6 @@ class Translation:
 
     source: str
     constants: dict[str, object] = field(default_factory=dict)
-    functions: dict[str, ir.FuncDef] = field(default_factory=dict)
     probe_functions: list[str] = field(default_factory=list)
 
 
@@ -416,8 +415,7 @@ class Translator:
             self.function(func)
         probes = [self.probe(i, p) for i, p in enumerate(self.program.probes)]
         source = "\n".join(self.out) + "\n"
-        return Translation(source, self.constants,
-                           {self.name(f): f for f in self.program.functions}, probes)
+        return Translation(source, self.constants, probes)
 
 
 def _effectful(e: ir.Expr) -> bool:

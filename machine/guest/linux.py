@@ -114,7 +114,6 @@ class Task:
     user_rbp: int = 0
     children: int = 0
     waiting_child: bool = False
-    waiting_net: bool = False
     next_spawn_ns: int = 0
     lifetime_ns: int | None = None
     hot: tuple[int, ...] = ()

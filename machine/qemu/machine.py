@@ -153,7 +153,6 @@ class QemuMachine:
         self._timers: list[_Timer] = []
         self._cache: dict[tuple[int, int, int, bool], bytes] = {}
         self._skip_cache: dict[int, int] = {}
-        self.firings = 0
         self.kernel = GuestKernel(config.kernel_image, config.guest_syms)
         self.warnings = list(self.kernel.warnings)
         try:
@@ -410,7 +409,6 @@ class QemuMachine:
 
     def _fire(self, vcpu: _Vcpu, handler: Handler) -> None:
         self.current = vcpu
-        self.firings += 1
         handler()
         if self.script is not None:
             self.script.end_firing()
