@@ -20,25 +20,11 @@ class LoadFailed(ToolError):
         self.text = text
 
 
-# A real VM's failures (QEMU gone, its gdbstub silent, a kernel image without
-# symbols or BTF ...): what the user must hear, plainly.  The classes are looked
-# up among the modules already imported, so that nothing here imports the QEMU
-# backend: an exception of a module never imported cannot be one of them.
-_MACHINE_FAILURES = (
-    ("machine.qemu.machine", "QemuError"),
-    ("machine.qemu.kimage", "KernelImageError"),
-    ("machine.qemu.btf", "BTFError"),
-    ("machine.qemu.rsp", "RSPError"),
-)
-
-
 def machine_failure(error: BaseException) -> str | None:
-    """The message of a real VM's failure, or None when `error` is something else."""
-    import sys
+    """The message of a VM's failure (QEMU gone, its gdbstub silent, a kernel image without
+    symbols or BTF ...), or None when `error` is something else."""
+    from machine.errors import MachineError
 
-    for module_name, class_name in _MACHINE_FAILURES:
-        module = sys.modules.get(module_name)
-        cls = getattr(module, class_name, None) if module is not None else None
-        if cls is not None and isinstance(error, cls):
-            return str(error) or type(error).__name__
+    if isinstance(error, MachineError):
+        return str(error) or type(error).__name__
     return None

@@ -17,6 +17,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from ..errors import MachineError
+
 __all__ = ["BTF", "BTFError", "Member", "Type"]
 
 MAGIC = 0xEB9F
@@ -29,7 +31,7 @@ KIND_NAMES = {
 QUALIFIERS = frozenset({"typedef", "volatile", "const", "restrict", "type_tag"})
 
 
-class BTFError(Exception):
+class BTFError(MachineError):
     pass
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import MachineError
 from .btf import BTF, Type
 
 __all__ = ["GuestLayout", "STRUCT_ROOTS", "emmett_preload", "emmett_structs", "layout_from_btf", "vp_library"]
@@ -45,7 +46,7 @@ KERNEL_HALF = 0xFFFF800000000000
 NULL_PAGE = 4096
 
 
-class GuestLayoutError(Exception):
+class GuestLayoutError(MachineError):
     pass
 
 

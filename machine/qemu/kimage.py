@@ -28,10 +28,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MachineError
+
 __all__ = ["ElfSection", "KernelImage", "KernelImageError", "decompress_bzimage", "find_kallsyms"]
 
 
-class KernelImageError(Exception):
+class KernelImageError(MachineError):
     """The file is not a kernel image this module can read."""
 
 

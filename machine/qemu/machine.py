@@ -46,6 +46,7 @@ import capstone
 from vp_runtime import STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
 from vp_runtime.catalog import HARDWARE_GLOBALS, PROBE_GLOBALS, REGISTER_GLOBALS, GlobalInfo
 
+from ..errors import MachineError
 from ..stackwalk import walk_frames
 from ..symbols import resolve_address
 from .config import QemuConfig
@@ -101,7 +102,7 @@ def _noop_length(code: bytes) -> int:
     return 0
 
 
-class QemuError(Exception):
+class QemuError(MachineError):
     """The VM cannot be reached, or QEMU went away."""
 
 

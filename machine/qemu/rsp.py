@@ -33,6 +33,8 @@ import select
 import socket
 import time
 
+from ..errors import MachineError
+
 __all__ = ["RSPError", "RSPTimeout", "RemoteSerial", "StubError", "checksum", "decode_payload",
            "encode_binary", "is_stop_reply"]
 
@@ -40,7 +42,7 @@ INTERRUPT = b"\x03"
 _ESCAPED = frozenset(b"$#}*")
 
 
-class RSPError(Exception):
+class RSPError(MachineError):
     """The connection to the stub failed or the stub broke the protocol."""
 
 
