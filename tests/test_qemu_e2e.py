@@ -85,6 +85,38 @@ def test_open_path_probe_sees_the_files_the_loop_opens_with_process_names(machin
     assert all(int(pid) > 1 for name, path, pid in opens if name == "cat")
 
 
+def test_probe_on_a_traceable_function_calls_a_trampoline_and_sees_the_entry_context(machine):
+    from machine.qemu.callsites import NOP5, TRAMPOLINE
+
+    site = machine.lookup_symbol("do_filp_open")
+    thread = machine.vcpus[0].thread
+    out: list[str] = []
+    script = vp_runtime.load("""
+        (vprobe GUEST:do_filp_open (printf "at %x ret %x\\n" RIP (getguest RSP)))
+    """, machine.load_config, backend=machine, log_sink=out.append)
+    machine.attach(script)
+    try:
+        trampoline = machine.call_site_trampoline(site)
+        assert trampoline is not None, "do_filp_open's ftrace site was not patched"
+        code = machine.stub.read_memory(thread, site, 5)
+        assert code[0] == 0xE8 and site + 5 + int.from_bytes(code[1:], "little", signed=True) == trampoline
+        assert machine.stub.read_memory(thread, trampoline, len(TRAMPOLINE)) == TRAMPOLINE
+        assert not machine.stub.breakpoints  # a watchpoint on the trampoline, no breakpoint
+        machine.run(1.5)
+    finally:
+        machine.detach()
+    machine._ensure_stopped()
+    assert machine.stub.read_memory(thread, site, 5) == NOP5  # the site is as the kernel left it
+    hits = re.findall(r"^at ([0-9a-f]+) ret ([0-9a-f]+)$", "".join(out), re.M)
+    assert len(hits) >= 3, out
+    for rip, ret in hits:
+        assert int(rip, 16) == site
+        ret = int(ret, 16)
+        caller = machine.kernel.function_at(ret)
+        assert caller is not None and caller[0] != "do_filp_open", hex(ret)
+        assert machine.stub.read_memory(thread, ret - 5, 1) == b"\xe8"  # returns after the caller's call
+
+
 def test_periodic_probe_reports_rips_in_kernel_or_user_text(machine):
     log = run_script(machine, '(vprobe VMM10Hz (printf "rip %d %x\\n" VCPUID RIP))', 1.05)
     rips = [(int(v), int(r, 16)) for v, r in re.findall(r"^rip (\d) ([0-9a-f]+)$", log, re.M)]
@@ -124,6 +156,7 @@ def test_unloading_leaves_no_breakpoint_and_the_guest_runs_on(machine):
     """, 0.5)
     stub = machine.stub
     assert not stub.breakpoints and not stub.watchpoints
+    assert machine.call_site_trampoline(machine.lookup_symbol("do_filp_open")) is None
     before = machine.console_text().count("vprobes-guest: loop")
     assert stub.running
     assert stub.wait_stop(1.5) is None  # nothing of ours stops the VM any more

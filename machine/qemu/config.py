@@ -18,6 +18,8 @@ The same `key = "value"` syntax as the simulated machine's `.vmx`
     qemu.image       = "/boot/vmlinuz-..."        # the kernel image (symbols, BTF) when attaching
     qemu.timeout     = "10"                       # seconds to wait for the gdbstub's answers
     qemu.tbSize      = "64"                       # TCG translation buffer in MB (0: QEMU's default)
+    qemu.callSites   = "TRUE"                     # GUEST: probes on ftrace sites patch a call (callsites.py);
+                                                  # FALSE: breakpoints only, guest memory never written
     vprobe.enable    = "TRUE"
     vprobe.guestSyms = "System.map"               # optional: otherwise read from the kernel image
     vprobe.outFile   = "vprobe.out"
@@ -37,7 +39,7 @@ from vp_runtime.limits import DEFAULT_BAG_BYTES, DEFAULT_MAX_CODE_BYTES, LoadCon
 
 from ..vmx import KNOWN_KEYS as _VMX_KEYS
 from ..vmx import VmxError, build_config, read_settings
-from ..vmx import _existing_file, _integer, _output_file, _Parser, _Problem, _read_text
+from ..vmx import _existing_file, _flag, _integer, _output_file, _Parser, _Problem, _read_text
 
 __all__ = ["QEMU_KEYS", "QemuConfig", "is_qemu_vmx", "parse_qemu_vmx", "read_qemu_vmx"]
 
@@ -65,6 +67,7 @@ class QemuConfig:
     image: Path | None = None
     timeout_s: float = 10.0
     tb_size_mb: int = 0  # TCG translation buffer (MB); 0: QEMU's default
+    call_sites: bool = True
     vprobe_enable: bool = False
     vp_file: Path | None = None
     out_file: Path = None  # type: ignore[assignment]
@@ -159,6 +162,7 @@ QEMU_KEYS = {
         ("qemu.image", "image", _existing_file),
         ("qemu.timeout", "timeout_s", _seconds),
         ("qemu.tbSize", "tb_size_mb", _ranged(0, 4096, " MB")),
+        ("qemu.callSites", "call_sites", _flag),
         ("numvcpus", "numvcpus", _ranged(1, 255)),
         ("memsize", "memsize_mb", _ranged(32, 1_048_576, " MB")),
     )

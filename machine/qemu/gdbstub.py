@@ -258,6 +258,16 @@ class GdbStub:
             size -= len(chunk)
         return bytes(out)
 
+    def write_memory(self, thread: int, addr: int, data: bytes) -> None:
+        """Write `data` at `addr` through `thread`'s page tables (QEMU writes read-only pages too)."""
+        self._require_stopped("M")
+        if self._phys_mode:
+            self._set_phys_mode(False)
+        self.select(thread)
+        reply = self.rsp.request(f"M{addr:x},{len(data):x}:{data.hex()}")
+        if reply != b"OK":
+            raise StubError(f"M{addr:x},{len(data):x}", int(reply[1:] or b"0", 16) if reply[:1] == b"E" else 0)
+
     def _set_phys_mode(self, on: bool) -> None:
         reply = self.rsp.request(f"Qqemu.PhyMemMode:{1 if on else 0}")
         if reply != b"OK":

@@ -2,7 +2,12 @@
 
 How each probe point is produced (`probe_points()` lists only these):
 
-* `GUEST:sym` / `GUEST:0xaddr` -- a breakpoint (`Z0`).  After the handlers
+* `GUEST:sym` / `GUEST:0xaddr` on a traceable kernel function's entry (its
+  ftrace site) -- a call into a trampoline that a read watchpoint stops
+  (callsites.py): no breakpoint stop, so no translation-cache flush in QEMU,
+  and the VM simply continues.  The probe sees the site's RIP and RSP.
+  `qemu.callSites = "FALSE"` keeps guest memory untouched (breakpoints only).
+* `GUEST:` anywhere else -- a breakpoint (`Z0`).  After the handlers
   run, the VCPU must get past the instruction without trapping again.  When
   that instruction is a no-op (the 5-byte `nopl` every ftrace-able kernel
   function starts with, the patched-out `clac` of entry code, `endbr64`, any
@@ -49,9 +54,10 @@ from vp_runtime.catalog import HARDWARE_GLOBALS, PROBE_GLOBALS, REGISTER_GLOBALS
 from ..errors import MachineError
 from ..stackwalk import walk_frames
 from ..symbols import resolve_address
+from .callsites import STACK_BIAS, CallSites
 from .config import QemuConfig
 from .gdbstub import GdbStub, StopReply
-from .kernel import COMMON_IRQ_ENTRY, CR3_CANDIDATES, FAULT_ENTRIES, SYSVEC_VECTORS, GuestKernel
+from .kernel import COMMON_IRQ_ENTRY, CR3_CANDIDATES, FAULT_ENTRIES, KERNEL_SPACE, SYSVEC_VECTORS, GuestKernel
 from .rsp import RSPError, StubError
 
 __all__ = ["QemuError", "QemuMachine"]
@@ -109,7 +115,7 @@ class QemuError(MachineError):
 class _Vcpu:
     """A VCPU as a firing sees it: its gdbstub thread, registers fetched once per stop."""
 
-    __slots__ = ("index", "thread", "host_tid", "block", "over", "monitor_regs")
+    __slots__ = ("index", "thread", "host_tid", "block", "over", "rsp_bias", "monitor_regs")
 
     def __init__(self, index: int, thread: int):
         self.index = index
@@ -117,6 +123,7 @@ class _Vcpu:
         self.host_tid = 0
         self.block: bytes | None = None
         self.over: dict[str, int] | None = None  # registers rewound to an interrupted context
+        self.rsp_bias = 0  # added to RSP: a stop in a call-site trampoline is 16 bytes deeper than the site
         self.monitor_regs: dict[str, int] | None = None
 
 
@@ -154,6 +161,9 @@ class QemuMachine:
         self._timers: list[_Timer] = []
         self._cache: dict[tuple[int, int, int, bool], bytes] = {}
         self._skip_cache: dict[int, int] = {}
+        self.call_sites_enabled = config.call_sites
+        self._call_sites: CallSites | None = None
+        self._called: dict[int, _Breakpoint] = {}  # trampoline -> the patched site's probe
         self.kernel = GuestKernel(config.kernel_image, config.guest_syms)
         self.warnings = list(self.kernel.warnings)
         try:
@@ -311,6 +321,7 @@ class QemuMachine:
         if gdb_name is not None:
             reg = self.stub.by_name[gdb_name]
             start, end = reg.offset, reg.offset + reg.size
+            is_rsp = name == "RSP"
 
             def read_register() -> int:
                 vcpu = machine.current
@@ -320,7 +331,8 @@ class QemuMachine:
                 block = vcpu.block
                 if block is None:
                     block = machine._fetch_registers(vcpu)
-                return int.from_bytes(block[start:end], "little")
+                value = int.from_bytes(block[start:end], "little")
+                return (value + vcpu.rsp_bias) & M64 if is_rsp else value
             return read_register
         if name.startswith("ARG"):
             args, index = self.args, int(name[3:])
@@ -460,6 +472,10 @@ class QemuMachine:
         self.stub._selected = reply.thread  # QEMU selects the VCPU that stopped
         if reply.watch is not None:
             kind = {"watch": 2, "rwatch": 3, "awatch": 4}[reply.watch[0]]
+            site = self._called.get(reply.watch[1]) if kind == 3 else None
+            if site is not None:
+                self._fire_call_site(vcpu, site)
+                return False
             handler = self._watch.get((kind, reply.watch[1]))
             if handler is not None:
                 self._fire(vcpu, handler)
@@ -486,6 +502,17 @@ class QemuMachine:
         self._stopped()
         self._check_exit(step)
         return False
+
+    def _fire_call_site(self, vcpu: _Vcpu, bp: _Breakpoint) -> None:
+        """A VCPU stopped in a call site's trampoline: fire as at the site (RIP there, RSP 16 bytes up)."""
+        vcpu.over = {"RIP": bp.address}
+        vcpu.rsp_bias = STACK_BIAS
+        try:
+            for action in bp.actions:
+                action(vcpu)
+        finally:
+            vcpu.over = None
+            vcpu.rsp_bias = 0
 
     def run(self, seconds: float) -> None:
         """Let the VM run for `seconds` of real time, firing probes as they come."""
@@ -541,7 +568,7 @@ class QemuMachine:
                 elif kind == "USEC":
                     self._timers.append(_Timer(spec.interval_us / 1e6, handler, True, now))
                 elif kind == "GUEST":
-                    self._add_breakpoint(self.resolve(spec.param), self._plain_action(handler))
+                    self._add_breakpoint(self.resolve(spec.param), self._plain_action(handler), call_site=True)
                 elif kind in ("GUEST_WRITE", "GUEST_READ"):
                     ztype = 2 if kind == "GUEST_WRITE" else 3
                     address = self.resolve(spec.param)
@@ -599,14 +626,47 @@ class QemuMachine:
                 vcpu.over = None
         return action
 
-    def _add_breakpoint(self, address: int, action: Callable[[_Vcpu], None]) -> None:
+    def _add_breakpoint(self, address: int, action: Callable[[_Vcpu], None], *, call_site: bool = False) -> None:
+        """Fire `action` when a VCPU reaches `address`: through a patched ftrace site when `call_site`
+        allows and the site is one, else a gdbstub breakpoint."""
         bp = self._breakpoints.get(address)
         if bp is None:
             bp = _Breakpoint(address)
-            bp.skip = self._noop_at(address)
-            self.stub.insert_breakpoint(address)
+            trampoline = self._sites().install(address) if call_site and self.call_sites_enabled else None
+            if trampoline is not None:
+                self.stub.insert_watchpoint(3, trampoline, 1)
+                self._called[trampoline] = bp
+            else:
+                bp.skip = self._noop_at(address)
+                self.stub.insert_breakpoint(address)
             self._breakpoints[address] = bp
         bp.actions.append(action)
+
+    def _sites(self) -> CallSites:
+        if self._call_sites is None:
+            kernel, stub, thread = self.kernel, self.stub, self.vcpus[0].thread
+
+            def read(addr: int, size: int) -> bytes:
+                try:
+                    return stub.read_memory(thread, addr, size)
+                except StubError:
+                    return b""
+
+            def image_read(addr: int, size: int) -> bytes | None:
+                image = kernel.image
+                return image.read(addr - kernel.slide, size) if image is not None and addr >= KERNEL_SPACE else None
+
+            symbols = kernel.symbols
+            text = (symbols.get("_stext", KERNEL_SPACE), symbols.get("_etext", KERNEL_SPACE))
+            self._call_sites = CallSites(read, lambda addr, data: stub.write_memory(thread, addr, data),
+                                         image_read, kernel.functions(), symbols.get("__fentry__"), text)
+        return self._call_sites
+
+    def call_site_trampoline(self, address: int) -> int | None:
+        """The trampoline a probe at `address` calls, or None when it is a breakpoint (or not set)."""
+        if self._call_sites is None or address not in self._call_sites.patched:
+            return None
+        return self._call_sites.patched[address][0]
 
     def _noop_at(self, address: int) -> int:
         """The length of a no-op instruction at `address`, from guest memory or the kernel image."""
@@ -683,12 +743,15 @@ class QemuMachine:
                 self.fire_each_vcpu(script.handler("VMMUnload"))
             if "VMXUnload" in specs:
                 self.fire_vmx(script.handler("VMXUnload"))
+            if self._call_sites is not None:
+                self._call_sites.restore()
             self.stub.remove_all()
             self._resume()
         except RSPError as e:
             raise QemuError(f"cannot remove the probes: {e}") from None
         finally:
             self._breakpoints.clear()
+            self._called.clear()
             self._watch.clear()
             self._timers.clear()
             self.script = None
