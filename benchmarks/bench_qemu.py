@@ -1,15 +1,21 @@
 """Benchmark: probes on a real guest under QEMU, measured side by side in one run.
 
-    python benchmarks/bench_qemu.py [--seconds S]
+    python benchmarks/bench_qemu.py [--seconds S] [--windows N] [--site FUNCTION]
 
-Boots Debian's kernel with a busybox initramfs whose loop opens /dev/null
-over and over (each `echo > /dev/null` goes through do_filp_open) and
-prints a progress line every 100 iterations.  It reports
+Boots Debian's kernel with a busybox initramfs whose loop copies bytes one
+at a time (`dd bs=1`: a read and a write system call per byte, both through
+`rw_verify_area`, which the guest reaches again a few microseconds after
+each firing) and prints a progress line after every copy.  It reports
 
-1. breakpoint probe firings per second (`GUEST:do_filp_open`, reading a
-   register and 8 bytes of guest memory each time) against the bare
-   stop/resume rate of the same gdbstub (interrupt, stop reply, continue),
-   with no probe loaded;
+1. probe firings per second at `GUEST:rw_verify_area` against the bare
+   stop/resume rate of the same gdbstub (interrupt, stop reply, continue,
+   no probe loaded): through the patched ftrace site (the default, see
+   machine/qemu/callsites.py) with a probe that only counts and with one that
+   reads RSP and the 8 bytes it points to, and through a gdbstub breakpoint
+   (`qemu.callSites = "FALSE"`) with the reading probe.  The bare rate is
+   measured before and after, and the mean is used; the time the stopped
+   VM's gdbstub takes to answer a register read and a memory read shows
+   what reading costs;
 2. the guest's slowdown with a 1 Hz probe loaded (`VMM1Hz` printing RIP on
    each VCPU): the guest's loop rate, measured from its console on the host
    clock, in alternating windows with and without the probe.
@@ -39,15 +45,16 @@ LOOP = """#!/bin/sh
 n=0
 while true; do
   n=$((n+1))
-  echo x > /dev/null
-  if [ $((n % 100)) = 0 ]; then echo "progress $n"; fi
+  dd if=/dev/zero of=/dev/null bs=1 count=200 2>/dev/null
+  echo "progress $n"
 done
 """
 
-BREAKPOINT_PROBE = """
+COUNTING_PROBE = "(definteger hits) (vprobe GUEST:SITE (setint hits (+ hits 1)))"
+READING_PROBE = """
 (definteger hits)
 (definteger word)
-(vprobe GUEST:do_filp_open (setint hits (+ hits 1)) (setint word (getguest RSP)))
+(vprobe GUEST:SITE (setint hits (+ hits 1)) (setint word (getguest RSP)))
 """
 ONE_HZ_PROBE = '(vprobe VMM1Hz (printf "vcpu %d rip %x\\n" VCPUID RIP))'
 
@@ -108,26 +115,28 @@ def bare_cycles(machine: QemuMachine, seconds: float) -> float:
     return count / (time.monotonic() - start)
 
 
-def idle_poll_pause(machine: QemuMachine) -> int:
-    """The `pause` in the kernel's polling idle loop (idle=poll): hit again right after each resume."""
-    import capstone
-    name = next(n for n in machine.kernel.symbols if n == "cpu_idle_poll" or n.startswith("cpu_idle_poll."))
-    start = machine.lookup_symbol(name)
-    end = machine.kernel.function_end(name)
+def request_times(machine: QemuMachine, count: int = 1000) -> tuple[float, float]:
+    """Seconds the stopped VM's gdbstub takes to answer `g` (all registers) and an 8-byte `m`."""
     machine._ensure_stopped()
-    code = machine.stub.read_memory(machine.vcpus[0].thread, start, end - start)
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    for insn in cs.disasm(code, start):
-        if insn.mnemonic == "pause":
-            return insn.address
-    raise SystemExit("bench_qemu: no pause instruction in cpu_idle_poll")
+    stub, thread = machine.stub, machine.vcpus[0].thread
+    stack = stub.register(stub.read_registers(thread), "rsp")
+    times = []
+    for request in (lambda: stub.read_registers(thread), lambda: stub.read_memory(thread, stack, 8)):
+        start = time.perf_counter()
+        for _ in range(count):
+            request()
+        times.append((time.perf_counter() - start) / count)
+    return times[0], times[1]
 
 
-def probe_rate(machine: QemuMachine, seconds: float, where: str = "do_filp_open") -> tuple[float, float]:
-    """Firings per second of a breakpoint probe at `where`, and the host time the backend spends
-    per firing (everything but waiting for the guest to reach the breakpoint)."""
-    script = vp_runtime.load(BREAKPOINT_PROBE.replace("do_filp_open", where), machine.load_config, backend=machine)
+def probe_rate(machine: QemuMachine, seconds: float, text: str, site: str,
+               call_sites: bool) -> tuple[float, float, str]:
+    """Firings per second of the probe script `text` at GUEST:`site`, the host time the backend spends
+    per firing (everything but waiting for the guest to reach the probe point), and how the point was set."""
+    machine.call_sites_enabled = call_sites
+    script = vp_runtime.load(text.replace("SITE", site), machine.load_config, backend=machine)
     machine.attach(script)
+    how = "call site" if machine.call_site_trampoline(machine.lookup_symbol(site)) else "breakpoint"
     stub = machine.stub
     waiting = [0.0]
     wait_stop = stub.wait_stop
@@ -145,9 +154,10 @@ def probe_rate(machine: QemuMachine, seconds: float, where: str = "do_filp_open"
         elapsed = time.monotonic() - start
     finally:
         del stub.wait_stop
+        machine.call_sites_enabled = True
     hits = script.variable("hits")
     machine.detach()
-    return hits / elapsed, (elapsed - waiting[0]) / max(1, hits)
+    return hits / elapsed, (elapsed - waiting[0]) / max(1, hits), how
 
 
 def boot(vm: Path, kernel: str, append: str) -> QemuMachine:
@@ -164,6 +174,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement window")
     parser.add_argument("--windows", type=int, default=3, help="pairs of slowdown windows")
+    parser.add_argument("--site", default="rw_verify_area",
+                        help="the probed kernel function (rw_verify_area: twice a byte, in read and write)")
     args = parser.parse_args()
     kernels = sorted(glob.glob("/boot/vmlinuz-*"))
     if not kernels:
@@ -171,34 +183,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         vm = Path(tmp)
         build_initramfs(vm / "initramfs.gz", loop=LOOP)
-
-        # 1. Breakpoint firings against bare stop/resume cycles, on a guest whose idle
-        #    VCPU polls (idle=poll), so the probe point is reached again at once.
-        machine = boot(vm, kernels[-1], "console=ttyS0 nokaslr quiet idle=poll")
-        try:
-            bare = bare_cycles(machine, args.seconds)
-            pause = idle_poll_pause(machine)
-            hot, service = probe_rate(machine, args.seconds, f"{pause:#x}")
-        finally:
-            machine.close()
-        print(f"gdbstub bare stop/resume cycles: {bare:8.0f} /s  ({1e6 / bare:.0f} us a cycle)")
-        print(f"breakpoint probe firings:        {hot:8.0f} /s  ({hot / bare:.0%} of the bare rate; target at "
-              f"least 50%) at GUEST:{pause:#x}, the pause in the polling idle loop")
-        capacity = 1 / (1 / bare + service)
-        print(f"  backend time per firing:       {service * 1e6:8.0f} us (registers, 8 bytes of memory, RIP past "
-              f"the no-op, continue); with it alone a firing cycle would run {capacity:.0f} /s = "
-              f"{capacity / bare:.0%} of the bare rate")
-        print("  the rest is QEMU 7.2: every breakpoint stop flushes its whole translation cache, and the guest "
-              "re-translates before it reaches the probe point again")
-
-        # 2. A realistic probe, and the guest's slowdown with a 1 Hz probe (ordinary idle).
         machine = boot(vm, kernels[-1], "console=ttyS0 nokaslr quiet")
         try:
             progress = Progress(machine.config.console)
             machine.run(1.0)
-            start = time.monotonic()
-            fired, service = probe_rate(machine, args.seconds)
-            loop_rate = progress.rate(start + 0.2, time.monotonic())
+
+            # 1. Firings against bare stop/resume cycles, side by side.
+            bare = [bare_cycles(machine, args.seconds)]
+            runs = [("counting", *probe_rate(machine, args.seconds, COUNTING_PROBE, args.site, True)),
+                    ("RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, args.site, True)),
+                    ("RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, args.site, False))]
+            bare.append(bare_cycles(machine, args.seconds))
+            registers, memory = request_times(machine)
+            mean_bare = statistics.fmean(bare)
+            print(f"gdbstub bare stop/resume cycles:  {mean_bare:8.0f} /s  ({1e6 / mean_bare:.0f} us a cycle; "
+                  f"before {bare[0]:.0f}, after {bare[1]:.0f})")
+            for body, rate, service, how in runs:
+                target = "; target at least 50%" if how == "call site" else ""
+                print(f"GUEST:{args.site} {how + ',':11s} {body:13s} {rate:8.0f} /s  "
+                      f"({rate / mean_bare:.0%} of the bare rate{target}); backend {service * 1e6:.0f} us a firing")
+            print(f"  reading costs two gdbstub requests: registers (g) {registers * 1e6:.0f} us, 8 bytes (m) "
+                  f"{memory * 1e6:.0f} us, answered one at a time by QEMU's main loop while the VM is stopped")
+            print("  a breakpoint stop makes QEMU 7.2 flush its whole translation cache (the guest re-translates "
+                  "before it reaches the probe point again); a call site's watchpoint stop does not")
+
+            # 2. The guest's slowdown with a 1 Hz probe.
             machine.run(1.0)
             base_rates, probe_rates = [], []
             paused = [0.0, 0.0]  # total seconds the VM was held stopped, and the time measured
@@ -231,8 +240,6 @@ def main() -> None:
         finally:
             machine.close()
         base, probed = statistics.fmean(base_rates), statistics.fmean(probe_rates)
-        print(f"GUEST:do_filp_open firings:      {fired:8.0f} /s  on the guest's open loop ({loop_rate:.0f} "
-              f"iterations/s while probed, {base:.0f} without); backend time {service * 1e6:.0f} us a firing")
         slowdown = (base - probed) / base if base else float("nan")
         print(f"guest loop without probes:       {base:8.0f} iterations/s "
               f"(windows: {', '.join(f'{r:.0f}' for r in base_rates)})")
