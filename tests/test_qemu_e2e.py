@@ -117,6 +117,22 @@ def test_probe_on_a_traceable_function_calls_a_trampoline_and_sees_the_entry_con
         assert machine.stub.read_memory(thread, ret - 5, 1) == b"\xe8"  # returns after the caller's call
 
 
+def test_with_call_sites_off_the_same_probe_is_a_breakpoint_and_guest_memory_stays_untouched(machine):
+    site = machine.lookup_symbol("do_filp_open")
+    out: list[str] = []
+    script = vp_runtime.load('(vprobe GUEST:do_filp_open (printf "at %x\\n" RIP))', machine.load_config,
+                             backend=machine, log_sink=out.append)
+    machine.call_sites_enabled = False
+    try:
+        machine.attach(script)
+        assert machine.call_site_trampoline(site) is None and site in machine.stub.breakpoints
+        machine.run(1.0)
+        machine.detach()
+    finally:
+        machine.call_sites_enabled = True
+    assert "".join(out).count(f"at {site:x}\n") >= 2, out
+
+
 def test_periodic_probe_reports_rips_in_kernel_or_user_text(machine):
     log = run_script(machine, '(vprobe VMM10Hz (printf "rip %d %x\\n" VCPUID RIP))', 1.05)
     rips = [(int(v), int(r, 16)) for v, r in re.findall(r"^rip (\d) ([0-9a-f]+)$", log, re.M)]

@@ -104,6 +104,11 @@ def test_qemu_vmx_keys(tmp_path):
         parse_qemu_vmx('qemu.attach = "nowhere"\n', vmx)
     with pytest.raises(VmxError, match="qemu.kernel"):
         parse_qemu_vmx('memsize = "256"\n', vmx)
+    assert config.call_sites  # GUEST: probes patch ftrace sites unless told not to
+    attach = 'qemu.attach = "127.0.0.1:1234"\n'
+    assert not parse_qemu_vmx(attach + 'qemu.callSites = "FALSE"\n', vmx).call_sites
+    with pytest.raises(VmxError, match="qemu.callSites"):
+        parse_qemu_vmx(attach + 'qemu.callSites = "sometimes"\n', vmx)
 
 
 def test_cpio_newc_archive():

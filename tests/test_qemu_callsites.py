@@ -1,0 +1,160 @@
+"""Call-site probes without QEMU: which bytes are ftrace sites, where trampolines fit, and what
+CallSites writes into (and restores in) a guest's memory."""
+
+from __future__ import annotations
+
+import capstone
+import pytest
+
+from machine.qemu.callsites import NOP5, STACK_BIAS, TRAMPOLINE, CallSites, call_to, is_ftrace_call, padding_slot
+
+BASE = 0xFFFFFFFF81000000
+FENTRY = BASE + 0x10
+
+
+def _decode(code: bytes, at: int) -> list[tuple[str, str]]:
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    return [(insn.mnemonic, insn.op_str) for insn in cs.disasm(code, at)]
+
+
+def test_the_trampoline_pushes_its_own_bytes_then_drops_them_and_returns():
+    at = BASE + 0x1000
+    assert _decode(TRAMPOLINE, at) == [("push", "qword ptr [rip - 6]"), ("lea", "rsp, [rsp + 8]"), ("ret", "")]
+    assert STACK_BIAS == 16  # the call's return address and the pushed word
+
+
+def test_call_to_reaches_the_target_backwards_and_forwards():
+    for site, target in ((BASE + 0x100, BASE + 0x5000), (BASE + 0x5000, BASE + 0x100)):
+        code = call_to(site, target)
+        assert len(code) == 5 and _decode(code, site) == [("call", hex(target))]
+
+
+def test_an_ftrace_site_is_a_call_to_fentry_in_the_image():
+    site = BASE + 0x200
+    assert is_ftrace_call(call_to(site, FENTRY), site, FENTRY)
+    assert not is_ftrace_call(call_to(site, FENTRY + 16), site, FENTRY)
+    assert not is_ftrace_call(NOP5, site, FENTRY)
+    assert not is_ftrace_call(b"\xe8\x00", site, FENTRY)
+
+
+RET = b"\xc3"
+JMP_BACK = b"\xeb\xfe"
+NOP11 = bytes.fromhex("66662e0f1f840000000000")
+NOP2 = bytes.fromhex("6690")
+CALL = call_to(BASE, FENTRY)
+BODY = bytes.fromhex("4889f8")  # mov rax, rdi
+
+
+@pytest.mark.parametrize("code, slot", [
+    (BODY + RET + NOP11 + NOP2, 4),           # ret, then 13 bytes of alignment nops
+    (BODY + JMP_BACK + NOP11 + NOP2, 5),      # jmp
+    (BODY + RET + b"\xcc" * 12, 4),           # int3 padding
+    (BODY + RET + b"\xcc" * 4 + NOP11, 4),    # ret; int3 (straight-line speculation) and nops
+    (BODY + b"\x0f\x0b" + NOP11 + NOP2, 5),   # ud2
+])
+def test_padding_after_an_instruction_that_never_falls_through_holds_a_trampoline(code, slot):
+    assert padding_slot(code, BASE) == BASE + slot
+
+
+@pytest.mark.parametrize("code", [
+    BODY + RET + NOP11,                       # 11 bytes: too short
+    BODY + CALL + NOP11 + NOP2,               # a call returns into the "padding"
+    BODY + NOP11 + NOP2,                      # falls through into it
+    BODY + RET + NOP11 + NOP2 + BODY,         # nops inside the function, not at its end
+    BODY + RET + NOP11 + b"\x0f",             # does not decode to the end
+    NOP11 + NOP2,                             # nothing but nops
+])
+def test_no_slot_where_the_padding_could_run_or_is_too_short(code):
+    assert padding_slot(code, BASE) is None
+
+
+class FakeGuest:
+    """A kernel image and the guest's memory of it: functions f0, f1, f2 and a bare end marker."""
+
+    def __init__(self):
+        self.f0 = BASE + 0x100
+        self.f1 = BASE + 0x200
+        self.f2 = BASE + 0x300
+        self.end = BASE + 0x400
+        image = bytearray(b"\xcc" * 0x400)
+        for start in (self.f0, self.f1, self.f2):
+            code = call_to(start, FENTRY) + BODY + RET
+            image[start - BASE:start - BASE + len(code)] = code
+        self.image = bytes(image)
+        self.memory = bytearray(image)
+        for start in (self.f0, self.f1, self.f2):
+            self.memory[start - BASE:start - BASE + 5] = NOP5  # what boot does to ftrace sites
+        self.writes: list[tuple[int, bytes]] = []
+
+    def read(self, addr: int, size: int) -> bytes:
+        return bytes(self.memory[addr - BASE:addr - BASE + size])
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.writes.append((addr, data))
+        self.memory[addr - BASE:addr - BASE + len(data)] = data
+
+    def image_read(self, addr: int, size: int) -> bytes:
+        return self.image[addr - BASE:addr - BASE + size]
+
+    def sites(self) -> CallSites:
+        functions = [("f0", self.f0), ("f1", self.f1), ("f2", self.f2), ("end", self.end)]
+        return CallSites(self.read, self.write, self.image_read, functions, FENTRY, (BASE, self.end))
+
+
+def _called(guest: FakeGuest, site: int) -> int:
+    code = guest.read(site, 5)
+    assert code[0] == 0xE8
+    return site + 5 + int.from_bytes(code[1:], "little", signed=True)
+
+
+def test_install_writes_a_trampoline_in_padding_and_a_call_at_the_site():
+    guest = FakeGuest()
+    sites = guest.sites()
+    trampoline = sites.install(guest.f1)
+    assert trampoline == guest.f0 + 9  # after f0's ret
+    assert guest.read(trampoline, len(TRAMPOLINE)) == TRAMPOLINE
+    assert _called(guest, guest.f1) == trampoline
+    assert sites.install(guest.f1) == trampoline  # a second probe at the same site shares it
+
+
+def test_restore_puts_the_nops_back_and_keeps_the_trampolines_for_reuse():
+    guest = FakeGuest()
+    sites = guest.sites()
+    first = sites.install(guest.f1)
+    second = sites.install(guest.f2)
+    assert first != second
+    sites.restore()
+    assert guest.read(guest.f1, 5) == NOP5 and guest.read(guest.f2, 5) == NOP5
+    assert guest.read(first, len(TRAMPOLINE)) == TRAMPOLINE  # a VCPU inside it can still finish
+    writes = len(guest.writes)
+    again = sites.install(guest.f0)
+    assert again in (first, second) and len(guest.writes) == writes + 1  # only the call is written
+
+
+def test_sites_that_are_not_untraced_ftrace_sites_are_left_to_breakpoints():
+    guest = FakeGuest()
+    sites = guest.sites()
+    assert sites.install(guest.f1 + 5) is None  # not a function's ftrace site
+    guest.memory[guest.f2 - BASE:guest.f2 - BASE + 5] = call_to(guest.f2, BASE + 0x3F0)  # traced by the guest
+    assert sites.install(guest.f2) is None
+    assert sites.install(guest.end + 0x10) is None  # outside kernel text
+    assert CallSites(guest.read, guest.write, lambda a, n: None, [], FENTRY, (BASE, guest.end)).install(guest.f1) is None
+    assert not guest.writes
+
+
+def test_a_site_left_patched_by_a_lost_connection_is_taken_over():
+    guest = FakeGuest()
+    old = guest.sites()
+    stale = old.install(guest.f1)  # the connection is lost here: no restore
+    sites = guest.sites()
+    trampoline = sites.install(guest.f1)
+    assert trampoline is not None and trampoline != stale  # the stale trampoline is not reused
+    sites.restore()
+    assert guest.read(guest.f1, 5) == NOP5
+
+
+def test_padding_the_guest_has_changed_is_not_used():
+    guest = FakeGuest()
+    guest.memory[:] = guest.memory.replace(b"\xcc", b"\x90")  # not the image's padding any more
+    assert guest.sites().install(guest.f1) is None
+    assert not guest.writes
