@@ -134,12 +134,16 @@ class CallSites:
         self.patched[site] = (trampoline, NOP5)
         return trampoline
 
+    def release(self, site: int) -> None:
+        """Put `site` back as it was; its trampoline stays for the next probe."""
+        trampoline, original = self.patched.pop(site)
+        self._write(site, original)
+        self._free.append(trampoline)
+
     def restore(self) -> None:
-        """Put every patched site back as it was; the trampolines stay for the next probes."""
-        while self.patched:
-            site, (trampoline, original) = self.patched.popitem()
-            self._write(site, original)
-            self._free.append(trampoline)
+        """Put every patched site back."""
+        for site in list(self.patched):
+            self.release(site)
 
     def _new_trampoline(self) -> int | None:
         if self._slots is None:

@@ -161,7 +161,7 @@ class QemuMachine:
         self._timers: list[_Timer] = []
         self._cache: dict[tuple[int, int, int, bool], bytes] = {}
         self._skip_cache: dict[int, int] = {}
-        self.call_sites_enabled = config.call_sites
+        self.call_sites_enabled = False  # decided once connected
         self._call_sites: CallSites | None = None
         self._called: dict[int, _Breakpoint] = {}  # trampoline -> the patched site's probe
         self.kernel = GuestKernel(config.kernel_image, config.guest_syms)
@@ -180,6 +180,8 @@ class QemuMachine:
             self._host_threads()
             if config.attach is not None:
                 self._find_slide()
+            # Under KVM breakpoints cost no translation flush, and watchpoints are scarce debug registers.
+            self.call_sites_enabled = config.call_sites and not self._under_kvm()
         except BaseException:
             self.close()
             raise
@@ -208,6 +210,14 @@ class QemuMachine:
             index = int(match.group(1))
             if index < len(self.vcpus):
                 self.vcpus[index].host_tid = int(match.group(2))
+
+    def _under_kvm(self) -> bool:
+        if self.process is not None:
+            return self.process.accel == "kvm"
+        try:
+            return "kvm support: enabled" in self.stub.monitor("info kvm")
+        except RSPError:
+            return False
 
     def _find_slide(self) -> None:
         """KASLR: compare the guest's IDT entry for #DE with the symbol table's."""
@@ -634,9 +644,14 @@ class QemuMachine:
             bp = _Breakpoint(address)
             trampoline = self._sites().install(address) if call_site and self.call_sites_enabled else None
             if trampoline is not None:
-                self.stub.insert_watchpoint(3, trampoline, 1)
-                self._called[trampoline] = bp
-            else:
+                try:
+                    self.stub.insert_watchpoint(3, trampoline, 1)
+                except RSPError:  # no watchpoint left (KVM has four debug registers): a breakpoint then
+                    self._call_sites.release(address)
+                    trampoline = None
+                else:
+                    self._called[trampoline] = bp
+            if trampoline is None:
                 bp.skip = self._noop_at(address)
                 self.stub.insert_breakpoint(address)
             self._breakpoints[address] = bp
