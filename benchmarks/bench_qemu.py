@@ -141,10 +141,10 @@ def probe_rate(machine: QemuMachine, seconds: float, text: str, site: str,
     waiting = [0.0]
     wait_stop = stub.wait_stop
 
-    def timed_wait(timeout):
+    def timed_wait(*args, **kwargs):
         began = time.perf_counter()
         try:
-            return wait_stop(timeout)
+            return wait_stop(*args, **kwargs)
         finally:
             waiting[0] += time.perf_counter() - began
     stub.wait_stop = timed_wait

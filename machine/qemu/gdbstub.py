@@ -173,10 +173,11 @@ class GdbStub:
         self.rsp.send_packet("c")
         self.running = True
 
-    def wait_stop(self, timeout: float | None) -> StopReply | None:
-        """The next stop reply, or None if the VM is still running after `timeout` seconds."""
+    def wait_stop(self, timeout: float | None, *, prompt: bool = False) -> StopReply | None:
+        """The next stop reply, or None if the VM is still running after `timeout` seconds
+        (`prompt`: it is due at once, after an interrupt or a step)."""
         while True:
-            payload = self.rsp.read_packet(timeout)
+            payload = self.rsp.read_packet(timeout, prompt=prompt)
             if payload is None:
                 return None
             if is_stop_reply(payload):
@@ -206,7 +207,7 @@ class GdbStub:
         self._require_stopped("vCont;s")
         self.rsp.send_packet(f"vCont;s:{thread:x}")
         self.running = True
-        reply = self.wait_stop(self.rsp.timeout)
+        reply = self.wait_stop(self.rsp.timeout, prompt=True)
         if reply is None:
             raise RSPTimeout("a single step did not finish")
         return reply

@@ -109,6 +109,9 @@ class RemoteSerial:
         self._buffer = bytearray()
         self._pending_ack = b""
         self.ack_mode = True
+        # How long to poll for an answer the stub gives at once (a request's reply, the stop after an
+        # interrupt) before sleeping in select: waking up from select costs more than QEMU takes to answer.
+        self.spin_s = 0.0005
         self.unsolicited: list[bytes] = []  # stop replies that arrived before an awaited reply
         deadline = time.monotonic() + connect_timeout
         last: OSError | None = None
@@ -152,11 +155,27 @@ class RemoteSerial:
                     raise RSPTimeout("the gdbstub does not take our data")
                 select.select([], [sock], [], 0.05)
 
-    def _fill(self, deadline: float | None) -> bool:
-        """Read what the socket has; wait until `deadline` (None: forever). False on timeout."""
+    def _fill(self, deadline: float | None, spin: float = 0.0) -> bool:
+        """Read what the socket has; wait until `deadline` (None: forever), polling for the first
+        `spin` seconds. False on timeout."""
         sock = self._sock
         if sock is None:
             raise RSPError("the connection to the gdbstub is closed")
+        if spin:
+            until = time.perf_counter() + spin
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    if time.perf_counter() >= until:
+                        break
+                    continue
+                except OSError as e:
+                    self._lost(e)
+                if not data:
+                    self._lost(None)
+                self._buffer += data
+                return True
         while True:
             try:
                 data = sock.recv(65536)
@@ -214,11 +233,12 @@ class RemoteSerial:
             ack, self._pending_ack = self._pending_ack, b""
             self._send(ack)
 
-    def read_packet(self, timeout: float | None = -1.0) -> bytes | None:
+    def read_packet(self, timeout: float | None = -1.0, *, prompt: bool = False) -> bytes | None:
         """The next packet's decoded payload; None if `timeout` (seconds) passes first.
 
         `timeout` -1 means the connection's default deadline, which raises
-        RSPTimeout instead of returning None; None waits forever.
+        RSPTimeout instead of returning None; None waits forever.  `prompt`:
+        the answer is due at once, so poll for it a little before sleeping.
         """
         raise_on_timeout = timeout == -1.0
         if raise_on_timeout:
@@ -253,7 +273,7 @@ class RemoteSerial:
                     if self.ack_mode:
                         self._pending_ack += b"+"
                     return decode_payload(raw)
-            if not self._fill(deadline):
+            if not self._fill(deadline, self.spin_s if prompt else 0.0):
                 if raise_on_timeout:
                     raise RSPTimeout(f"the gdbstub at {self.host}:{self.port} did not answer within "
                                      f"{self.timeout:g} s")
@@ -263,7 +283,7 @@ class RemoteSerial:
         """Send a packet and return its reply; stop replies that come first are kept aside."""
         self.send_packet(payload)
         while True:
-            reply = self.read_packet(timeout)
+            reply = self.read_packet(timeout, prompt=True)
             if reply is None:
                 raise RSPTimeout(f"no reply to '{payload[:40]!r}'")
             if is_stop_reply(reply) and not _expects_stop(payload):
