@@ -12,6 +12,7 @@ import glob
 import re
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,33 @@ GUEST:do_filp_open {
     assert result.vp is not None, "\n".join(d.format() for d in result.diagnostics)
     log = run_script(machine, result.vp, 2.5)
     assert re.search(r"^emt cat /etc/hostname 1$", log, re.M), log
+
+
+def test_a_qemu_whose_starter_is_killed_ends_too(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "vm.vmx").write_text(f'qemu.kernel = "{KERNELS[-1]}"\n')
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from machine.qemu import read_qemu_vmx\n"
+        "from machine.qemu.process import QemuProcess\n"
+        f"print(QemuProcess(read_qemu_vmx({str(tmp_path / 'vm.vmx')!r})).proc.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).parent.parent))
+    qemu = int(starter.stdout.readline())
+    starter.kill()
+    starter.wait()
+
+    def ended() -> bool:
+        try:
+            with open(f"/proc/{qemu}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # ended, not yet reaped by init
+        except FileNotFoundError:
+            return True
+    deadline = time.monotonic() + 10
+    while not ended() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not ended():
+        os.kill(qemu, 9)
+        pytest.fail("QEMU kept running after the process that started it was killed")

@@ -31,6 +31,24 @@ def kvm_usable() -> bool:
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
+def _ended_with(parent: int):
+    """What the child runs before QEMU: ask Linux to send it SIGTERM when `parent` dies, however it
+    dies (a SIGKILLed `vprobe` must not leave a VM running).  Everything is looked up before the fork."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: QEMU outlives a killed parent there
+        return None
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+    return in_child
+
+
 class QemuProcess:
     """`qemu-system-x86_64` booting `config.kernel`, paused at reset (-S), its gdbstub on 127.0.0.1."""
 
@@ -63,7 +81,8 @@ class QemuProcess:
         # it runs, and a full pipe would stall the VM.
         self.messages = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.messages, start_new_session=True)
+                                     stderr=self.messages, start_new_session=True,
+                                     preexec_fn=_ended_with(os.getpid()))
 
     def alive(self) -> bool:
         return self.proc.poll() is None
