@@ -224,11 +224,14 @@ def test_a_qemu_whose_starter_is_killed_ends_too(tmp_path):
         "import sys, time\n"
         "from machine.qemu import read_qemu_vmx\n"
         "from machine.qemu.process import QemuProcess\n"
-        f"print(QemuProcess(read_qemu_vmx({str(tmp_path / 'vm.vmx')!r})).proc.pid, flush=True)\n"
+        f"qemu = QemuProcess(read_qemu_vmx({str(tmp_path / 'vm.vmx')!r}))\n"
+        "print(qemu.proc.pid, qemu.gdb_address, flush=True)\n"
         "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).parent.parent))
-    qemu = int(starter.stdout.readline())
+    pid, socket_path = starter.stdout.readline().split()
+    qemu = int(pid)
     starter.kill()
     starter.wait()
+    shutil.rmtree(Path(socket_path).parent)  # what the starter would have removed
 
     def ended() -> bool:
         try:

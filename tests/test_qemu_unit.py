@@ -16,7 +16,7 @@ from machine.qemu.gdbstub import parse_stop_reply, parse_target_description
 from machine.qemu.guestlib import layout_from_btf, vp_library
 from machine.qemu.initramfs import CpioWriter
 from machine.qemu.machine import _noop_length
-from machine.qemu.rsp import RemoteSerial, RSPTimeout, checksum, decode_payload, encode_binary
+from machine.qemu.rsp import RemoteSerial, RSPError, RSPTimeout, checksum, decode_payload, encode_binary
 from machine.vmx import VmxError
 
 
@@ -69,7 +69,7 @@ def test_requests_are_acknowledged_and_checked_against_a_stub():
 
     thread = threading.Thread(target=stub)
     thread.start()
-    rsp = RemoteSerial("127.0.0.1", server.getsockname()[1], timeout=2)
+    rsp = RemoteSerial(("127.0.0.1", server.getsockname()[1]), timeout=2)
     assert rsp.request("qC") == b"OK"
     assert rsp.unsolicited == [b"T02thread:01;"]
     rsp.close()
@@ -83,11 +83,37 @@ def test_a_silent_stub_times_out():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-    rsp = RemoteSerial("127.0.0.1", server.getsockname()[1], timeout=0.3)
+    rsp = RemoteSerial(("127.0.0.1", server.getsockname()[1]), timeout=0.3)
     with pytest.raises(RSPTimeout):
         rsp.request("g")
     rsp.close()
     server.close()
+
+
+def test_a_unix_socket_stub_is_reached_by_its_path(tmp_path):
+    path = str(tmp_path / "gdb.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def stub():
+        conn, _ = server.accept()
+        data = b""
+        while not data.endswith(b"#b4"):
+            data += conn.recv(100)
+        conn.sendall(b"+$OK#9a")
+        conn.recv(100)
+        conn.close()
+
+    thread = threading.Thread(target=stub)
+    thread.start()
+    rsp = RemoteSerial(path, timeout=2)
+    assert rsp.request("qC") == b"OK"
+    rsp.close()
+    thread.join()
+    server.close()
+    with pytest.raises(RSPError, match="gdb.sock"):
+        RemoteSerial(path, connect_timeout=0.2)  # nobody listens any more
 
 
 def test_qemu_vmx_keys(tmp_path):

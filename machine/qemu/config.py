@@ -9,7 +9,7 @@ The same `key = "value"` syntax as the simulated machine's `.vmx`
     qemu.kernel      = "/boot/vmlinuz-6.1.0-56-amd64"
     qemu.initrd      = "initramfs.gz"
     qemu.append      = "console=ttyS0 nokaslr"    # the kernel command line
-    qemu.gdbPort     = "0"                        # 0: a free port on 127.0.0.1
+    qemu.gdbPort     = "0"                        # 0: a private Unix socket; N: TCP port N on 127.0.0.1
     qemu.accel       = "tcg"                      # tcg, kvm, or auto (kvm when /dev/kvm is usable)
     qemu.console     = "console.log"              # the guest's serial console (default <name>.console.log)
     qemu.binary      = "qemu-system-x86_64"

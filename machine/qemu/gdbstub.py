@@ -14,7 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from .rsp import RemoteSerial, RSPError, RSPTimeout, StubError, is_stop_reply
+from .rsp import Address, RemoteSerial, RSPError, RSPTimeout, StubError, is_stop_reply
 
 __all__ = ["GdbStub", "Register", "StopReply", "parse_stop_reply", "parse_target_description"]
 
@@ -107,8 +107,8 @@ def parse_target_description(fetch) -> list[Register]:
 class GdbStub:
     """A connection to a gdbstub, with the VM's run state and our breakpoints."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 10.0, connect_timeout: float = 10.0):
-        self.rsp = RemoteSerial(host, port, timeout=timeout, connect_timeout=connect_timeout)
+    def __init__(self, address: Address, *, timeout: float = 10.0, connect_timeout: float = 10.0):
+        self.rsp = RemoteSerial(address, timeout=timeout, connect_timeout=connect_timeout)
         self.running = False
         self.breakpoints: set[int] = set()
         self.watchpoints: set[tuple[int, int, int]] = set()  # (type 2/3/4, address, length)

@@ -58,7 +58,7 @@ from .callsites import STACK_BIAS, CallSites
 from .config import QemuConfig
 from .gdbstub import GdbStub, StopReply
 from .kernel import COMMON_IRQ_ENTRY, CR3_CANDIDATES, FAULT_ENTRIES, KERNEL_SPACE, SYSVEC_VECTORS, GuestKernel
-from .rsp import RSPError, StubError
+from .rsp import Address, RSPError, StubError
 
 __all__ = ["QemuError", "QemuMachine"]
 
@@ -168,12 +168,12 @@ class QemuMachine:
         self.warnings = list(self.kernel.warnings)
         try:
             if config.attach is not None:
-                host, port = config.attach
+                address = config.attach
             else:
                 from .process import QemuProcess
                 self.process = QemuProcess(config)
-                host, port = "127.0.0.1", self.process.port
-            self.stub = self._connect(host, port, connect_timeout)
+                address = self.process.gdb_address
+            self.stub = self._connect(address, connect_timeout)
             self.stub.take_unsolicited()  # connecting paused the VM
             self.vcpus = [_Vcpu(i, t) for i, t in enumerate(self.stub.threads)]
             self.current = self.vcpus[0]
@@ -188,11 +188,11 @@ class QemuMachine:
         self.tsc_hz = self._guest_tsc_hz()
         self._globals = self._offered_globals()
 
-    def _connect(self, host: str, port: int, timeout: float) -> GdbStub:
+    def _connect(self, address: Address, timeout: float) -> GdbStub:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return GdbStub(host, port, timeout=self.config.timeout_s,
+                return GdbStub(address, timeout=self.config.timeout_s,
                                connect_timeout=max(0.5, min(2.0, deadline - time.monotonic())))
             except RSPError as e:
                 if self.process is not None and not self.process.alive():

@@ -5,26 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from .config import QemuConfig
+from .rsp import Address
 
-__all__ = ["QemuProcess", "find_qemu", "free_port", "kvm_usable"]
+__all__ = ["QemuProcess", "find_qemu", "kvm_usable"]
 
 
 def find_qemu(binary: str = "qemu-system-x86_64") -> str | None:
     return shutil.which(binary)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def kvm_usable() -> bool:
@@ -50,13 +43,27 @@ def _ended_with(parent: int):
 
 
 class QemuProcess:
-    """`qemu-system-x86_64` booting `config.kernel`, paused at reset (-S), its gdbstub on 127.0.0.1."""
+    """`qemu-system-x86_64` booting `config.kernel`, paused at reset (-S).
+
+    Its gdbstub listens on a Unix socket in a directory only this user can
+    enter (anyone who reaches a gdbstub controls the VM; a loopback TCP port is
+    open to every local user, and answers more slowly), or on the TCP port
+    `qemu.gdbPort` names.
+    """
 
     def __init__(self, config: QemuConfig):
         binary = find_qemu(config.binary)
         if binary is None:
             raise FileNotFoundError(f"{config.binary} is not installed (Debian: apt-get install qemu-system-x86)")
-        self.port = config.gdb_port or free_port()
+        self._socket_dir = None
+        if config.gdb_port:
+            self.gdb_address: Address = ("127.0.0.1", config.gdb_port)
+            gdb = ["-gdb", f"tcp:127.0.0.1:{config.gdb_port}"]
+        else:
+            self._socket_dir = tempfile.mkdtemp(prefix="vprobe-qemu-")  # mode 0700
+            self.gdb_address = os.path.join(self._socket_dir, "gdb.sock")
+            path = self.gdb_address.replace(",", ",,")  # QEMU's option syntax
+            gdb = ["-chardev", f"socket,id=vprobe-gdb,path={path},server=on,wait=off", "-gdb", "chardev:vprobe-gdb"]
         accel = config.accel
         if accel == "auto":
             accel = "kvm" if kvm_usable() else "tcg"
@@ -66,7 +73,7 @@ class QemuProcess:
         args = [binary, "-accel", accel_arg, "-m", str(config.memsize_mb), "-smp", str(config.numvcpus),
                 "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
                 "-kernel", str(config.kernel), "-append", config.append,
-                "-gdb", f"tcp:127.0.0.1:{self.port}", "-S"]
+                *gdb, "-S"]
         if config.initrd:
             args += ["-initrd", str(config.initrd)]
         if self.console is not None:
@@ -116,6 +123,8 @@ class QemuProcess:
             except ProcessLookupError:
                 pass
         self.messages.close()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def wait_console(self, text: str, timeout: float) -> bool:
         """Wait until the guest's console shows `text` (the VM must be running)."""

@@ -39,6 +39,7 @@ __all__ = ["RSPError", "RSPTimeout", "RemoteSerial", "StubError", "checksum", "d
            "encode_binary", "is_stop_reply"]
 
 INTERRUPT = b"\x03"
+Address = tuple[str, int] | str  # (host, port) of a TCP stub, or a Unix socket's path
 _ESCAPED = frozenset(b"$#}*")
 
 
@@ -103,32 +104,29 @@ def is_stop_reply(payload: bytes) -> bool:
 class RemoteSerial:
     """One connection to a gdbstub: framed packets with checksums, acks and deadlines."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 10.0, connect_timeout: float = 10.0):
+    def __init__(self, address: Address, *, timeout: float = 10.0, connect_timeout: float = 10.0):
+        """`address`: (host, port) of a TCP gdbstub, or the path of a Unix socket one."""
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
         self._pending_ack = b""
         self.ack_mode = True
-        # How long to poll for an answer the stub gives at once (a request's reply, the stop after an
-        # interrupt) before sleeping in select: waking up from select costs more than QEMU takes to answer.
+        # How long to poll for an answer the stub gives at once (a request's reply, a single step's
+        # stop) before sleeping in select: waking up from select costs more than QEMU takes to answer.
         self.spin_s = 0.0005
         self.unsolicited: list[bytes] = []  # stop replies that arrived before an awaited reply
+        self.where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
         deadline = time.monotonic() + connect_timeout
-        last: OSError | None = None
         while True:
             try:
-                sock = socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic()))
+                sock = _connect(address, max(0.1, deadline - time.monotonic()))
                 break
             except OSError as e:  # the stub may not listen yet: QEMU is starting
-                last = e
                 if time.monotonic() >= deadline:
-                    raise RSPError(f"cannot connect to the gdbstub at {host}:{port}: {e.strerror or e}") from None
+                    raise RSPError(f"cannot connect to the gdbstub at {self.where}: {e.strerror or e}") from None
                 time.sleep(0.05)
-        del last
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         self._sock = sock
-        self.host, self.port = host, port
 
     # ---- raw bytes ------------------------------------------------------------------
 
@@ -275,7 +273,7 @@ class RemoteSerial:
                     return decode_payload(raw)
             if not self._fill(deadline, self.spin_s if prompt else 0.0):
                 if raise_on_timeout:
-                    raise RSPTimeout(f"the gdbstub at {self.host}:{self.port} did not answer within "
+                    raise RSPTimeout(f"the gdbstub at {self.where} did not answer within "
                                      f"{self.timeout:g} s")
                 return None
 
@@ -320,6 +318,21 @@ class RemoteSerial:
             except RSPError:
                 pass
         self._close_socket()
+
+
+def _connect(address: Address, timeout: float) -> socket.socket:
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _expects_stop(payload: bytes | str) -> bool:
