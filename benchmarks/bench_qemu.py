@@ -1,18 +1,21 @@
 """Benchmark: probes on a real guest under QEMU, measured side by side in one run.
 
-    python benchmarks/bench_qemu.py [--seconds S] [--windows N] [--site FUNCTION]
+    python benchmarks/bench_qemu.py [--seconds S] [--windows N] [--sites F,G,...]
 
 Boots Debian's kernel with a busybox initramfs whose loop copies bytes one
-at a time (`dd bs=1`: a read and a write system call per byte, both through
-`rw_verify_area`, which the guest reaches again a few microseconds after
-each firing) and prints a progress line after every copy.  It reports
+at a time (`dd bs=1`: a read and a write system call per byte) and prints a
+progress line after every copy.  It reports
 
-1. probe firings per second at `GUEST:rw_verify_area` against the bare
+1. probe firings per second at hot kernel functions against the bare
    stop/resume rate of the same gdbstub (interrupt, stop reply, continue,
-   no probe loaded): through the patched ftrace site (the default, see
+   no probe loaded).  A bare cycle lets the guest run for no time at all, so
+   a probe's rate also pays for the guest's way from one hit to the next: the
+   sites are functions the guest reaches again soon after each firing
+   (`__rcu_read_lock`, many times a system call; `rw_verify_area`, twice a
+   byte).  Each is probed through its patched ftrace site (the default, see
    machine/qemu/callsites.py) with a probe that only counts and with one that
-   reads RSP and the 8 bytes it points to, and through a gdbstub breakpoint
-   (`qemu.callSites = "FALSE"`) with the reading probe.  The bare rate is
+   reads RSP and the 8 bytes it points to; the first also through a gdbstub
+   breakpoint (`qemu.callSites = "FALSE"`) with the reading probe.  The bare rate is
    measured before and after, and the mean is used; the time the stopped
    VM's gdbstub takes to answer a register read and a memory read shows
    what reading costs;
@@ -174,8 +177,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement window")
     parser.add_argument("--windows", type=int, default=3, help="pairs of slowdown windows")
-    parser.add_argument("--site", default="rw_verify_area",
-                        help="the probed kernel function (rw_verify_area: twice a byte, in read and write)")
+    parser.add_argument("--sites", default="__rcu_read_lock,rw_verify_area",
+                        help="the probed kernel functions, comma-separated")
     args = parser.parse_args()
     kernels = sorted(glob.glob("/boot/vmlinuz-*"))
     if not kernels:
@@ -190,17 +193,20 @@ def main() -> None:
 
             # 1. Firings against bare stop/resume cycles, side by side.
             bare = [bare_cycles(machine, args.seconds)]
-            runs = [("counting", *probe_rate(machine, args.seconds, COUNTING_PROBE, args.site, True)),
-                    ("RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, args.site, True)),
-                    ("RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, args.site, False))]
+            sites = args.sites.split(",")
+            runs = []
+            for site in sites:
+                runs.append((site, "counting", *probe_rate(machine, args.seconds, COUNTING_PROBE, site, True)))
+                runs.append((site, "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, site, True)))
+            runs.append((sites[0], "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, sites[0], False)))
             bare.append(bare_cycles(machine, args.seconds))
             registers, memory = request_times(machine)
             mean_bare = statistics.fmean(bare)
             print(f"gdbstub bare stop/resume cycles:  {mean_bare:8.0f} /s  ({1e6 / mean_bare:.0f} us a cycle; "
                   f"before {bare[0]:.0f}, after {bare[1]:.0f})")
-            for body, rate, service, how in runs:
+            for site, body, rate, service, how in runs:
                 target = "; target at least 50%" if how == "call site" else ""
-                print(f"GUEST:{args.site} {how + ',':11s} {body:13s} {rate:8.0f} /s  "
+                print(f"GUEST:{site:16s} {how + ',':11s} {body:13s} {rate:6.0f} /s  "
                       f"({rate / mean_bare:.0%} of the bare rate{target}); backend {service * 1e6:.0f} us a firing")
             print(f"  reading costs two gdbstub requests: registers (g) {registers * 1e6:.0f} us, 8 bytes (m) "
                   f"{memory * 1e6:.0f} us, answered one at a time by QEMU's main loop while the VM is stopped")
