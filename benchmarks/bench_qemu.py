@@ -136,7 +136,7 @@ def probe_rate(machine: QemuMachine, seconds: float, text: str, site: str,
                call_sites: bool) -> tuple[float, float, str]:
     """Firings per second of the probe script `text` at GUEST:`site`, the host time the backend spends
     per firing (everything but waiting for the guest to reach the probe point), and how the point was set."""
-    machine.call_sites_enabled = call_sites
+    enabled, machine.call_sites_enabled = machine.call_sites_enabled, call_sites
     script = vp_runtime.load(text.replace("SITE", site), machine.load_config, backend=machine)
     machine.attach(script)
     how = "call site" if machine.call_site_trampoline(machine.lookup_symbol(site)) else "breakpoint"
@@ -157,7 +157,7 @@ def probe_rate(machine: QemuMachine, seconds: float, text: str, site: str,
         elapsed = time.monotonic() - start
     finally:
         del stub.wait_stop
-        machine.call_sites_enabled = True
+        machine.call_sites_enabled = enabled
     hits = script.variable("hits")
     machine.detach()
     return hits / elapsed, (elapsed - waiting[0]) / max(1, hits), how

@@ -6,7 +6,7 @@ from __future__ import annotations
 import capstone
 import pytest
 
-from machine.qemu.callsites import NOP5, STACK_BIAS, TRAMPOLINE, CallSites, call_to, is_ftrace_call, padding_slot
+from machine.qemu.callsites import NOP5, TRAMPOLINE, CallSites, call_target, call_to, is_ftrace_call, padding_slot
 
 BASE = 0xFFFFFFFF81000000
 FENTRY = BASE + 0x10
@@ -20,13 +20,14 @@ def _decode(code: bytes, at: int) -> list[tuple[str, str]]:
 def test_the_trampoline_pushes_its_own_bytes_then_drops_them_and_returns():
     at = BASE + 0x1000
     assert _decode(TRAMPOLINE, at) == [("push", "qword ptr [rip - 6]"), ("lea", "rsp, [rsp + 8]"), ("ret", "")]
-    assert STACK_BIAS == 16  # the call's return address and the pushed word
 
 
 def test_call_to_reaches_the_target_backwards_and_forwards():
     for site, target in ((BASE + 0x100, BASE + 0x5000), (BASE + 0x5000, BASE + 0x100)):
         code = call_to(site, target)
         assert len(code) == 5 and _decode(code, site) == [("call", hex(target))]
+        assert call_target(code, site) == target
+    assert call_target(NOP5, BASE) is None and call_target(b"", BASE) is None
 
 
 def test_an_ftrace_site_is_a_call_to_fentry_in_the_image():
@@ -62,6 +63,7 @@ def test_padding_after_an_instruction_that_never_falls_through_holds_a_trampolin
     BODY + NOP11 + NOP2,                      # falls through into it
     BODY + RET + NOP11 + NOP2 + BODY,         # nops inside the function, not at its end
     BODY + RET + NOP11 + b"\x0f",             # does not decode to the end
+    BODY + b"\x75\xfe" + NOP11 + NOP2,        # jne: falls through when not taken
     NOP11 + NOP2,                             # nothing but nops
 ])
 def test_no_slot_where_the_padding_could_run_or_is_too_short(code):
@@ -101,10 +103,8 @@ class FakeGuest:
         return CallSites(self.read, self.write, self.image_read, functions, FENTRY, (BASE, self.end))
 
 
-def _called(guest: FakeGuest, site: int) -> int:
-    code = guest.read(site, 5)
-    assert code[0] == 0xE8
-    return site + 5 + int.from_bytes(code[1:], "little", signed=True)
+def _called(guest: FakeGuest, site: int) -> int | None:
+    return call_target(guest.read(site, 5), site)
 
 
 def test_install_writes_a_trampoline_in_padding_and_a_call_at_the_site():
@@ -117,18 +117,48 @@ def test_install_writes_a_trampoline_in_padding_and_a_call_at_the_site():
     assert sites.install(guest.f1) == trampoline  # a second probe at the same site shares it
 
 
-def test_restore_puts_the_nops_back_and_keeps_the_trampolines_for_reuse():
+def test_restore_puts_the_nops_back_and_keeps_each_trampoline_for_its_own_site():
     guest = FakeGuest()
     sites = guest.sites()
     first = sites.install(guest.f1)
     second = sites.install(guest.f2)
-    assert first != second
+    assert first != second and sites.trampoline(guest.f1) == first
     sites.restore()
     assert guest.read(guest.f1, 5) == NOP5 and guest.read(guest.f2, 5) == NOP5
+    assert sites.trampoline(guest.f1) is None and not sites.patched
     assert guest.read(first, len(TRAMPOLINE)) == TRAMPOLINE  # a VCPU inside it can still finish
     writes = len(guest.writes)
-    again = sites.install(guest.f0)
-    assert again in (first, second) and len(guest.writes) == writes + 1  # only the call is written
+    assert sites.install(guest.f1) == first and len(guest.writes) == writes + 1  # only the call is written
+    # A task that stopped inside f1's trampoline may resume there later: it is never lent to f0.
+    other = sites.install(guest.f0)
+    assert other not in (first, second) and guest.read(other, len(TRAMPOLINE)) == TRAMPOLINE
+
+
+def test_a_site_the_guest_rewrote_meanwhile_is_left_alone():
+    guest = FakeGuest()
+    sites = guest.sites()
+    sites.install(guest.f1)
+    traced = call_to(guest.f1, BASE + 0x3F0)  # say the guest's ftrace took the site over
+    guest.memory[guest.f1 - BASE:guest.f1 - BASE + 5] = traced
+    sites.restore()
+    assert guest.read(guest.f1, 5) == traced and not sites.patched
+
+
+def test_restore_tries_every_site_and_reports_the_first_failure():
+    guest = FakeGuest()
+    sites = guest.sites()
+    sites.install(guest.f1)
+    sites.install(guest.f2)
+    write = guest.write
+
+    def failing_at_f1(addr, data):
+        if addr == guest.f1:
+            raise OSError("lost")
+        write(addr, data)
+    sites._write = failing_at_f1
+    with pytest.raises(OSError):
+        sites.restore()
+    assert guest.read(guest.f2, 5) == NOP5 and sites.patched == {guest.f1}
 
 
 def test_sites_that_are_not_untraced_ftrace_sites_are_left_to_breakpoints():
@@ -138,6 +168,8 @@ def test_sites_that_are_not_untraced_ftrace_sites_are_left_to_breakpoints():
     guest.memory[guest.f2 - BASE:guest.f2 - BASE + 5] = call_to(guest.f2, BASE + 0x3F0)  # traced by the guest
     assert sites.install(guest.f2) is None
     assert sites.install(guest.end + 0x10) is None  # outside kernel text
+    unreadable = CallSites(lambda a, n: b"", guest.write, guest.image_read, [], FENTRY, (BASE, guest.end))
+    assert unreadable.install(guest.f1) is None  # guest memory not mapped (a VCPU still in real mode)
     assert CallSites(guest.read, guest.write, lambda a, n: None, [], FENTRY, (BASE, guest.end)).install(guest.f1) is None
     assert not guest.writes
 
@@ -151,6 +183,14 @@ def test_a_site_left_patched_by_a_lost_connection_is_taken_over():
     assert trampoline is not None and trampoline != stale  # the stale trampoline is not reused
     sites.restore()
     assert guest.read(guest.f1, 5) == NOP5
+
+
+def test_only_padding_after_compiler_built_functions_is_used():
+    guest = FakeGuest()
+    assert next(guest.sites()._find_slots(), None) == guest.f0 + 9
+    for start in (guest.f0, guest.f1, guest.f2):  # as if they were assembly: no call __fentry__ first
+        guest.image = guest.image[:start - BASE] + NOP5 + guest.image[start - BASE + 5:]
+    assert next(guest.sites()._find_slots(), None) is None
 
 
 def test_padding_the_guest_has_changed_is_not_used():

@@ -119,18 +119,21 @@ def test_probe_on_a_traceable_function_calls_a_trampoline_and_sees_the_entry_con
 
 
 def test_with_call_sites_off_the_same_probe_is_a_breakpoint_and_guest_memory_stays_untouched(machine):
+    from machine.qemu.callsites import NOP5
+
     site = machine.lookup_symbol("do_filp_open")
     out: list[str] = []
     script = vp_runtime.load('(vprobe GUEST:do_filp_open (printf "at %x\\n" RIP))', machine.load_config,
                              backend=machine, log_sink=out.append)
-    machine.call_sites_enabled = False
+    enabled, machine.call_sites_enabled = machine.call_sites_enabled, False
     try:
         machine.attach(script)
         assert machine.call_site_trampoline(site) is None and site in machine.stub.breakpoints
+        assert machine.stub.read_memory(machine.vcpus[0].thread, site, 5) == NOP5
         machine.run(1.0)
         machine.detach()
     finally:
-        machine.call_sites_enabled = True
+        machine.call_sites_enabled = enabled
     assert "".join(out).count(f"at {site:x}\n") >= 2, out
 
 
@@ -229,6 +232,7 @@ def test_a_qemu_whose_starter_is_killed_ends_too(tmp_path):
         "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).parent.parent))
     pid, socket_path = starter.stdout.readline().split()
     qemu = int(pid)
+    os.kill(qemu, 0)  # running
     starter.kill()
     starter.wait()
     shutil.rmtree(Path(socket_path).parent)  # what the starter would have removed
@@ -245,3 +249,26 @@ def test_a_qemu_whose_starter_is_killed_ends_too(tmp_path):
     if not ended():
         os.kill(qemu, 9)
         pytest.fail("QEMU kept running after the process that started it was killed")
+
+
+def test_probes_loaded_at_reset_use_breakpoints_and_fire_once_the_guest_runs(tmp_path):
+    """Before the kernel runs, its ftrace sites still hold `call __fentry__` and its text is not
+    mapped for VCPU 0 (paging is off): the backend sets breakpoints and does not fail."""
+    from machine.qemu import QemuMachine, read_qemu_vmx
+
+    build_initramfs(tmp_path / "initramfs.gz")
+    (tmp_path / "reset.vmx").write_text(
+        f'numvcpus = "1"\nmemsize = "256"\nqemu.kernel = "{KERNELS[-1]}"\nqemu.initrd = "initramfs.gz"\n'
+        'qemu.append = "console=ttyS0 quiet"\nvprobe.enable = "TRUE"\n')
+    with QemuMachine(read_qemu_vmx(tmp_path / "reset.vmx")) as machine:
+        out: list[str] = []
+        script = vp_runtime.load('(vprobe GUEST:do_filp_open (printf "open\\n"))', machine.load_config,
+                                 backend=machine, log_sink=out.append)
+        machine.attach(script)
+        site = machine.lookup_symbol("do_filp_open")
+        assert machine.call_site_trampoline(site) is None and site in machine.stub.breakpoints
+        deadline = time.monotonic() + 60
+        while not out and time.monotonic() < deadline:
+            machine.run(0.5)
+        machine.detach()
+    assert out, "the probe never fired while the guest booted"

@@ -24,9 +24,14 @@ other register is what it was at the site.  Continuing runs `lea` and `ret`
 back to the instruction after the site.
 
 Unloading writes the nop back.  The trampoline stays in the padding -- a
-VCPU interrupted inside it must be able to finish it -- and serves the next
-probe.  A site that a lost connection left patched is recognised by the
-trampoline its call reaches, and taken over; such trampolines are not reused.
+VCPU interrupted inside it must be able to finish it -- and serves the same
+site's next probe.  A site that a lost connection left patched is recognised
+by the trampoline its call reaches, and taken over with a new trampoline.
+
+While a site is patched, the guest's own ftrace cannot trace that function
+(it finds our call where it expects its nop and gives up, with a warning).
+Any other read of a trampoline's first byte by the guest would look like a
+firing; nothing in the kernel reads its own padding.
 """
 
 from __future__ import annotations
@@ -56,11 +61,16 @@ def call_to(site: int, target: int) -> bytes:
     return b"\xe8" + ((target - (site + 5)) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
+def call_target(code: bytes, site: int) -> int | None:
+    """Where the 5-byte `call rel32` in `code` (the bytes at `site`) goes; None if it is not one."""
+    if len(code) < 5 or code[0] != 0xE8:
+        return None
+    return site + 5 + int.from_bytes(code[1:5], "little", signed=True)
+
+
 def is_ftrace_call(code: bytes, site: int, fentry: int) -> bool:
     """Whether `code` (the kernel image's bytes at `site`) is the build's `call __fentry__`."""
-    if len(code) < 5 or code[0] != 0xE8:
-        return False
-    return site + 5 + int.from_bytes(code[1:5], "little", signed=True) == fentry
+    return call_target(code, site) == fentry
 
 
 def padding_slot(code: bytes, start: int) -> int | None:
@@ -90,9 +100,14 @@ class CallSites:
     """One VM's patched ftrace sites and the trampolines in its kernel's padding.
 
     `read(addr, size)` and `write(addr, data)` reach guest memory (the VM
-    stopped); `image_read(addr, size)` reads the kernel image at a guest
+    stopped; `read` returns fewer bytes, or none, where memory is not
+    mapped); `image_read(addr, size)` reads the kernel image at a guest
     address (None without an image); `functions` lists (name, start) of the
     kernel's text in address order; `fentry` is `__fentry__`'s address.
+
+    A trampoline, once written, belongs to one site for the VM's life: a task
+    preempted between the site's call and the trampoline's push may resume
+    there much later, and must still be counted as a firing of that site.
     """
 
     def __init__(self, read: ReadMemory, write: WriteMemory, image_read: Callable[[int, int], bytes | None],
@@ -103,12 +118,17 @@ class CallSites:
         self._functions = functions
         self._fentry = fentry
         self._text = text
-        self.patched: dict[int, tuple[int, bytes]] = {}  # site -> (trampoline, the site's own bytes)
-        self._free: list[int] = []  # trampolines written and not in use
+        self._trampolines: dict[int, int] = {}  # site -> its trampoline (written, kept)
+        self.patched: set[int] = set()  # sites that call their trampoline now
         self._slots: Iterator[int] | None = None
 
+    def trampoline(self, site: int) -> int | None:
+        """The trampoline `site` calls now, or None."""
+        return self._trampolines[site] if site in self.patched else None
+
     def eligible(self, site: int) -> bool:
-        """Whether `site` is an untraced ftrace site: a call to __fentry__ in the image, a nop in the guest."""
+        """Whether `site` is an untraced ftrace site: a call to __fentry__ in the image, a nop in the guest
+        (or a call into one of our trampolines that a lost connection left behind)."""
         if self._fentry is None or not self._text[0] <= site < self._text[1]:
             return False
         built = self._image_read(site, 5)
@@ -117,54 +137,61 @@ class CallSites:
         current = self._read(site, 5)
         if current == NOP5:
             return True
-        # Left patched by an earlier connection: a call into one of our trampolines.
-        return current[0] == 0xE8 and self._read(site + 5 + int.from_bytes(current[1:5], "little", signed=True),
-                                                 len(TRAMPOLINE)) == TRAMPOLINE
+        target = call_target(current, site)
+        return target is not None and self._read(target, len(TRAMPOLINE)) == TRAMPOLINE
 
     def install(self, site: int) -> int | None:
-        """Make `site` call a trampoline; its address (watch it), or None if `site` cannot be patched."""
+        """Make `site` call its trampoline; the trampoline's address (watch it), or None if `site`
+        cannot be patched (the caller sets a breakpoint instead)."""
         if site in self.patched:
-            return self.patched[site][0]
+            return self._trampolines[site]
         if not self.eligible(site):
             return None
-        trampoline = self._free.pop() if self._free else self._new_trampoline()
+        trampoline = self._trampolines.get(site)
         if trampoline is None:
-            return None
+            trampoline = next(self._slots_iter(), None)
+            if trampoline is None:
+                return None
+            self._write(trampoline, TRAMPOLINE)
+            self._trampolines[site] = trampoline
         self._write(site, call_to(site, trampoline))
-        self.patched[site] = (trampoline, NOP5)
+        self.patched.add(site)
         return trampoline
 
     def release(self, site: int) -> None:
-        """Put `site` back as it was; its trampoline stays for the next probe."""
-        trampoline, original = self.patched.pop(site)
-        self._write(site, original)
-        self._free.append(trampoline)
+        """Put `site`'s nop back, unless the guest has rewritten the site since (its ftrace, say)."""
+        if self._read(site, 5) == call_to(site, self._trampolines[site]):
+            self._write(site, NOP5)
+        self.patched.discard(site)
 
     def restore(self) -> None:
-        """Put every patched site back."""
-        for site in list(self.patched):
-            self.release(site)
+        """Put every patched site back, as far as the guest can be reached (the first failure is raised
+        after trying the others)."""
+        failure: BaseException | None = None
+        for site in sorted(self.patched):
+            try:
+                self.release(site)
+            except Exception as e:
+                failure = failure or e
+        if failure is not None:
+            raise failure
 
-    def _new_trampoline(self) -> int | None:
+    def _slots_iter(self) -> Iterator[int]:
         if self._slots is None:
             self._slots = self._find_slots()
-        for slot in self._slots:
-            self._write(slot, TRAMPOLINE)
-            return slot
-        return None
+        return self._slots
 
     def _find_slots(self) -> Iterator[int]:
-        """Padding slots in kernel text whose guest bytes are still the image's."""
+        """Padding after compiler-built functions (they start with `call __fentry__`) whose guest
+        bytes, from the padding to the next symbol, are still the image's."""
         functions = self._functions
         low, high = self._text
         for (_, start), (_, end) in zip(functions, functions[1:]):
             if not low <= start < end <= high or end - start > _MAX_FUNCTION:
                 continue
             code = self._image_read(start, end - start)
-            if not code:
+            if not code or not is_ftrace_call(code, start, self._fentry):
                 continue
             slot = padding_slot(code, start)
-            if slot is None:
-                continue
-            if self._read(slot, len(TRAMPOLINE)) == code[slot - start:slot - start + len(TRAMPOLINE)]:
+            if slot is not None and self._read(slot, end - slot) == code[slot - start:]:
                 yield slot

@@ -8,7 +8,8 @@ The same `key = "value"` syntax as the simulated machine's `.vmx`
     memsize          = "512"                      # MB
     qemu.kernel      = "/boot/vmlinuz-6.1.0-56-amd64"
     qemu.initrd      = "initramfs.gz"
-    qemu.append      = "console=ttyS0 nokaslr"    # the kernel command line
+    qemu.append      = "console=ttyS0 nokaslr"    # the kernel command line ("nokaslr" is added unless
+                                                  # it says kaslr or nokaslr: probes need the symbols' addresses)
     qemu.gdbPort     = "0"                        # 0: a private Unix socket; N: TCP port N on 127.0.0.1
     qemu.accel       = "tcg"                      # tcg, kvm, or auto (kvm when /dev/kvm is usable)
     qemu.console     = "console.log"              # the guest's serial console (default <name>.console.log)
@@ -85,6 +86,12 @@ class QemuConfig:
 
     def load_config(self) -> LoadConfig:
         return LoadConfig(max_code_bytes=self.max_code_bytes, bag_bytes=self.bag_bytes)
+
+    @property
+    def command_line(self) -> str:
+        """The booted kernel's command line: `append`, with `nokaslr` unless it chooses either way."""
+        words = self.append.split()
+        return self.append if "kaslr" in words or "nokaslr" in words else f"{self.append} nokaslr".strip()
 
     @property
     def kernel_image(self) -> Path | None:

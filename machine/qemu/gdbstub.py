@@ -175,7 +175,7 @@ class GdbStub:
 
     def wait_stop(self, timeout: float | None, *, prompt: bool = False) -> StopReply | None:
         """The next stop reply, or None if the VM is still running after `timeout` seconds
-        (`prompt`: it is due at once, after an interrupt or a step)."""
+        (`prompt`: it is due at once, as after a single step)."""
         while True:
             payload = self.rsp.read_packet(timeout, prompt=prompt)
             if payload is None:
@@ -265,9 +265,10 @@ class GdbStub:
         if self._phys_mode:
             self._set_phys_mode(False)
         self.select(thread)
-        reply = self.rsp.request(f"M{addr:x},{len(data):x}:{data.hex()}")
+        reply = self.rsp.request_ok(f"M{addr:x},{len(data):x}:{data.hex()}")
         if reply != b"OK":
-            raise StubError(f"M{addr:x},{len(data):x}", int(reply[1:] or b"0", 16) if reply[:1] == b"E" else 0)
+            raise RSPError(f"the gdbstub cannot write guest memory at {addr:#x} "
+                           f"({reply.decode('latin-1') or 'unsupported'})")
 
     def _set_phys_mode(self, on: bool) -> None:
         reply = self.rsp.request(f"Qqemu.PhyMemMode:{1 if on else 0}")

@@ -162,6 +162,9 @@ class QemuMachine:
         self._cache: dict[tuple[int, int, int, bool], bytes] = {}
         self._skip_cache: dict[int, int] = {}
         self.call_sites_enabled = False  # decided once connected
+        # Whether the symbols' addresses are the running kernel's (KASLR: a booted kernel without it,
+        # or a slide read from the guest's IDT); call sites are only written where that is certain.
+        self._slide_known = config.attach is None and "nokaslr" in config.command_line.split()
         self._call_sites: CallSites | None = None
         self._called: dict[int, _Breakpoint] = {}  # trampoline -> the patched site's probe
         self.kernel = GuestKernel(config.kernel_image, config.guest_syms)
@@ -230,6 +233,9 @@ class QemuMachine:
         slide = (gates[0] - expected) & M64
         if slide and slide < (1 << 31) or slide > M64 - (1 << 31):
             self.kernel.apply_slide(slide if slide < (1 << 63) else slide - (1 << 64))
+            self._slide_known = True
+        elif not slide:
+            self._slide_known = True
 
     def _idt(self) -> dict[int, int]:
         """vector -> handler address, from the guest's IDT (empty if the guest has none yet)."""
@@ -449,6 +455,8 @@ class QemuMachine:
         for vcpu in self.vcpus:
             vcpu.block = None
             vcpu.monitor_regs = None
+            vcpu.over = None
+            vcpu.rsp_bias = 0
 
     def _ensure_stopped(self) -> None:
         stub = self.stub
@@ -482,9 +490,9 @@ class QemuMachine:
         self.stub._selected = reply.thread  # QEMU selects the VCPU that stopped
         if reply.watch is not None:
             kind = {"watch": 2, "rwatch": 3, "awatch": 4}[reply.watch[0]]
-            site = self._called.get(reply.watch[1]) if kind == 3 else None
-            if site is not None:
-                self._fire_call_site(vcpu, site)
+            called = self._called.get(reply.watch[1]) if kind == 3 else None
+            if called is not None:
+                self._fire_call_site(vcpu, called)
                 return False
             handler = self._watch.get((kind, reply.watch[1]))
             if handler is not None:
@@ -514,15 +522,12 @@ class QemuMachine:
         return False
 
     def _fire_call_site(self, vcpu: _Vcpu, bp: _Breakpoint) -> None:
-        """A VCPU stopped in a call site's trampoline: fire as at the site (RIP there, RSP 16 bytes up)."""
+        """A VCPU stopped in a call site's trampoline: fire as at the site (RIP there, RSP 16 bytes up).
+        The VCPU is seen so until the VM runs again (a timer served at this stop sees it there too)."""
         vcpu.over = {"RIP": bp.address}
         vcpu.rsp_bias = STACK_BIAS
-        try:
-            for action in bp.actions:
-                action(vcpu)
-        finally:
-            vcpu.over = None
-            vcpu.rsp_bias = 0
+        for action in bp.actions:
+            action(vcpu)
 
     def run(self, seconds: float) -> None:
         """Let the VM run for `seconds` of real time, firing probes as they come."""
@@ -642,16 +647,12 @@ class QemuMachine:
         bp = self._breakpoints.get(address)
         if bp is None:
             bp = _Breakpoint(address)
-            trampoline = self._sites().install(address) if call_site and self.call_sites_enabled else None
+            patch = call_site and self.call_sites_enabled and self._slide_known
+            trampoline = self._sites().install(address) if patch else None
             if trampoline is not None:
-                try:
-                    self.stub.insert_watchpoint(3, trampoline, 1)
-                except RSPError:  # no watchpoint left (KVM has four debug registers): a breakpoint then
-                    self._call_sites.release(address)
-                    trampoline = None
-                else:
-                    self._called[trampoline] = bp
-            if trampoline is None:
+                self.stub.insert_watchpoint(3, trampoline, 1)
+                self._called[trampoline] = bp
+            else:
                 bp.skip = self._noop_at(address)
                 self.stub.insert_breakpoint(address)
             self._breakpoints[address] = bp
@@ -679,9 +680,7 @@ class QemuMachine:
 
     def call_site_trampoline(self, address: int) -> int | None:
         """The trampoline a probe at `address` calls, or None when it is a breakpoint (or not set)."""
-        if self._call_sites is None or address not in self._call_sites.patched:
-            return None
-        return self._call_sites.patched[address][0]
+        return self._call_sites.trampoline(address) if self._call_sites is not None else None
 
     def _noop_at(self, address: int) -> int:
         """The length of a no-op instruction at `address`, from guest memory or the kernel image."""
@@ -692,7 +691,7 @@ class QemuMachine:
             code = self.stub.read_memory(self.vcpus[0].thread, address, 16)
         except RSPError:
             image = self.kernel.image
-            if image is not None and address >= 0xFFFF800000000000:
+            if image is not None and address >= KERNEL_SPACE:
                 code = image.read(address - self.kernel.slide, 16)
         length = _noop_length(code) if code else 0
         # Kernel text in the image may still hold the ftrace call that boot turns into a nop;
@@ -753,14 +752,18 @@ class QemuMachine:
             return
         try:
             self._ensure_stopped()
-            specs = {spec.text for spec in script.probe_specs()}
-            if "VMMUnload" in specs:
-                self.fire_each_vcpu(script.handler("VMMUnload"))
-            if "VMXUnload" in specs:
-                self.fire_vmx(script.handler("VMXUnload"))
-            if self._call_sites is not None:
-                self._call_sites.restore()
-            self.stub.remove_all()
+            try:
+                specs = {spec.text for spec in script.probe_specs()}
+                if "VMMUnload" in specs:
+                    self.fire_each_vcpu(script.handler("VMMUnload"))
+                if "VMXUnload" in specs:
+                    self.fire_vmx(script.handler("VMXUnload"))
+            finally:  # whatever an unload probe met, the guest gets its code back
+                try:
+                    if self._call_sites is not None:
+                        self._call_sites.restore()
+                finally:
+                    self.stub.remove_all()
             self._resume()
         except RSPError as e:
             raise QemuError(f"cannot remove the probes: {e}") from None
@@ -811,7 +814,7 @@ class QemuMachine:
         for name, address in self.kernel.functions():
             points.append((f"GUEST:{name}", f"the guest executes {name} ({address:#x})"))
         data = sorted((addr, name) for addr, kind, name in self.kernel._table
-                      if kind in "dDbBrR" and addr >= 0xFFFF800000000000)
+                      if kind in "dDbBrR" and addr >= KERNEL_SPACE)
         for address, name in data:
             points.append((f"GUEST_WRITE:{name}", f"the guest writes {name} ({address:#x})"))
             points.append((f"GUEST_READ:{name}", f"the guest reads {name} ({address:#x})"))

@@ -26,7 +26,11 @@ def kvm_usable() -> bool:
 
 def _ended_with(parent: int):
     """What the child runs before QEMU: ask Linux to send it SIGTERM when `parent` dies, however it
-    dies (a SIGKILLed `vprobe` must not leave a VM running).  Everything is looked up before the fork."""
+    dies (a SIGKILLed `vprobe` must not leave a VM running).  Everything is looked up before the fork.
+
+    Linux ties this to the thread that started QEMU, not the process: machines must be powered on
+    by a thread that lives as long as they do (the commands and the VM daemon use their main thread).
+    """
     import ctypes
 
     try:
@@ -72,7 +76,7 @@ class QemuProcess:
         accel_arg = f"tcg,tb-size={config.tb_size_mb}" if accel == "tcg" and config.tb_size_mb else accel
         args = [binary, "-accel", accel_arg, "-m", str(config.memsize_mb), "-smp", str(config.numvcpus),
                 "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
-                "-kernel", str(config.kernel), "-append", config.append,
+                "-kernel", str(config.kernel), "-append", config.command_line,
                 *gdb, "-S"]
         if config.initrd:
             args += ["-initrd", str(config.initrd)]
