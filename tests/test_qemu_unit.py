@@ -7,6 +7,7 @@ import gzip
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -114,6 +115,38 @@ def test_a_unix_socket_stub_is_reached_by_its_path(tmp_path):
     server.close()
     with pytest.raises(RSPError, match="gdb.sock"):
         RemoteSerial(path, connect_timeout=0.2)  # nobody listens any more
+
+
+@pytest.mark.parametrize("delay, closes", [(0.0, False), (0.02, False), (0.0, True), (0.02, True)])
+def test_replies_are_read_whether_they_come_within_the_poll_or_after_it(delay, closes):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def stub():
+        conn, _ = server.accept()
+        data = b""
+        while not data.endswith(b"#b4"):
+            data += conn.recv(100)
+        time.sleep(delay)  # the client polls for 0.5 ms, then sleeps in select
+        if not closes:
+            conn.sendall(b"+$OK#9a")
+            conn.recv(100)
+        conn.close()
+
+    thread = threading.Thread(target=stub)
+    thread.start()
+    rsp = RemoteSerial(("127.0.0.1", server.getsockname()[1]), timeout=2)
+    try:
+        if closes:
+            with pytest.raises(RSPError, match="closed"):
+                rsp.request("qC")
+        else:
+            assert rsp.request("qC") == b"OK"
+    finally:
+        rsp.close()
+        thread.join()
+        server.close()
 
 
 def test_qemu_vmx_keys(tmp_path):
