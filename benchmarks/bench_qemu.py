@@ -21,7 +21,8 @@ progress line after every copy.  It reports
    what reading costs;
 2. the guest's slowdown with a 1 Hz probe loaded (`VMM1Hz` printing RIP on
    each VCPU): the guest's loop rate, measured from its console on the host
-   clock, in alternating windows with and without the probe.
+   clock, in alternating windows with and without the probe (ABBA order),
+   and the share of the time the probe held the VM stopped.
 
 Needs qemu-system-x86_64, /boot/vmlinuz-* and busybox-static.
 """
@@ -176,7 +177,7 @@ def boot(vm: Path, kernel: str, append: str) -> QemuMachine:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement window")
-    parser.add_argument("--windows", type=int, default=3, help="pairs of slowdown windows")
+    parser.add_argument("--windows", type=int, default=4, help="pairs of slowdown windows (ABBA order)")
     parser.add_argument("--sites", default="__rcu_read_lock,rw_verify_area",
                         help="the probed kernel functions, comma-separated")
     args = parser.parse_args()
@@ -206,8 +207,10 @@ def main() -> None:
                   f"before {bare[0]:.0f}, after {bare[1]:.0f})")
             for site, body, rate, service, how in runs:
                 target = "; target at least 50%" if how == "call site" else ""
+                cycle = 1 / rate
                 print(f"GUEST:{site:16s} {how + ',':11s} {body:13s} {rate:6.0f} /s  "
-                      f"({rate / mean_bare:.0%} of the bare rate{target}); backend {service * 1e6:.0f} us a firing")
+                      f"({rate / mean_bare:.0%} of the bare rate{target}); a firing {cycle * 1e6:.0f} us: backend "
+                      f"{service * 1e6:.0f}, QEMU and the guest's way to the next hit {(cycle - service) * 1e6:.0f}")
             print(f"  reading costs two gdbstub requests: registers (g) {registers * 1e6:.0f} us, 8 bytes (m) "
                   f"{memory * 1e6:.0f} us, answered one at a time by QEMU's main loop while the VM is stopped")
             print("  a breakpoint stop makes QEMU 7.2 flush its whole translation cache (the guest re-translates "
@@ -228,10 +231,12 @@ def main() -> None:
                 if len(paused) > 2:
                     paused[0] += time.perf_counter() - paused.pop()
                 return cont(*a, **k)
-            for _ in range(args.windows):
+            def base_window() -> None:
                 start = time.monotonic()
                 machine.run(args.seconds)
                 base_rates.append(progress.rate(start + 0.2, time.monotonic()))
+
+            def probe_window() -> None:
                 script = vp_runtime.load(ONE_HZ_PROBE, machine.load_config, backend=machine)
                 machine.attach(script)
                 start = time.monotonic()
@@ -242,6 +247,9 @@ def main() -> None:
                 paused[1] += time.monotonic() - start
                 probe_rates.append(progress.rate(start + 0.2, time.monotonic()))
                 machine.detach()
+            for pair in range(args.windows):  # ABBA order, so a drift in the guest's speed cancels out
+                for window in ((base_window, probe_window) if pair % 2 == 0 else (probe_window, base_window)):
+                    window()
             progress.stop()
         finally:
             machine.close()
