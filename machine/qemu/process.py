@@ -91,9 +91,14 @@ class QemuProcess:
         # QEMU's messages go to an unlinked file, not a pipe: nobody reads them while
         # it runs, and a full pipe would stall the VM.
         self.messages = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.messages, start_new_session=True,
-                                     preexec_fn=_ended_with(os.getpid()))
+        try:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=self.messages, start_new_session=True,
+                                         preexec_fn=_ended_with(os.getpid()))
+        except BaseException:
+            self._remove_socket_dir()
+            self.messages.close()
+            raise
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -127,6 +132,9 @@ class QemuProcess:
             except ProcessLookupError:
                 pass
         self.messages.close()
+        self._remove_socket_dir()
+
+    def _remove_socket_dir(self) -> None:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
