@@ -170,7 +170,8 @@ def test_sites_that_are_not_untraced_ftrace_sites_are_left_to_breakpoints():
     assert sites.install(guest.end + 0x10) is None  # outside kernel text
     unreadable = CallSites(lambda a, n: b"", guest.write, guest.image_read, [], FENTRY, (BASE, guest.end))
     assert unreadable.install(guest.f1) is None  # guest memory not mapped (a VCPU still in real mode)
-    assert CallSites(guest.read, guest.write, lambda a, n: None, [], FENTRY, (BASE, guest.end)).install(guest.f1) is None
+    no_image = CallSites(guest.read, guest.write, lambda a, n: None, [], FENTRY, (BASE, guest.end))
+    assert no_image.install(guest.f1) is None
     assert not guest.writes
 
 

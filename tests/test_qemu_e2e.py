@@ -251,9 +251,10 @@ def test_a_qemu_whose_starter_is_killed_ends_too(tmp_path):
         pytest.fail("QEMU kept running after the process that started it was killed")
 
 
-def test_probes_loaded_at_reset_use_breakpoints_and_fire_once_the_guest_runs(tmp_path):
+def test_probes_loaded_at_reset_start_as_breakpoints_and_become_call_sites_once_the_kernel_runs(tmp_path):
     """Before the kernel runs, its ftrace sites still hold `call __fentry__` and its text is not
-    mapped for VCPU 0 (paging is off): the backend sets breakpoints and does not fail."""
+    mapped for VCPU 0 (paging is off): the backend sets breakpoints and does not fail.  At a hit,
+    once the kernel has turned the site into its nop, the breakpoint becomes a call site."""
     from machine.qemu import QemuMachine, read_qemu_vmx
 
     build_initramfs(tmp_path / "initramfs.gz")
@@ -268,7 +269,12 @@ def test_probes_loaded_at_reset_use_breakpoints_and_fire_once_the_guest_runs(tmp
         site = machine.lookup_symbol("do_filp_open")
         assert machine.call_site_trampoline(site) is None and site in machine.stub.breakpoints
         deadline = time.monotonic() + 60
-        while not out and time.monotonic() < deadline:
+        while machine.call_site_trampoline(site) is None and time.monotonic() < deadline:
+            machine.run(0.5)
+        assert out, "the probe never fired while the guest booted"
+        assert machine.call_site_trampoline(site) is not None and site not in machine.stub.breakpoints
+        fired = len(out)
+        while len(out) < fired + 3 and time.monotonic() < deadline:
             machine.run(0.5)
         machine.detach()
-    assert out, "the probe never fired while the guest booted"
+    assert len(out) >= fired + 3, "the call site did not fire"

@@ -128,12 +128,14 @@ class _Vcpu:
 
 
 class _Breakpoint:
-    __slots__ = ("address", "actions", "skip")
+    __slots__ = ("address", "actions", "skip", "pending", "retry_at")
 
     def __init__(self, address: int):
         self.address = address
         self.actions: list[Callable[[_Vcpu], None]] = []
         self.skip = 0  # length of a no-op to move past instead of stepping; 0: step
+        self.pending = False  # a breakpoint for now, a call site once the guest's ftrace site is ready
+        self.retry_at = 0.0
 
 
 class _Timer:
@@ -486,7 +488,7 @@ class QemuMachine:
         """Fire what the stop is for; True if the VM was resumed already."""
         self._stopped()
         self._check_exit(reply)
-        vcpu = self._thread_vcpu(reply.thread)
+        vcpu = self.current = self._thread_vcpu(reply.thread)
         self.stub._selected = reply.thread  # QEMU selects the VCPU that stopped
         if reply.watch is not None:
             kind = {"watch": 2, "rwatch": 3, "awatch": 4}[reply.watch[0]]
@@ -503,10 +505,15 @@ class QemuMachine:
         block = self._fetch_registers(vcpu)
         rip = self.stub.register(block, "rip")
         bp = self._breakpoints.get(rip)
-        if bp is None:
+        if bp is None or rip not in self.stub.breakpoints:  # not ours, or a call site by now
             return False
         for action in bp.actions:
             action(vcpu)
+        if bp.pending and self._upgrade(bp):
+            # The site now calls its trampoline; this pass has fired already, and the nop the call
+            # replaced does nothing: continue after it.
+            self.stub.write_register(vcpu.thread, "rip", rip + 5)
+            return False
         # Get past the instruction under the breakpoint: "execute" a no-op by moving RIP
         # (pipelined with the continue when no timer is due), else single-step it.
         if bp.skip:
@@ -653,18 +660,36 @@ class QemuMachine:
                 self.stub.insert_watchpoint(3, trampoline, 1)
                 self._called[trampoline] = bp
             else:
+                # Loaded before the kernel has run (or patched its ftrace sites), a site can become one later.
+                bp.pending = patch
                 bp.skip = self._noop_at(address)
                 self.stub.insert_breakpoint(address)
             self._breakpoints[address] = bp
         bp.actions.append(action)
 
+    def _upgrade(self, bp: _Breakpoint) -> bool:
+        """At a breakpoint hit (so in the guest's kernel): turn `bp` into a call site if its site is
+        ready now; a site that is not is looked at again a second later."""
+        now = time.monotonic()
+        if now < bp.retry_at:
+            return False
+        bp.retry_at = now + 1.0
+        trampoline = self._sites().install(bp.address)
+        if trampoline is None:
+            return False
+        self.stub.remove_breakpoint(bp.address)
+        self.stub.insert_watchpoint(3, trampoline, 1)
+        self._called[trampoline] = bp
+        bp.pending = False
+        return True
+
     def _sites(self) -> CallSites:
         if self._call_sites is None:
-            kernel, stub, thread = self.kernel, self.stub, self.vcpus[0].thread
+            kernel, stub = self.kernel, self.stub
 
-            def read(addr: int, size: int) -> bytes:
+            def read(addr: int, size: int) -> bytes:  # through the VCPU that stopped or fired last
                 try:
-                    return stub.read_memory(thread, addr, size)
+                    return stub.read_memory(self.current.thread, addr, size)
                 except StubError:
                     return b""
 
@@ -674,8 +699,10 @@ class QemuMachine:
 
             symbols = kernel.symbols
             text = (symbols.get("_stext", KERNEL_SPACE), symbols.get("_etext", KERNEL_SPACE))
-            self._call_sites = CallSites(read, lambda addr, data: stub.write_memory(thread, addr, data),
-                                         image_read, kernel.functions(), symbols.get("__fentry__"), text)
+            def write(addr: int, data: bytes) -> None:
+                stub.write_memory(self.current.thread, addr, data)
+
+            self._call_sites = CallSites(read, write, image_read, kernel.functions(), symbols.get("__fentry__"), text)
         return self._call_sites
 
     def call_site_trampoline(self, address: int) -> int | None:
