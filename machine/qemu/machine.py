@@ -6,6 +6,8 @@ How each probe point is produced (`probe_points()` lists only these):
   ftrace site) -- a call into a trampoline that a read watchpoint stops
   (callsites.py): no breakpoint stop, so no translation-cache flush in QEMU,
   and the VM simply continues.  The probe sees the site's RIP and RSP.
+  Loaded before the kernel has made the site its nop (at reset), the probe
+  starts as a breakpoint and becomes a call site at a later hit.
   `qemu.callSites = "FALSE"` keeps guest memory untouched (breakpoints only).
 * `GUEST:` anywhere else -- a breakpoint (`Z0`).  After the handlers
   run, the VCPU must get past the instruction without trapping again.  When
