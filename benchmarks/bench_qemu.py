@@ -8,17 +8,18 @@ progress line after every copy.  It reports
 
 1. probe firings per second at hot kernel functions against the bare
    stop/resume rate of the same gdbstub (interrupt, stop reply, continue,
-   no probe loaded).  A bare cycle lets the guest run for no time at all, so
-   a probe's rate also pays for the guest's way from one hit to the next: the
-   sites are functions the guest reaches again soon after each firing
-   (`__rcu_read_lock`, many times a system call; `rw_verify_area`, twice a
-   byte).  Each is probed through its patched ftrace site (the default, see
-   machine/qemu/callsites.py) with a probe that only counts and with one that
-   reads RSP and the 8 bytes it points to; the first also through a gdbstub
-   breakpoint (`qemu.callSites = "FALSE"`) with the reading probe.  The bare rate is
-   measured before and after, and the mean is used; the time the stopped
-   VM's gdbstub takes to answer a register read and a memory read shows
-   what reading costs;
+   no probe loaded; waiting for the stop in select or polling for it,
+   whichever is faster).  A bare cycle lets the guest run for no time at
+   all, so a probe's rate also pays for the guest's way from one hit to the
+   next: the sites are functions the guest reaches again soon after each
+   firing (`__rcu_read_lock`, many times a system call; `rw_verify_area`,
+   twice a byte).  Each is probed through its patched ftrace site (the
+   default, see machine/qemu/callsites.py) with a probe that only counts and
+   with one that reads RSP and the 8 bytes it points to; the first also
+   through a gdbstub breakpoint (`qemu.callSites = "FALSE"`) with the
+   reading probe.  The bare rate is measured before and after, and the mean
+   is used; the time the stopped VM's gdbstub takes to answer a register
+   read and a memory read shows what reading costs;
 2. the guest's slowdown with a 1 Hz probe loaded (`VMM1Hz` printing RIP on
    each VCPU): the guest's loop rate, measured from its console on the host
    clock, in alternating windows with and without the probe (ABBA order),
@@ -106,14 +107,18 @@ class Progress:
         self._thread.join()
 
 
-def bare_cycles(machine: QemuMachine, seconds: float) -> float:
+def bare_cycles(machine: QemuMachine, seconds: float, poll: bool) -> float:
+    """Interrupt, stop reply, continue, as often as the gdbstub allows; waiting for the stop reply in
+    select, or polling for it first as the backend does for a busy probe's next hit."""
     stub = machine.stub
     if not stub.running:
         stub.cont()
     count = 0
     start = time.monotonic()
     while time.monotonic() - start < seconds:
-        stub.stop()
+        stub.rsp.interrupt()
+        if stub.wait_stop(5.0, prompt=poll) is None:
+            raise SystemExit("bench_qemu: the VM does not stop")
         stub.cont()
         count += 1
     return count / (time.monotonic() - start)
@@ -193,18 +198,21 @@ def main() -> None:
             machine.run(1.0)
 
             # 1. Firings against bare stop/resume cycles, side by side.
-            bare = [bare_cycles(machine, args.seconds)]
+            waits = [[bare_cycles(machine, args.seconds / 2, poll) for poll in (False, True)]]
             sites = args.sites.split(",")
             runs = []
             for site in sites:
                 runs.append((site, "counting", *probe_rate(machine, args.seconds, COUNTING_PROBE, site, True)))
                 runs.append((site, "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, site, True)))
             runs.append((sites[0], "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, sites[0], False)))
-            bare.append(bare_cycles(machine, args.seconds))
+            waits.append([bare_cycles(machine, args.seconds / 2, poll) for poll in (False, True)])
+            bare = [max(pair) for pair in waits]
             registers, memory = request_times(machine)
             mean_bare = statistics.fmean(bare)
+            selecting, polling = (statistics.fmean(w[i] for w in waits) for i in (0, 1))
             print(f"gdbstub bare stop/resume cycles:  {mean_bare:8.0f} /s  ({1e6 / mean_bare:.0f} us a cycle; "
-                  f"before {bare[0]:.0f}, after {bare[1]:.0f})")
+                  f"before {bare[0]:.0f}, after {bare[1]:.0f}; waiting in select {selecting:.0f} /s, "
+                  f"polling {polling:.0f} /s)")
             for site, body, rate, service, how in runs:
                 target = "; target at least 50%" if how == "call site" else ""
                 cycle = 1 / rate

@@ -175,7 +175,7 @@ class GdbStub:
 
     def wait_stop(self, timeout: float | None, *, prompt: bool = False) -> StopReply | None:
         """The next stop reply, or None if the VM is still running after `timeout` seconds
-        (`prompt`: it is due at once, as after a single step)."""
+        (`prompt`: it is likely soon, as after a single step: poll a little before sleeping)."""
         while True:
             payload = self.rsp.read_packet(timeout, prompt=prompt)
             if payload is None:

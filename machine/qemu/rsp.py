@@ -111,8 +111,9 @@ class RemoteSerial:
         self._buffer = bytearray()
         self._pending_ack = b""
         self.ack_mode = True
-        # How long to poll for an answer the stub gives at once (a request's reply, a single step's
-        # stop) before sleeping in select: waking up from select costs more than QEMU takes to answer.
+        # How long to poll for an answer that is due at once (a request's reply, a single step's
+        # stop, a busy probe's next hit) before sleeping in select: waking up from select costs more
+        # than QEMU takes to answer.
         self.spin_s = 0.0005
         self.unsolicited: list[bytes] = []  # stop replies that arrived before an awaited reply
         self.where = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
