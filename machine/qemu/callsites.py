@@ -40,7 +40,7 @@ from typing import Callable, Iterator
 
 import capstone
 
-__all__ = ["CallSites", "NOP5", "STACK_BIAS", "TRAMPOLINE", "call_to", "is_ftrace_call",
+__all__ = ["CallSites", "NOP5", "STACK_BIAS", "TRAMPOLINE", "call_target", "call_to", "is_ftrace_call",
            "padding_slot"]
 
 NOP5 = bytes.fromhex("0f1f440000")  # what the kernel leaves at an untraced ftrace site
