@@ -544,6 +544,7 @@ class QemuMachine:
         if stub is None:
             raise QemuError("the machine is closed")
         deadline = time.monotonic() + seconds
+        busy = False  # the last stop came within the poll: a busy call site
         try:
             while True:
                 now = time.monotonic()
@@ -553,13 +554,14 @@ class QemuMachine:
                         break
                     self._resume()
                 due = min((t.due for t in self._timers), default=deadline)
-                # With call sites loaded the next stop often comes within a fraction of a millisecond,
-                # sooner than waking up from select takes: poll for it a little first.
-                reply = stub.wait_stop(max(0.0, min(deadline, due) - time.monotonic()), prompt=bool(self._called))
+                # A busy call site is hit again sooner than waking up from select takes: poll first.
+                resumed = time.monotonic()
+                reply = stub.wait_stop(max(0.0, min(deadline, due) - resumed), prompt=busy and bool(self._called))
                 if reply is None:
                     if time.monotonic() >= deadline and due > deadline:
                         break
                     reply = stub.stop()
+                busy = time.monotonic() - resumed < stub.rsp.spin_s
                 self._handle_stop(reply)
         except RSPError as e:
             raise QemuError(f"lost the VM's gdbstub: {e}") from None
