@@ -229,6 +229,16 @@ def load_error(text: str | bytes, *, backend=None, config: LoadConfig | None = N
     return first
 
 
+# A small kallsyms text for the printers' symbolization tests.
+TOY_KALLSYMS = ("0000000000000000 D per_cpu__current_task\n"
+                "ffffffff81000000 T _text\n"
+                "ffffffff81001100 T schedule\n"
+                "ffffffff81001200 T sys_read\n"
+                "ffffffff81001300 t system_call\n"
+                "ffffffff81001400 T _etext\n"
+                "ffffffff81400000 D jiffies\n")
+
+
 def position_of(text: str, needle: str, occurrence: int = 1) -> tuple[int, int]:
     """(line, col), 1-based, of the `occurrence`-th `needle` in `text`."""
     index = -1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import emmett
+from conftest import position_of
 
 
 def diagnostics(source: str, filename: str = "t.emt", **options):
@@ -24,17 +25,8 @@ def only_error(source: str, **options):
     return errors[0]
 
 
-def where(source: str, needle: str, occurrence: int = 1) -> tuple[int, int]:
-    index = -1
-    for _ in range(occurrence):
-        index = source.index(needle, index + 1)
-    line = source.count("\n", 0, index) + 1
-    col = index - (source.rfind("\n", 0, index) + 1) + 1
-    return line, col
-
-
 def at(d, source, needle, occurrence=1):
-    return (d.line, d.col) == where(source, needle, occurrence)
+    return (d.line, d.col) == position_of(source, needle, occurrence)
 
 
 def test_diagnostic_format_is_file_line_col_message_source_and_caret():

@@ -91,23 +91,30 @@ def test_a_silent_stub_times_out():
     server.close()
 
 
-def test_a_unix_socket_stub_is_reached_by_its_path(tmp_path):
-    path = str(tmp_path / "gdb.sock")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(path)
-    server.listen(1)
-
+def _answer_one_qc(server: socket.socket, *, delay: float = 0.0, answer: bool = True) -> threading.Thread:
+    """A stub on `server` that takes one `qC`, waits `delay` seconds, then answers OK (or closes)."""
     def stub():
         conn, _ = server.accept()
         data = b""
         while not data.endswith(b"#b4"):
             data += conn.recv(100)
-        conn.sendall(b"+$OK#9a")
-        conn.recv(100)
+        time.sleep(delay)
+        if answer:
+            conn.sendall(b"+$OK#9a")
+            conn.recv(100)
         conn.close()
 
     thread = threading.Thread(target=stub)
     thread.start()
+    return thread
+
+
+def test_a_unix_socket_stub_is_reached_by_its_path(tmp_path):
+    path = str(tmp_path / "gdb.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+    thread = _answer_one_qc(server)
     rsp = RemoteSerial(path, timeout=2)
     assert rsp.request("qC") == b"OK"
     rsp.close()
@@ -122,20 +129,7 @@ def test_replies_are_read_whether_they_come_within_the_poll_or_after_it(delay, c
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-
-    def stub():
-        conn, _ = server.accept()
-        data = b""
-        while not data.endswith(b"#b4"):
-            data += conn.recv(100)
-        time.sleep(delay)  # the client polls for 0.5 ms, then sleeps in select
-        if not closes:
-            conn.sendall(b"+$OK#9a")
-            conn.recv(100)
-        conn.close()
-
-    thread = threading.Thread(target=stub)
-    thread.start()
+    thread = _answer_one_qc(server, delay=delay, answer=not closes)  # the client polls 0.5 ms, then selects
     rsp = RemoteSerial(("127.0.0.1", server.getsockname()[1]), timeout=2)
     try:
         if closes:

@@ -16,6 +16,7 @@ from vprobe_tools.log_views import Pipeline
 from vprobe_tools.logparse import parse_log
 from vprobe_tools.output import LogStream
 from vprobe_tools.symbolize import Symbolizer
+from conftest import TOY_KALLSYMS as SYMS
 
 BIN = Path(sys.executable).parent
 LAT = ('aggr: lat (1 integer key) (1 string key)\n'
@@ -23,13 +24,6 @@ LAT = ('aggr: lat (1 integer key) (1 string key)\n'
        'lat[0x2, "sshd"] == avg 50 count 8 min 40 max 60 latest 41\n'
        'lat[0x3, "init"] == avg 10 count 4 min 1 max 90 latest 7\n'
        'lat[0x10, "cron"] == avg 7 count 1 min 7 max 7 latest 7\n')
-SYMS = ("0000000000000000 D per_cpu__current_task\n"
-        "ffffffff81000000 T _text\n"
-        "ffffffff81001100 T schedule\n"
-        "ffffffff81001200 T sys_read\n"
-        "ffffffff81001300 t system_call\n"
-        "ffffffff81001400 T _etext\n"
-        "ffffffff81400000 D jiffies\n")
 
 
 def lat():

@@ -14,15 +14,9 @@ from vprobe_tools.log_views import Pipeline
 from vprobe_tools.output import LogStream, MessageStream
 from vprobe_tools.stacks_view import StackView
 from vprobe_tools.symbolize import Symbolizer, find_stacks, is_stack, parse_stack
+from conftest import TOY_KALLSYMS as SYMS
 
 BIN = Path(sys.executable).parent
-SYMS = ("0000000000000000 D per_cpu__current_task\n"
-        "ffffffff81000000 T _text\n"
-        "ffffffff81001100 T schedule\n"
-        "ffffffff81001200 T sys_read\n"
-        "ffffffff81001300 t system_call\n"
-        "ffffffff81001400 T _etext\n"
-        "ffffffff81400000 D jiffies\n")
 A = "GUEST_0xffffffff81001205_0xffffffff81001310_0x4005b3"  # sys_read <- system_call <- user
 B = "GUEST_0xffffffff81001100_0xffffffff81001310_0x4005b3"  # schedule <- system_call (same site)
 C = "GUEST_0xffffffff81001100_0xffffffff81001320_0x4005b3"  # schedule <- system_call (another site)

@@ -192,12 +192,12 @@ class GdbStub:
                     raise RSPError(f"the gdbstub refused a request sent before 'c' ({payload[:20]!r})")
             # Anything else is a stray reply; keep waiting.
 
-    def stop(self, timeout: float | None = None) -> StopReply:
-        """Interrupt a running VM and wait for it to stop."""
+    def stop(self, timeout: float | None = None, *, prompt: bool = False) -> StopReply:
+        """Interrupt a running VM and wait for it to stop (`prompt`: poll for the stop first)."""
         if not self.running:
             raise RSPError("the VM is not running")
         self.rsp.interrupt()
-        reply = self.wait_stop(timeout if timeout is not None else self.rsp.timeout)
+        reply = self.wait_stop(timeout if timeout is not None else self.rsp.timeout, prompt=prompt)
         if reply is None:
             raise RSPTimeout("the VM did not stop after an interrupt")
         return reply

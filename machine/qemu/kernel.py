@@ -115,6 +115,13 @@ class GuestKernel:
     def image(self) -> KernelImage | None:
         return KernelImage(self.image_path) if self.image_path else None
 
+    def read_image(self, address: int, size: int) -> bytes | None:
+        """The kernel image's bytes at a (slid) kernel address: the code as built, before boot patches it.
+        None without an image or outside its sections."""
+        if self.image is None or address < KERNEL_SPACE:
+            return None
+        return self.image.read(address - self.slide, size)
+
     @property
     def kallsyms_text(self) -> str:
         return system_map_text(self._table)
@@ -150,9 +157,7 @@ class GuestKernel:
     @cached_property
     def banner(self) -> str | None:
         addr = self.symbols.get("linux_banner")
-        if addr is None or self.image is None:
-            return None
-        data = self.image.read(addr - self.slide, 256)
+        data = self.read_image(addr, 256) if addr is not None else None
         if not data:
             return None
         return data.split(b"\0", 1)[0].decode("latin-1").strip()

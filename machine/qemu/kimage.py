@@ -144,8 +144,10 @@ def _token_index_at(data: bytes, tokens: list[bytes], after: int) -> int | None:
     return found if found >= 0 else None
 
 
-def _decode_names(data: bytes, start: int, count: int, tokens: list[bytes]) -> tuple[list[bytes], int] | None:
-    names = []
+def _name_spans(data: bytes, start: int, count: int) -> tuple[list[tuple[int, int]], int] | None:
+    """(offset, length) of `count` length-prefixed compressed names from `start`, and where they end;
+    None if they do not parse."""
+    spans = []
     p = start
     n = len(data)
     for _ in range(count):
@@ -154,30 +156,24 @@ def _decode_names(data: bytes, start: int, count: int, tokens: list[bytes]) -> t
         length = data[p]
         p += 1
         if length & 0x80:  # "big symbol" encoding of newer kernels
+            if p >= n:
+                return None
             length = (length & 0x7F) | (data[p] << 7)
             p += 1
         if length == 0:
             return None
-        names.append(b"".join(tokens[c] for c in data[p:p + length]))
+        spans.append((p, length))
         p += length
-    return names, p
+    return spans, p
 
 
-def _skip_names(data: bytes, start: int, count: int) -> int | None:
-    p = start
-    n = len(data)
-    for _ in range(count):
-        if p >= n:
-            return None
-        length = data[p]
-        p += 1
-        if length & 0x80:
-            length = (length & 0x7F) | (data[p] << 7)
-            p += 1
-        if length == 0:
-            return None
-        p += length
-    return p
+def _decode_names(data: bytes, start: int, count: int, tokens: list[bytes]) -> tuple[list[bytes], int] | None:
+    """The names expanded through the token table, and where they end."""
+    parsed = _name_spans(data, start, count)
+    if parsed is None:
+        return None
+    spans, end = parsed
+    return [b"".join(tokens[c] for c in data[p:p + length]) for p, length in spans], end
 
 
 def find_kallsyms(elf: bytes, text_start: int, rodata: ElfSection) -> list[tuple[int, str, str]]:
@@ -220,8 +216,8 @@ def find_kallsyms(elf: bytes, text_start: int, rodata: ElfSection) -> list[tuple
                 struct.unpack_from("<Q", elf, count_at)[0]
             if not count_low <= count <= count_high:
                 continue
-            end = _skip_names(elf, names_start, 256)
-            if end is None or len(markers) > 1 and end - names_start != markers[1]:
+            first_block = _name_spans(elf, names_start, 256)
+            if first_block is None or len(markers) > 1 and first_block[1] - names_start != markers[1]:
                 continue
             decoded = _decode_names(elf, names_start, count, tokens)
             if decoded is None or decoded[1] > names_limit:

@@ -393,29 +393,22 @@ class QemuMachine:
         return vcpu.monitor_regs.get(name, 0)
 
     def read_linear(self, addr: int, size: int) -> bytes:
-        vcpu = self.current
-        key = (vcpu.thread, addr, size, False)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        try:
-            data = self.stub.read_memory(vcpu.thread, addr, size)
-        except StubError:
-            raise GuestMemoryFault(f"guest linear address {addr:#x} is not mapped") from None
-        except RSPError as e:
-            raise QemuError(str(e)) from None
-        self._cache[key] = data
-        return data
+        return self._read_cached(self.current.thread, addr, size, False, "is not mapped")
 
     def read_physical(self, addr: int, size: int) -> bytes:
-        key = (0, addr, size, True)
+        return self._read_cached(0, addr, size, True, "is not backed by memory")
+
+    def _read_cached(self, thread: int, addr: int, size: int, physical: bool, unmapped: str) -> bytes:
+        """Guest memory, read once per stop (`thread` 0 for physical reads: any VCPU sees the same)."""
+        key = (thread, addr, size, physical)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         try:
-            data = self.stub.read_memory(self.current.thread, addr, size, physical=True)
+            data = self.stub.read_memory(thread or self.current.thread, addr, size, physical=physical)
         except StubError:
-            raise GuestMemoryFault(f"guest physical address {addr:#x} is not backed by memory") from None
+            kind = "physical" if physical else "linear"
+            raise GuestMemoryFault(f"guest {kind} address {addr:#x} {unmapped}") from None
         except RSPError as e:
             raise QemuError(str(e)) from None
         self._cache[key] = data
@@ -690,42 +683,41 @@ class QemuMachine:
         return True
 
     def _sites(self) -> CallSites:
+        """The VM's call sites, reading and writing guest memory through the VCPU that stopped last."""
         if self._call_sites is None:
             kernel, stub = self.kernel, self.stub
 
-            def read(addr: int, size: int) -> bytes:  # through the VCPU that stopped or fired last
+            def read(addr: int, size: int) -> bytes:
                 try:
                     return stub.read_memory(self.current.thread, addr, size)
                 except StubError:
                     return b""
 
-            def image_read(addr: int, size: int) -> bytes | None:
-                image = kernel.image
-                return image.read(addr - kernel.slide, size) if image is not None and addr >= KERNEL_SPACE else None
-
-            symbols = kernel.symbols
-            text = (symbols.get("_stext", KERNEL_SPACE), symbols.get("_etext", KERNEL_SPACE))
             def write(addr: int, data: bytes) -> None:
                 stub.write_memory(self.current.thread, addr, data)
 
-            self._call_sites = CallSites(read, write, image_read, kernel.functions(), symbols.get("__fentry__"), text)
+            symbols = kernel.symbols
+            text = (symbols.get("_stext", KERNEL_SPACE), symbols.get("_etext", KERNEL_SPACE))
+            self._call_sites = CallSites(read, write, kernel.read_image, kernel.functions(),
+                                         symbols.get("__fentry__"), text)
         return self._call_sites
 
     def call_site_trampoline(self, address: int) -> int | None:
         """The trampoline a probe at `address` calls, or None when it is a breakpoint (or not set)."""
         return self._call_sites.trampoline(address) if self._call_sites is not None else None
 
+    def _code(self, address: int, size: int) -> bytes | None:
+        """Kernel code as the guest has it, or as the image has it where guest memory cannot be read."""
+        try:
+            return self.stub.read_memory(self.vcpus[0].thread, address, size)
+        except RSPError:
+            return self.kernel.read_image(address, size)
+
     def _noop_at(self, address: int) -> int:
         """The length of a no-op instruction at `address`, from guest memory or the kernel image."""
         if address in self._skip_cache:
             return self._skip_cache[address]
-        code = None
-        try:
-            code = self.stub.read_memory(self.vcpus[0].thread, address, 16)
-        except RSPError:
-            image = self.kernel.image
-            if image is not None and address >= KERNEL_SPACE:
-                code = image.read(address - self.kernel.slide, 16)
+        code = self._code(address, 16)
         length = _noop_length(code) if code else 0
         # Kernel text in the image may still hold the ftrace call that boot turns into a nop;
         # only trust what the guest's memory shows (or a plain nop in the image).
@@ -761,16 +753,11 @@ class QemuMachine:
     def _cr3_writes(self) -> list[int]:
         """Addresses of `mov cr3, reg` in the kernel functions that switch address spaces."""
         sites = []
-        image = self.kernel.image
         for name, start in self.kernel.functions():
             if not CR3_CANDIDATES.search(name):
                 continue
             end = self.kernel.function_end(name) or start + 256
-            size = min(end - start, 16384)
-            try:
-                code = self.stub.read_memory(self.vcpus[0].thread, start, size)
-            except RSPError:
-                code = image.read(start - self.kernel.slide, size) if image is not None else None
+            code = self._code(start, min(end - start, 16384))
             if not code:
                 continue
             for insn in _DECODER.disasm(code, start):
