@@ -20,7 +20,7 @@ from typing import Callable
 from machine import SimulatedMachine, default_config
 from machine.guest import layout as L
 from vp_runtime import GuestMemoryFault, load
-from vprobe_tools.guest_library import with_guest_library
+from vprobe_tools.scripts.guest_library import with_guest_library
 
 SAMPLES = Path(__file__).parent / "samples"
 USER_TOP = 0x0000_8000_0000_0000  # user addresses are below, kernel addresses from 0xffff8000...

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from vprobe_tools.aggr_view import CLEAR_SCREEN, AggrView, render_table, sort_entries
-from vprobe_tools.json_out import to_json
-from vprobe_tools.log_views import Pipeline
-from vprobe_tools.logparse import parse_log
+from vprobe_tools.log.json_lines import to_json
+from vprobe_tools.log.parse import parse_log
 from vprobe_tools.output import LogStream
-from vprobe_tools.symbolize import Symbolizer
+from vprobe_tools.views.aggr import CLEAR_SCREEN, AggrView, render_table, sort_entries
+from vprobe_tools.views.pipeline import Pipeline
+from vprobe_tools.views.symbolize import Symbolizer
 from conftest import TOY_KALLSYMS as SYMS
 
 BIN = Path(sys.executable).parent

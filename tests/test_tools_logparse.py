@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from vprobe_tools.json_out import from_json, looks_like_json_log, parse_json_line, to_json
-from vprobe_tools.log_input import LogReader
-from vprobe_tools.log_views import Pipeline
-from vprobe_tools.logparse import AggrBlock, AggrEntry, Fault, LogParser, LogText, parse_fault, parse_log
+from vprobe_tools.log.json_lines import from_json, looks_like_json_log, parse_json_line, to_json
+from vprobe_tools.log.parse import AggrBlock, AggrEntry, Fault, LogParser, LogText, parse_fault, parse_log
+from vprobe_tools.log.reader import LogReader
+from vprobe_tools.views.pipeline import Pipeline
 
 LOG = (
     "hello\n"

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from test_qemu_e2e import KERNELS, _missing
-from vprobe_tools import control
-from vprobe_tools.vprobe_cli import run as vprobe_run
+from vprobe_tools.commands.vprobe import run as vprobe_run
+from vprobe_tools.vm import control
 
 BIN = Path(sys.executable).parent
 BOOT_S = 90.0  # TCG on a busy host boots the guest in ~7 s; leave room
@@ -116,7 +116,7 @@ def qemu_vmx(tmp_path, initramfs):
 
 def test_the_guest_library_comes_from_the_machine_under_its_name(tmp_path):
     from machine import SimulatedMachine, default_config
-    from vprobe_tools.sources import SourceFile, load_program, machine_library, vp_program
+    from vprobe_tools.scripts.sources import SourceFile, load_program, machine_library, vp_program
 
     machine = SimulatedMachine(default_config())
     machine.guest_library_name = "my-guest.vp"  # another guest's library, with a fault on its line 3

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from vprobe_tools.log_views import Pipeline
 from vprobe_tools.output import LogStream, MessageStream
-from vprobe_tools.stacks_view import StackView
-from vprobe_tools.symbolize import Symbolizer, find_stacks, is_stack, parse_stack
+from vprobe_tools.views.pipeline import Pipeline
+from vprobe_tools.views.stacks import StackView
+from vprobe_tools.views.symbolize import Symbolizer, find_stacks, is_stack, parse_stack
 from conftest import TOY_KALLSYMS as SYMS
 
 BIN = Path(sys.executable).parent

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from vprobe_tools import control
-from vprobe_tools.vprobe_cli import run as vprobe_run
+from vprobe_tools.commands.vprobe import run as vprobe_run
+from vprobe_tools.vm import control
 
 BIN = Path(sys.executable).parent
 WAIT_S = 30.0

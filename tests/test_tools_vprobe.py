@@ -1,6 +1,6 @@
 """`vprobe` end to end on the embedded machine: sources, compiling, listings, -f json, -a, -s, .vmx output.
 
-Most runs call the command in process (`vprobe_cli.run`, with byte streams);
+Most runs call the command in process (`commands.vprobe.run`, with byte streams);
 a few go through the installed console script.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vprobe_tools.vprobe_cli import run
+from vprobe_tools.commands.vprobe import run
 
 BIN = Path(sys.executable).parent
 
@@ -327,7 +327,7 @@ class Terminal(io.BytesIO):
 
 @pytest.mark.parametrize("refresh", [True, False])
 def test_on_a_terminal_minus_a_redraws_in_place_unless_told_not_to(tmp_path, refresh):
-    from vprobe_tools.aggr_view import CLEAR_SCREEN
+    from vprobe_tools.views.aggr import CLEAR_SCREEN
 
     script = write(tmp_path / "irqs.vp", AGGR_VP.replace("VMXUnload", "VMM1Hz"))
     screen = Terminal()

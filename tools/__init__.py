@@ -1,16 +1,25 @@
-"""User commands (installed as the `vprobe_tools` package).
+"""The user tools (installed as the `vprobe_tools` package), grouped by what each part is.
 
-Commands: `vprobe` (vprobe_cli), `vmrun` (vmrun_cli), `vprobe-aggr` (aggr_view),
-`vprobe-stacks` (stacks_view).  The pieces they share:
+* commands/ -- the commands' argument handling and help: `vprobe` (commands.vprobe),
+  `vmrun` (commands.vmrun), `vprobe-aggr` and `vprobe-stacks` (commands.vprobe_aggr,
+  commands.vprobe_stacks); what the printers of saved logs share (commands.saved_log);
+  the options vprobe shares with them (commands.options).  `emmettc` is the compiler's
+  own (emmett.cli).
+* scripts/ -- what a probe script is made of: reading its files, concatenating VP with
+  locations mapped back, compiling Emmett, loading (sources); the guest's VP helpers
+  added on demand (guest_library).
+* vm/ -- the VMs the commands work on: in this process or in the background (targets);
+  the background VM itself (daemon), its files, control socket and protocol (control),
+  simulated time paced to the wall clock (pacing); what a machine tells the commands
+  about itself, its probe points, globals and guest symbols (machine_info).
+* log/ -- the log read back: its text, aggregate blocks and faults (parse), its JSON
+  form (json_lines), saved and streamed logs read into the views (reader).
+* views/ -- what people see of a log: sorted aggregate tables (aggr), symbolized,
+  folded and dot stacks (stacks), JSON lines (json_view), probe and global lists
+  (listings), guest stacks and their symbols (symbolize); the pipeline from a log
+  to the views (pipeline).
+* errors -- the messages commands report; output -- byte-exact log streams and files.
 
-* sources -- reading scripts, concatenating VP (with locations mapped back),
-  compiling Emmett, loading; guest_library -- the guest's VP helpers on demand;
-* targets -- the VM a command works on (in process, or running in the background);
-* control -- a background VM's files, control socket and protocol; vm_daemon -- the
-  background VM itself; pacing -- simulated time paced to the wall clock;
-* logparse -- the log read back (text, aggregate blocks, faults); json_out -- its JSON
-  form; log_views -- the pipeline from a log to the printers; log_input -- saved logs;
-  symbolize -- guest stacks and symbols; aggr_view, stacks_view -- the printers;
-* output -- byte-exact log streams and files; listings -- probe and global lists;
-  errors -- the messages commands report.
+Dependencies go one way: commands use everything; vm uses scripts; views read the
+log's formats; log, scripts and views import no command and no VM.
 """

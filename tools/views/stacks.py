@@ -29,33 +29,15 @@ Run-time fault lines of the log are reported on stderr.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 
-from .aggr_view import positive_int
-from .json_out import dumps
-from .logparse import AggrBlock, Event, Fault, LogText
-from .output import log_text_as_message
+from ..log.json_lines import dumps
+from ..log.parse import AggrBlock, Event, Fault, LogText
+from ..output import log_text_as_message
 from .symbolize import Symbolizer, find_stacks
 
 Stack = tuple[int, ...]
 DOT_DEFAULT_TOP = 20
-
-
-def add_options(parser: argparse.ArgumentParser, title: str = "formatted stacks", *, with_top: bool = True) -> None:
-    group = parser.add_argument_group(title)
-    shape = group.add_mutually_exclusive_group()
-    shape.add_argument("--folded", action="store_true",
-                       help="print the flame-graph folded format: frame;frame;frame COUNT, outermost first")
-    shape.add_argument("--dot", action="store_true",
-                       help=f"print a Graphviz call graph of the hottest stacks (--top, default {DOT_DEFAULT_TOP})")
-    group.add_argument("--offsets", action="store_true",
-                       help="keep +0xOFFSET in --folded and --dot frames (default: function names)")
-    group.add_argument("--cumulative", action="store_true",
-                       help="aggregates are never cleared: count stack keys from each aggregate's last block only")
-    if with_top:
-        group.add_argument("--top", type=positive_int, metavar="N", help="show only the N hottest stacks")
 
 
 def stack_text(stack: Stack) -> str:
@@ -206,35 +188,3 @@ class StackView:
             self.out.write(text)
         else:
             self.err.write("no guest stacks in the log\n")
-
-
-def main(argv: list[str] | None = None) -> None:
-    from .log_input import run_printer
-
-    sys.exit(run_printer("vprobe-stacks", argv, _parser(), _make_view))
-
-
-def _parser() -> argparse.ArgumentParser:
-    from .log_input import add_input_options
-
-    parser = argparse.ArgumentParser(
-        prog="vprobe-stacks", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Show the guest stacks of a saved VProbes log, symbolized and counted.\n\n"
-                    "Finds every stack string (GUEST_0x..._0x...) in the log's lines and in the\n"
-                    "string keys of its aggregates, and prints each distinct stack once with its\n"
-                    "count, one frame per line as symbol+0xOFFSET (innermost first), from the\n"
-                    "guest symbol file (--syms; by default the simulated machine's kallsyms).",
-        epilog="examples:\n"
-               "  vprobe-stacks vprobe.out                          stacks by count\n"
-               "  vprobe-stacks --folded vprobe.out | flamegraph.pl > fg.svg\n"
-               "  vprobe-stacks --dot --top 10 vprobe.out | dot -Tsvg > calls.svg\n"
-               "  vprobe-stacks --syms kallsyms -f json vprobe.out  for another program\n")
-    add_input_options(parser)
-    add_options(parser)
-    return parser
-
-
-def _make_view(args, out, err, symbols, live: bool):
-    shape = "folded" if args.folded else "dot" if args.dot else "text"
-    return StackView(out, err, symbols(), shape=shape, fmt=args.format, top=args.top, offsets=args.offsets,
-                     cumulative=args.cumulative)

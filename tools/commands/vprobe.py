@@ -15,15 +15,17 @@ import sys
 
 from machine.vmx import VmxError, VProbesDisabled, check_enabled, host_allows_vprobes
 
-from . import aggr_view, stacks_view
-from .errors import LoadFailed, ToolError, machine_failure
-from .json_out import JsonView
-from .listings import format_globals, format_probes
-from .log_views import Pipeline
-from .output import LogStream, MessageStream
-from .sources import SourceFile, compile_emmett, compiled_name, is_emmett, needs_auto_aggr, read_sources
-from .symbolize import Symbolizer, read_symbol_file
-from .targets import EmbeddedVM, find_vm
+from ..errors import LoadFailed, ToolError, machine_failure
+from ..output import LogStream, MessageStream
+from ..scripts.sources import SourceFile, compile_emmett, compiled_name, is_emmett, needs_auto_aggr, read_sources
+from ..views import aggr, stacks
+from ..views.json_view import JsonView
+from ..views.listings import format_globals, format_probes
+from ..views.pipeline import Pipeline
+from ..views.symbolize import Symbolizer
+from ..vm.machine_info import read_symbol_file
+from ..vm.targets import EmbeddedVM, find_vm
+from .options import add_aggr_options, add_stack_options
 
 DESCRIPTION = """\
 NAME
@@ -146,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-s", "--stacks", action="store_true",
                      help="show the guest stacks, symbolized and counted, when the script is unloaded")
     out.add_argument("-h", "--help", action="help", help="show this help and exit")
-    aggr_view.add_options(parser, "SORTED AGGREGATES (-a)")
-    stacks_view.add_options(parser, "FORMATTED STACKS (-s)", with_top=False)
+    add_aggr_options(parser, "SORTED AGGREGATES (-a)")
+    add_stack_options(parser, "FORMATTED STACKS (-s)", with_top=False)
     return parser
 
 
@@ -256,11 +258,11 @@ class Command:
         views = []
         symbols = Symbolizer(self.symbols_text(vm)) if a.aggregates or a.stacks else None
         if a.aggregates:
-            views.append(aggr_view.AggrView(self.out, symbolizer=symbols, by=a.sort, reverse=a.reverse,
+            views.append(aggr.AggrView(self.out, symbolizer=symbols, by=a.sort, reverse=a.reverse,
                                             top=a.top, fmt=a.format, live=self._tty() and not a.no_refresh))
         if a.stacks:
             shape = "folded" if a.folded else "dot" if a.dot else "text"
-            views.append(stacks_view.StackView(self.out, self.err, symbols, shape=shape, fmt=a.format, top=a.top,
+            views.append(stacks.StackView(self.out, self.err, symbols, shape=shape, fmt=a.format, top=a.top,
                                                offsets=a.offsets, cumulative=a.cumulative))
         if not views:
             views.append(JsonView(self.out))

@@ -12,13 +12,16 @@ gives the log's bytes back exactly.  The output itself is ASCII (other
 characters are `\\u` escapes).  Integer keys and values are JSON integers
 (unsigned 64-bit).  The stack printer adds
 `{"type": "stack", "count": N, "stack": "GUEST_0x..", "frames": [...]}`.
+
+`vprobe -f json` writes these (`views.json_view`, and the -a and -s views in
+JSON); the printers of saved logs read them back as the log's events.
 """
 
 from __future__ import annotations
 
 import json
 
-from .logparse import AggrBlock, AggrEntry, Event, Fault, LogText, parse_fault
+from .parse import AggrBlock, AggrEntry, Event, Fault, LogText, parse_fault
 
 TYPES = ("log", "aggr", "error")
 
@@ -95,18 +98,3 @@ def looks_like_json_log(first_line: str) -> bool:
         return False
     return isinstance(obj, dict) and obj.get("type") in TYPES
 
-
-class JsonView:
-    """Every event as a JSON line (`vprobe -f json`)."""
-
-    def __init__(self, out):
-        self.out = out
-
-    def event(self, event: Event) -> None:
-        self.out.write(dumps(to_json(event)))
-
-    def idle(self) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from pathlib import Path
 
 from machine.symbols import kallsyms_entries
-
-from .errors import ToolError
 
 STACK = re.compile(r"GUEST(?:_0x[0-9a-fA-F]+)+")
 _TEXT_TYPES = frozenset("tTwW")
@@ -75,51 +72,3 @@ class Symbolizer:
         """`symbol` alone (call sites merged), or the address in hex."""
         found = self.resolve(address)
         return found[0] if found else f"0x{address:x}"
-
-
-def read_symbol_file(path: str | Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise ToolError(f"cannot read the guest symbol file {path}: {e.strerror or e}") from None
-
-
-def vm_symbol_text(machine) -> str:
-    """A machine's guest symbols: its vprobe.guestSyms file, or its kernel's /proc/kallsyms."""
-    path = machine.config.guest_syms
-    return read_symbol_file(path) if path else machine.kallsyms_text
-
-
-def default_symbol_text(vmx: str | None = None) -> str:
-    """The symbols of the VM `vmx` describes, or of the embedded default machine.
-
-    A VM running in the background is asked for them; a .vmx with
-    vprobe.guestSyms is read without powering anything on; otherwise the
-    machine is powered on (a QEMU VM only to read its kernel's symbols) and off.
-    """
-    from machine.vms import read_vm_config
-    from machine.vmx import VmxError
-
-    from .errors import machine_failure
-    from .targets import close_quietly, find_vm, power_on
-
-    running = find_vm(vmx)
-    if running is not None:
-        return running.symbols_text()
-    try:
-        config = read_vm_config(vmx)
-    except VmxError as e:
-        raise ToolError(e.format()) from None
-    if config.guest_syms:
-        return read_symbol_file(config.guest_syms)
-    try:
-        machine = power_on(config)
-        try:
-            return vm_symbol_text(machine)
-        finally:
-            close_quietly(machine)
-    except Exception as e:
-        message = machine_failure(e)
-        if message is None:
-            raise
-        raise ToolError(message) from None

@@ -52,7 +52,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ToolError
+from ..errors import ToolError
 
 TIMEOUT_S = 10.0
 STALL_S = 10.0

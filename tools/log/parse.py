@@ -1,7 +1,7 @@
 """The log a script writes, read back: plain text, aggregate blocks and fault lines.
 
 Every pretty-printer reads the log through this module (or through the JSON
-equivalent in `json_out`), so the formats below are parsed in one place:
+equivalent in `json_lines`), so the formats below are parsed in one place:
 
 * an aggregate block, as `logaggr` writes it::
 

@@ -1,7 +1,7 @@
 """`vmrun`: start and stop VMs in the background (simulated, or under QEMU), and control VProbes in them.
 
 The VProbes commands of VMware's vmrun (Table 1-1 of the reference), for VMs
-that `vmrun start` runs in the background (`vm_daemon`), through their
+that `vmrun start` runs in the background (`vm.daemon`), through their
 control socket (`control`).  Output a command was asked for goes to stdout;
 errors go to stderr as `vmrun: Error: ...`, with exit status 1.
 """
@@ -15,11 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import control
-from .control import NotResponding, NotRunning
-from .errors import LoadFailed, ToolError
-from .listings import format_globals, format_probes, format_version
-from .output import MessageStream
+from ..errors import LoadFailed, ToolError
+from ..output import MessageStream
+from ..views.listings import format_globals, format_probes, format_version
+from ..vm import control
+from ..vm.control import NotResponding, NotRunning
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -110,7 +110,7 @@ class Vmrun:
             raise ToolError(f"the VM {paths.vmx.name} is already running")
         control.check_vm_directory(paths)
         read_end, write_end = os.pipe()
-        command = [sys.executable, "-m", "vprobe_tools.vm_daemon", "--ready-fd", str(write_end), str(paths.vmx)]
+        command = [sys.executable, "-m", "vprobe_tools.vm.daemon", "--ready-fd", str(write_end), str(paths.vmx)]
         if self.host_config:
             command[-1:-1] = ["--host-config", os.path.abspath(self.host_config)]
         try:

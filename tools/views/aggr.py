@@ -19,12 +19,10 @@ pass through in order.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 
-from .json_out import dumps, to_json
-from .logparse import AggrBlock, AggrEntry, Event
+from ..log.json_lines import dumps, to_json
+from ..log.parse import AggrBlock, AggrEntry, Event
 from .symbolize import Symbolizer, is_stack, parse_stack
 
 SORT_KEYS = ("count", "avg", "min", "max", "latest", "key")
@@ -32,27 +30,6 @@ BAR_WIDTH = 20
 RECENT_LINES = 8
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 REDRAW_INTERVAL_S = 0.2
-
-
-def add_options(parser: argparse.ArgumentParser, title: str = "sorted aggregates") -> None:
-    group = parser.add_argument_group(title)
-    group.add_argument("--sort", choices=SORT_KEYS, default="count",
-                       help="order rows by this column: count (default), avg, min, max and latest "
-                            "largest first, key smallest first")
-    group.add_argument("--reverse", action="store_true", help="reverse the order")
-    group.add_argument("--top", type=positive_int, metavar="N", help="show only the first N rows (or stacks)")
-    group.add_argument("--no-refresh", action="store_true",
-                       help="on a terminal too, print each epoch's table in turn instead of redrawing")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _key_order(entry: AggrEntry) -> tuple:
@@ -206,34 +183,3 @@ class AggrView:
 
     def finish(self) -> None:
         self.idle(final=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from .log_input import run_printer
-
-    sys.exit(run_printer("vprobe-aggr", argv, _parser(), _make_view))
-
-
-def _parser() -> argparse.ArgumentParser:
-    from .log_input import add_input_options
-
-    parser = argparse.ArgumentParser(
-        prog="vprobe-aggr", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Show the aggregates of a saved VProbes log as sorted tables.\n\n"
-                    "Reads a log (vprobe.out, or the JSON lines of `vprobe -f json`) and prints each\n"
-                    "logaggr block as an aligned table: key columns (integers in hex, strings\n"
-                    "unquoted, stacks symbolized), count, avg, min, max, latest, %% of the total\n"
-                    "count and a bar.  Other log lines pass through.  Reading a pipe on a terminal,\n"
-                    "the tables are redrawn in place as new epochs arrive.",
-        epilog="examples:\n"
-               "  vprobe-aggr vprobe.out                     every epoch's tables\n"
-               "  vprobe-aggr --sort max --top 10 vprobe.out  the ten largest maxima\n"
-               "  vprobe -f json script.emt | vprobe-aggr -   from a live JSON stream\n")
-    add_input_options(parser)
-    add_options(parser)
-    return parser
-
-
-def _make_view(args, out, err, symbols, live: bool):
-    return AggrView(out, symbolizer=symbols(), by=args.sort, reverse=args.reverse, top=args.top,
-                    fmt=args.format, live=live and not args.no_refresh)

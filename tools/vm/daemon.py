@@ -1,6 +1,6 @@
 """A VM that keeps running in the background (`vmrun start`): simulated, or real under QEMU.
 
-    python -m vprobe_tools.vm_daemon [--ready-fd FD] [--host-config FILE] VM.vmx
+    python -m vprobe_tools.vm.daemon [--ready-fd FD] [--host-config FILE] VM.vmx
 
 One process, one thread: the machine runs in slices -- a simulated machine's
 paced to the wall clock, a QEMU VM's in real time (`REALTIME_SLICE_S`; the VM
@@ -38,14 +38,13 @@ import traceback
 from machine.vms import read_vm_config
 from machine.vmx import VmxError, host_allows_vprobes
 
+from ..errors import LoadFailed, ToolError, machine_failure
+from ..output import LogFile
+from ..scripts.sources import SourceFile, load_program, machine_library, read_sources, vp_program
 from . import control
 from .control import TICK_S, TIMEOUT_S, VMPaths, encode
-from .errors import LoadFailed, ToolError, machine_failure
-from .listings import global_rows, probe_rows, vp_version
-from .output import LogFile
+from .machine_info import global_rows, probe_rows, vm_symbol_text, vp_version
 from .pacing import Pacer
-from .sources import SourceFile, load_program, machine_library, read_sources, vp_program
-from .symbolize import vm_symbol_text
 from .targets import close_quietly, power_on
 
 NS_PER_S = 1_000_000_000

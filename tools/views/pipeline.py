@@ -1,7 +1,7 @@
 """The pipeline from a log to the printers (views) that show it.
 
 A view has three methods: `event(event)` for each parsed event
-(`logparse.LogText`, `Fault`, `AggrBlock`), `idle()` when the input pauses
+(`log.parse.LogText`, `Fault`, `AggrBlock`), `idle()` when the input pauses
 (a live view redraws then), and `finish()` at the end of the log.
 
 `Pipeline` takes log text as it is written (it is a log sink: `pipeline.sink`
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol
 
-from .logparse import Event, LogParser
+from ..log.parse import Event, LogParser
 
 
 class View(Protocol):

@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..errors import LoadFailed, ToolError, machine_failure
+from ..output import LogFile, Tee
+from ..scripts.sources import SourceFile, load_program, machine_library, vp_program
 from . import control
 from .control import STALL_S, TIMEOUT_S, LineReader, VMPaths, encode
-from .errors import LoadFailed, ToolError, machine_failure
-from .listings import global_rows, probe_rows
-from .output import LogFile, Tee
+from .machine_info import global_rows, probe_rows, read_symbol_file, vm_symbol_text
 from .pacing import Pacer
-from .sources import SourceFile, load_program, machine_library, vp_program
-from .symbolize import vm_symbol_text
 
 Sink = Callable[[str], None]
 Warn = Callable[[str], None]
@@ -330,3 +329,35 @@ def find_vm(vmx: str | None):
     except control.NotRunning:
         return None
     return RunningVM(paths)
+
+
+def default_symbol_text(vmx: str | None = None) -> str:
+    """The symbols of the VM `vmx` describes, or of the embedded default machine.
+
+    A VM running in the background is asked for them; a .vmx with
+    vprobe.guestSyms is read without powering anything on; otherwise the
+    machine is powered on (a QEMU VM only to read its kernel's symbols) and off.
+    """
+    from machine.vms import read_vm_config
+    from machine.vmx import VmxError
+
+    running = find_vm(vmx)
+    if running is not None:
+        return running.symbols_text()
+    try:
+        config = read_vm_config(vmx)
+    except VmxError as e:
+        raise ToolError(e.format()) from None
+    if config.guest_syms:
+        return read_symbol_file(config.guest_syms)
+    try:
+        machine = power_on(config)
+        try:
+            return vm_symbol_text(machine)
+        finally:
+            close_quietly(machine)
+    except Exception as e:
+        message = machine_failure(e)
+        if message is None:
+            raise
+        raise ToolError(message) from None

@@ -26,7 +26,7 @@ from typing import Callable
 from vp_runtime import VPLoadError, load
 from vp_runtime.reader import as_log_text
 
-from .errors import LoadFailed, ToolError
+from ..errors import LoadFailed, ToolError
 from .guest_library import defined_and_called, library_needed
 
 CONCAT_NAME = "<vprobe sources>"

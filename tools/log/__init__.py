@@ -1,0 +1,1 @@
+"""The log a script writes, read back: its text and JSON forms, from files and pipes."""

@@ -1,0 +1,1 @@
+"""What a probe script is made of: its files read, Emmett compiled, VP concatenated and loaded."""

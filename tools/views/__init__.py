@@ -1,0 +1,1 @@
+"""What people see of a log: tables, stacks, JSON lines, listings, and the pipeline that feeds them."""
