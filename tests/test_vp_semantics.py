@@ -3,6 +3,7 @@ machine's probe timing, and the translator's security boundary."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import sys
@@ -121,6 +122,30 @@ def test_cond_with_no_true_clause_is_zero():
     assert ints("(cond (0 1) ((== 1 2) 2))") == 0
     assert ints("(+ 5 (cond (0 1)))") == 5
     assert fire('(defun f () (cond (0 "x")))\n(vprobe VMXLoad (printf "[%s]" (f)))') == "[]"
+
+
+def test_constant_cond_conditions_leave_no_dead_branch_in_the_translation():
+    # A constant condition is decided at load: its clause always runs (and none after it)
+    # or never does.  The translation holds no test of a constant and no branch after it.
+    text = ('(defstring s)\n'
+            '(defun last-is-1 (n) (cond ((< n 10) 1) (1 2)))\n'
+            '(defun first-is-1 (n) (cond (1 n) ((< n 3) 7)))\n'
+            '(defun skips-0 (n) (cond (0 5) ((< n 3) 7)))\n'
+            '(defun only-0 (n) (cond (0 5)))\n'
+            '(defun str (n) (cond (0 "never") ((== n 0) "zero") (9 "other") ((== n 1) "unreached")))\n'
+            '(vprobe VMXLoad\n'
+            '  (cond (0 (logstr "A")) ((== VCPUID 7) (logstr "B")) (1 (logstr "C")) ((== VCPUID 0) (logstr "D")))\n'
+            '  (cond (1 (logstr "E")) (1 (logstr "F")))\n'
+            '  (cond (0 (logstr "G")))\n'
+            '  (printf "|%d %d %d %d %d %d %d %s %s %d %d|"\n'
+            '          (last-is-1 3) (last-is-1 30) (first-is-1 4) (skips-0 1) (skips-0 5) (only-0 1)\n'
+            '          (+ 100 (cond (0 1) ((== VCPUID 3) 2) (5 3) ((== VCPUID 0) 4)))\n'
+            '          (str 0) (str 1) (+ 1 (cond (0 1))) (+ 1 (cond (2 7)))))')
+    script = load(text, backend=FakeBackend())
+    constant_tests = [ast.unparse(node) for node in ast.walk(ast.parse(script.python_source))
+                      if isinstance(node, (ast.If, ast.IfExp)) and isinstance(node.test, ast.Constant)]
+    assert constant_tests == [], script.python_source
+    assert fire(text) == "CE|1 2 4 7 0 0 103 zero other 1 8|"
 
 
 def test_any_nonzero_value_is_true():

@@ -188,8 +188,10 @@ class Translator:
         return self.const("") if e.tvar.resolved == STR else "0"
 
     def x_Cond(self, e: ir.Cond) -> str:
-        parts = [f"{self.x(body)} if {self.truth(test)} else" for test, body in e.clauses]
-        return f"({' '.join(parts)} {self.default(e)})"
+        clauses, otherwise = _live_clauses(e.clauses)
+        parts = [f"{self.x(body)} if {self.truth(test)} else" for test, body in clauses]
+        last = self.default(e) if otherwise is None else self.x(otherwise)
+        return f"({' '.join(parts + [last])})"
 
     def x_Do(self, e: ir.Do) -> str:
         return f"({', '.join(self.x(b) for b in e.body)},)[-1]"
@@ -293,12 +295,19 @@ class Translator:
     def stmt(self, e: ir.Expr, target: str, indent: int) -> None:
         """Emit `e` as statements; with RETURN, return its value."""
         if isinstance(e, ir.Cond):
-            for i, (test, body) in enumerate(e.clauses):
+            clauses, otherwise = _live_clauses(e.clauses)
+            for i, (test, body) in enumerate(clauses):
                 self.emit(indent, f"{'if' if i == 0 else 'elif'} {self.truth(test)}:")
                 self.block(body, target, indent + 1)
-            if target == RETURN:
+            if otherwise is None and target != RETURN:
+                return
+            if clauses:
                 self.emit(indent, "else:")
-                self.emit(indent + 1, f"return {self.default(e)}")
+                indent += 1
+            if otherwise is None:
+                self.emit(indent, f"return {self.default(e)}")
+            else:  # under `else:` a body that emits nothing needs a `pass`
+                (self.block if clauses else self.stmt)(otherwise, target, indent)
             return
         if isinstance(e, ir.Do):
             for sub in e.body[:-1]:
@@ -416,6 +425,22 @@ class Translator:
         probes = [self.probe(i, p) for i, p in enumerate(self.program.probes)]
         source = "\n".join(self.out) + "\n"
         return Translation(source, self.constants, probes)
+
+
+def _live_clauses(clauses: list[tuple[ir.Expr, ir.Expr]]
+                  ) -> tuple[list[tuple[ir.Expr, ir.Expr]], ir.Expr | None]:
+    """The clauses of a cond that need a test at run time, and the body that runs when none
+    of them is true (None: the cond's default).  A constant condition is decided here, so
+    the generated code has no dead branch: a zero one drops its clause, a non-zero one
+    makes its body the `else` and drops every clause after it."""
+    live = []
+    for test, body in clauses:
+        if isinstance(test, ir.Const):
+            if test.value:
+                return live, body
+            continue
+        live.append((test, body))
+    return live, None
 
 
 def _effectful(e: ir.Expr) -> bool:
