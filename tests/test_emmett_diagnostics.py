@@ -63,7 +63,8 @@ def test_lexical_errors(source, needle, message):
 
 def test_a_decimal_too_large_for_signed_64_bit_is_accepted_if_it_fits_unsigned():
     result = emmett.compile("VMM1Hz { x = 18446744073709551615; }", "t.emt")
-    assert result.ok
+    assert result.ok and result.diagnostics == []
+    assert "(setint x -1)" in result.vp  # the same 64 bits
 
 
 # ---- syntax errors ------------------------------------------------------------------------------
@@ -363,6 +364,7 @@ def test_diagnostics_never_have_a_bad_location():
         result = emmett.compile(source, "t.emt")
         assert not result.ok
         assert not result.internal_error
+        assert result.errors, source
         for d in result.diagnostics:
             assert d.file == "t.emt" and d.line >= 1 and d.col >= 1
             assert d.format().startswith(f"t.emt:{d.line}:{d.col}: {d.severity}: ")

@@ -98,8 +98,11 @@ def test_c_precedence_and_associativity(source, tree):
 
 
 def test_typedef_names_are_types_after_their_declaration():
-    tree = parse("typedef unsigned long ulong;\nulong x;\nVMM1Hz { x = (ulong)RIP; }")
-    assert isinstance(tree[1], S.Declaration) and tree[1].specs[0].word == "typename"
+    tree = parse("typedef unsigned long ulong;\nulong x;\nVMM1Hz { x = (ulong)-RIP; }")
+    assert [(s.word, s.node) for s in tree[1].specs] == [("typename", "ulong")]
+    assert shape(tree[2].body.items[0].expr) == ("=", "x", ("cast", ("-", "RIP")))
+    # Without the typedef the same text is a subtraction from a variable named ulong.
+    assert expr("x = (ulong)-RIP") == ("=", "x", ("-", "ulong", "RIP"))
 
 
 def test_probe_names_of_every_form():

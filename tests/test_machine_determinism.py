@@ -49,7 +49,9 @@ def test_with_no_script_no_probe_point_is_registered():
     assert all(not vcpu.hv for vcpu in m.vcpus)  # no VMCS/VMCB description was built
     # Kernel stack frames are computed as register values but never written to guest memory.
     guest = m.guest
-    for task in list(guest.tasks.values()) + [cpu.idle for cpu in guest.cpus]:
+    tasks = list(guest.tasks.values()) + [cpu.idle for cpu in guest.cpus]
+    assert len(tasks) > 10
+    for task in tasks:
         first = guest._phys(task.stack) >> 12
         assert not any(p in m.memory.pages for p in range(first, first + L.THREAD_SIZE // 4096)), task.comm
 

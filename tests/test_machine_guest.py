@@ -101,6 +101,7 @@ def test_every_task_struct_holds_its_task(booted):
 
 
 def test_per_cpu_first_word_is_the_current_task(booted):
+    assert len(booted.guest.cpus) == booted.config.numvcpus == 2
     for cpu in booted.guest.cpus:
         current = int.from_bytes(kernel_read(booted, cpu.percpu + L.PERCPU_CURRENT_TASK, 8), "little")
         assert current == cpu.current.addr

@@ -32,6 +32,9 @@ def parse_regs(f):
 
 
 def test_registers_read_by_scripts_are_the_vcpus(regs_run):
+    # VMM10Hz: every 100 ms on each of the two VCPUs, for 4 seconds.
+    assert sorted((f.time_ns, f.vcpu) for f in regs_run.firings) == [
+        (k * NS // 10, vcpu) for k in range(1, 41) for vcpu in (0, 1)]
     for f in regs_run.firings:
         got = parse_regs(f)
         assert got["VCPUID"] == f.vcpu
@@ -74,14 +77,17 @@ def test_gs_bases_are_swapped_between_kernel_and_user_mode(regs_run):
     m = regs_run.machine
     percpu = [per_cpu_area(m, i) for i in range(2)]
     assert percpu[0] != percpu[1] and min(percpu) >= L.PAGE_OFFSET
+    modes = set()
     for f in regs_run.firings:
         if not f.state["online"]:
             continue
         r = parse_regs(f)
+        modes.add(f.state["mode"])
         if f.state["mode"] == "user":
             assert r["GSBASE"] == 0 and r["KERNELGSBASE"] == percpu[r["VCPUID"]]
         else:
             assert r["GSBASE"] == percpu[r["VCPUID"]]
+    assert {"user", "idle"} <= modes
 
 
 def test_user_rip_is_mapped_code_of_the_process():
@@ -254,6 +260,7 @@ def test_a_read_of_unmapped_memory_aborts_only_that_firing():
     text = ('(vprobe VMM1Hz (printf "before\\n") (getguest 0xffffc90000000000) (printf "after\\n"))'
             '(vprobe VMM10Hz (printf "tick\\n"))')
     run = run_script(text, 3)
+    assert len(run.of("VMM1Hz")) == 6
     for f in run.of("VMM1Hz"):
         assert f.lines[0] == "before" and len(f.lines) == 2
         match = ERROR_LINE.fullmatch(f.lines[1])

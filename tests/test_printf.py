@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import traceback
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from vp_runtime.printf import CompiledFormat, FormatError, compile_format
+from vp_runtime.printf import FormatError, compile_format
 
 M = 2**64
 U64 = st.integers(min_value=0, max_value=M - 1)
@@ -455,9 +458,9 @@ def test_errors(f, offset, words):
 
 def test_format_error_shape():
     err = FormatError("bad", 3)
-    assert isinstance(err, Exception)
     assert (err.message, err.offset) == ("bad", 3)
     assert str(err) == "bad"
+    assert traceback.format_exception_only(err) == ["vp_runtime.printf.FormatError: bad\n"]
 
 
 def test_errors_are_not_cached_as_results():
@@ -469,29 +472,30 @@ def test_errors_are_not_cached_as_results():
 # ---------------------------------------------------------------------------
 # kinds, caching, the result type.
 
-@pytest.mark.parametrize("f, kinds", [
-    ("", ()),
-    ("hello %%", ()),
-    ("%d", ("int",)),
-    ("%i%u%x%X%o%c%p", ("int",) * 7),
-    ("%s", ("str",)),
-    ("%s=%d", ("str", "int")),
-    ("%*d", ("int", "int")),
-    ("%.*d", ("int", "int")),
-    ("%*.*d", ("int", "int", "int")),
-    ("%*s", ("int", "str")),
-    ("%.*s", ("int", "str")),
-    ("%-*.*s|%*c|%.*x", ("int", "int", "str", "int", "int", "int", "int")),
-    ("%s%%%*.3s", ("str", "int", "str")),
-    ("%lu %hhs %zp", ("int", "str", "int")),
+@pytest.mark.parametrize("f, kinds, out", [
+    ("", (), ""),
+    ("hello %%", (), "hello %"),
+    ("%d", ("int",), "10"),
+    ("%i%u%x%X%o%c%p", ("int",) * 7, "1011cD16\x0f0x10"),
+    ("%s", ("str",), "ab"),
+    ("%s=%d", ("str", "int"), "ab=11"),
+    ("%*d", ("int", "int"), " " * 8 + "11"),
+    ("%.*d", ("int", "int"), "0000000011"),
+    ("%*.*d", ("int", "int", "int"), "00000000012"),
+    ("%*s", ("int", "str"), " " * 8 + "ab"),
+    ("%.*s", ("int", "str"), "ab"),
+    ("%-*.*s|%*c|%.*x", ("int", "int", "str", "int", "int", "int", "int"),
+     "ab" + " " * 8 + "|" + " " * 12 + "\x0e|" + "0" * 13 + "10"),
+    ("%s%%%*.3s", ("str", "int", "str"), "ab%" + " " * 9 + "ab"),
+    ("%lu %hhs %zp", ("int", "str", "int"), "10 ab 0xc"),
 ])
-def test_kinds(f, kinds):
+def test_kinds(f, kinds, out):
     c = compile_format(f)
-    assert isinstance(c, CompiledFormat)
+    assert c.fmt == f
     assert c.kinds == kinds
-    assert isinstance(c.kinds, tuple)
-    args = tuple("ab" if k == "str" else 3 for k in kinds)
-    assert isinstance(c(args), str)
+    # Each argument in its place: integers 10, 11, ... by position, strings "ab".
+    args = tuple("ab" if k == "str" else 10 + i for i, k in enumerate(kinds))
+    assert c(args) == out
 
 
 def test_compile_is_cached():
@@ -643,6 +647,8 @@ def test_results_are_bytes(d):
     assert len(out) >= width
 
 
+FORMAT_ERROR = re.compile(r"'%' at the end of the format string|incomplete directive '%|unknown conversion '%"
+                          r"|malformed directive '%")
 DIRECTIVE_SOUP = st.text(alphabet="%-+ #0123456789.*hlqjztLdiuxXocsp$knfa\x00\xe9\xb2", max_size=20)
 
 
@@ -654,11 +660,14 @@ def test_compile_arbitrary_text_raises_only_format_error(text):
     except FormatError as err:
         assert 0 <= err.offset < len(text)
         assert text[err.offset] == "%"
-        assert isinstance(err.message, str) and err.message
+        assert FORMAT_ERROR.match(err.message), err.message  # names the directive it refuses
         return
     assert all(k in ("int", "str") for k in c.kinds)
+    literal = text.partition("%")[0]
     for value in (0, 1, M - 1):
         args = tuple("s\xff" if k == "str" else value for k in c.kinds)
         out = c(args)
-        assert isinstance(out, str)
+        assert out.startswith(literal), (text, out)  # the text before the first directive, as written
+        if literal == text:
+            assert out == text
         assert all(ord(ch) < 256 for ch in out)

@@ -438,10 +438,11 @@ def test_a_bad_value_on_an_overridden_line_is_still_an_error(tmp_path):
 
 def test_vmx_error_is_an_exception_with_diagnostics():
     d = Diagnostic("a.vmx", 1, 1, "boom")
-    err = VmxError([d])
-    assert isinstance(err, Exception)
-    assert err.diagnostics == [d]
-    assert err.format() == "a.vmx:1:1: error: boom"
+    warning = Diagnostic("a.vmx", 2, 5, "odd", 'x = "1"', "warning")
+    err = VmxError([d, warning])
+    assert err.diagnostics == [d, warning]
+    assert err.format() == 'a.vmx:1:1: error: boom\na.vmx:2:5: warning: odd\nx = "1"\n    ^'
+    assert str(err) == err.format()  # what it says when nothing catches it
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from vp_runtime import LoadConfig, VPLoadError, load
 from vp_runtime.limits import MAX_CODE_BYTES_LIMIT
 
-from conftest import FakeBackend, load_error, new_machine, position_of, run_vprobe
+from conftest import FakeBackend, fire, load_error, new_machine, position_of, run_vprobe
 
 OK_PROBE = "(vprobe VMXLoad (logint 1))"
 
@@ -160,9 +160,10 @@ def test_call_to_undefined_function_names_it_and_its_line():
 
 
 def test_recursion_into_a_function_defined_later_is_fine():
-    load("(defun even (n) (cond ((== n 0) 1) (1 (odd (- n 1)))))\n"
-         "(defun odd (n) (cond ((== n 0) 0) (1 (even (- n 1)))))\n"
-         "(vprobe VMXLoad (logint (even 10)))")
+    text = ("(defun even (n) (cond ((== n 0) 1) (1 (odd (- n 1)))))\n"
+            "(defun odd (n) (cond ((== n 0) 0) (1 (even (- n 1)))))\n"
+            '(vprobe VMXLoad (printf "%d %d %d %d\\n" (even 10) (even 7) (odd 7) (odd 0)))')
+    assert fire(text) == "1 0 1 0\n"
 
 
 # ---- arity ------------------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def test_builtin_function_names_cannot_be_defined(name):
 @pytest.mark.parametrize("name", ["Foo", "fOO", "x", "a-B", "my_var", "tsc-start", "_procName", "aBC",
                                   "MAX_COUNT", "R2D2", "ARG10"])
 def test_names_with_lower_case_letters_are_user_names(name):
-    load(f"(definteger {name} 3)\n(vprobe VMXLoad (logint {name}))")
+    assert fire(f"(definteger {name} 3)\n(vprobe VMXLoad (logint {name}))") == "3"
 
 
 def test_upper_case_error_message():

@@ -8,6 +8,8 @@ programs (which load, so their firing is exercised too).
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from vp_runtime import LoadConfig, VPLoadError, load
@@ -202,9 +204,18 @@ def run_on_machine(text: str | bytes, seconds: float = 0.2):
     m.run(seconds)
     m.detach()
     log = "".join(out)
-    assert isinstance(log, str)
-    assert "internal error" not in log, log[-500:]
+    assert_clean_log(log)
     return log
+
+
+def assert_clean_log(log: str) -> None:
+    """A log of whole records (each firing's output ends its line), no internal error, and
+    every fault line names its probe and the place in the script that faulted."""
+    assert log == "" or log.endswith("\n"), log[-500:]
+    assert "internal error" not in log, log[-500:]
+    for line in log.splitlines():
+        if line.startswith("vprobe error:"):
+            assert re.match(r"vprobe error: probe \S+ aborted at fuzz\.vp:\d+:\d+: ", line), line
 
 
 @PROPERTY
@@ -246,11 +257,7 @@ def test_well_typed_programs_load_and_never_raise_out_of_the_machine(text):
     m.attach(script)
     m.run(0.1)
     m.detach()
-    log = "".join(out)
-    assert "internal error" not in log, log[-500:]
-    for line in log.splitlines():
-        if line.startswith("vprobe error:"):
-            assert line.startswith("vprobe error: probe ") and " aborted at fuzz.vp:" in line, line
+    assert_clean_log("".join(out))
 
 
 @PROPERTY
