@@ -20,31 +20,16 @@ The passes, in order:
 Lowering (`lower.py`) then type-checks every expression against these types.
 """
 
+from vp_runtime import spec
+
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
 
 # ---- what VP and the machine provide ----------------------------------------------------
 
-MACHINE_GLOBALS = frozenset(
-    "RIP RAX RBX RCX RDX RSI RDI RSP RBP R8 R9 R10 R11 R12 R13 R14 R15 RFLAGS "
-    "CS SS DS ES FS GS CR0 CR2 CR3 CR4 CR8 DR6 DR7 EFER KERNELGSBASE FSBASE GSBASE APIC_BASEPA "
-    "TSC TSC_HZ PTSC VCPUID PCPUID THREADID NUMVCPUS "
-    "VMCS_EXIT_REASON VMCS_INTR_INFO VMCS_INTR_ERR VMCS_IDTVEC_INFO VMCS_IDTVEC_ERR "
-    "VMCS_INSTRLEN VMCS_VMENTRY_INTR_INFO VMCS_VMENTRYXCP_ERR VMCS_EXIT_QUAL "
-    "VMCS_EXIT_INTR_INFO VMCS_EXIT_INTR_ERR VMCS_EXIT_INSTR_LEN VMCS_EXIT_INSTR_INFO "
-    "VMCS_GUEST_PHYS_ADDR VMCS_GUEST_LINEAR_ADDR "
-    "VMCB_EXITCODE VMCB_EXITINFO1 VMCB_EXITINFO2 VMCB_EXITINTINFO VMCB_EVENTINJ VMCB_TLBCTL VMCB_VAPIC "
-    "ARG0 ARG1 ARG2 ARG3 ARG4 ARG5 ARG6 ARG7 ARG8 ARG9".split()
-)
-
-_GUEST_FAULTS = "DE DB NMI BP OF BR UD NM DF TS RESERVED_FAULT NP SS GP PF MF AC MC XF".split()
-STATIC_PROBES = frozenset(
-    ["VMM1Hz", "VMM10Hz", "VMX1Hz", "Guest_CR3Write", "Guest_IRQ", "Guest_TripleFault", "HV_Exit",
-     "HV_Resume", "HV_NPF", "In", "Out", "SMM_SMIPre", "SMM_SMIPost", "SMM_RSMPre", "SMM_RSMPost",
-     "Disk_IOStart", "Disk_IOFinish", "VMMLoad", "VMMUnload", "VMXLoad", "VMXUnload"]
-    + [f"Guest_{f}" for f in _GUEST_FAULTS]
-)
+MACHINE_GLOBALS = frozenset(g.name for g in spec.GLOBALS.values() if g.type == spec.INT)
+STATIC_PROBES = frozenset(spec.STATIC_PROBES)
 
 # Emmett's built-in functions (VP builtins and special forms, plus assert and exit).
 BUILTINS = frozenset(
@@ -52,12 +37,13 @@ BUILTINS = frozenset(
     "offatret offatstrcpy offatseg logaggr clearaggr baginsert bagremove assert exit".split()
 )
 # Builtins whose first argument is a variable they write, and its type.
-DEST_BUILTINS = {"sprintf": T.STRING, "getgueststr": T.STRING, "gueststack": T.STRING, "getsystemtime": T.VPINT}
+DEST_BUILTINS = {b.name: T.STRING if b.params[0].type == spec.STR else T.VPINT
+                 for b in spec.BUILTINS.values() if b.params and b.params[0].destination}
 
 # Functions a guest preload library provides.
 GUEST_HELPERS = frozenset("curpid curprocname curtid curppid curthrptr".split())
 
-MAX_PROBE_PARAMS = 10
+MAX_PROBE_PARAMS = spec.PROBE_ARGS
 
 
 class Sym:

@@ -13,20 +13,16 @@ merge, and an `if`/`else if` chain becomes one `cond`.
 
 import re
 
-from .sema import MACHINE_GLOBALS, fold_binary
+from vp_runtime import spec
 
-VP_RESERVED = frozenset(
-    "version definteger defstring defaggr defbag defun vprobe "
-    "cond do setint setstr aggr logaggr clearaggr baginsert bagremove "
-    "add sub mul div mod lshift rshift xor and or not "
-    "logstr logint printf sprintf strcmp getguest getgueststr gueststack getguestphys "
-    "getsystemtime offatret offatstrcpy offatseg".split()
-) | MACHINE_GLOBALS | {"PROBENAME"}
+from .sema import fold_binary
+
+VP_RESERVED = spec.RESERVED_WORDS | frozenset(spec.GLOBALS)
 
 _RESERVED_UPPER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _NUMERIC = re.compile(r"[+-]?[0-9]")
-MAX_NAME_BYTES = 63
-MAX_NESTING = 64
+MAX_NAME_BYTES = spec.MAX_NAME_BYTES
+MAX_NESTING = spec.MAX_NESTING
 WIDTH = 79
 
 _INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}

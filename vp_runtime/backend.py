@@ -6,15 +6,16 @@ offers (probe points and globals) and for fast accessor callables; while a
 probe fires it reads registers, memory and symbols through it.  How events
 are produced is the backend's business alone.
 
-`CatalogBackend` offers everything in the reference's catalogue but cannot run
-anything; it lets a script be checked without a machine.
+`CatalogBackend` offers every global of the language but cannot run anything;
+it lets a script be checked without a machine.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Protocol, runtime_checkable
 
-from .catalog import ALL_GLOBALS, GlobalInfo, ProbeSpec
+from .probe_points import ProbeSpec
+from .spec import GLOBALS, STR, GlobalInfo
 from .errors import GuestMemoryFault, UnknownSymbolFault
 
 Value = int | str
@@ -53,16 +54,16 @@ class Backend(Protocol):
 
 
 class CatalogBackend:
-    """Offers the reference's whole catalogue; reading machine state faults."""
+    """Offers every built-in global of the language; reading machine state faults."""
 
     def globals(self) -> dict[str, GlobalInfo]:
-        return ALL_GLOBALS
+        return GLOBALS
 
     def check_probe(self, spec: ProbeSpec) -> str | None:
         return None
 
     def global_reader(self, name: str) -> Callable[[], Value]:
-        value: Value = "" if ALL_GLOBALS[name].type == "string" else 0
+        value: Value = "" if GLOBALS[name].type == STR else 0
         return lambda: value
 
     def read_linear(self, addr: int, size: int) -> bytes:

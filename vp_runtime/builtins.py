@@ -2,17 +2,21 @@
 
 Everything here that can fault takes the VP position (`where`, "file:line:col")
 of the call, so the log line for an aborted firing says where it happened.
+The spec (`spec/builtins.py`) says what each builtin takes; most have code of
+their own in the translator, the plain ones (PLAIN_BUILTINS) are called as
+`implementation(arguments..., where)`.
 """
 
 from __future__ import annotations
 
+from . import spec
 from .backend import Backend, require_symbol
 from .errors import VPFault
 from .limits import MAX_STACK_FRAMES, MAX_STRING_BYTES
 from .printf import FormatError, compile_format
+from .spec import MASK64
 from .state import Cell, LogWriter
 
-M64 = (1 << 64) - 1
 PAGE = 4096
 
 
@@ -59,13 +63,13 @@ class Builtins:
 
     @staticmethod
     def strcmp(a: str, b: str) -> int:
-        return 0 if a == b else (1 if a > b else M64)
+        return 0 if a == b else (1 if a > b else MASK64)
 
     # ---- guest memory ------------------------------------------------------
 
     def read_linear(self, addr: int, size: int, where: str) -> bytes:
         try:
-            return self.backend.read_linear(addr & M64, size)
+            return self.backend.read_linear(addr & MASK64, size)
         except VPFault as fault:
             raise _located(fault, where) from None
 
@@ -82,8 +86,9 @@ class Builtins:
         return self.getguest(self.symbol(name, where), where)
 
     def getguestphys(self, addr: int, where: str) -> int:
+        """Eight bytes at guest physical `addr`."""
         try:
-            return int.from_bytes(self.backend.read_physical(addr & M64, 8), "little")
+            return int.from_bytes(self.backend.read_physical(addr & MASK64, 8), "little")
         except VPFault as fault:
             raise _located(fault, where) from None
 
@@ -99,7 +104,7 @@ class Builtins:
                 chunks.append(data[:nul])
                 break
             chunks.append(data)
-            addr = (addr + step) & M64
+            addr = (addr + step) & MASK64
             limit -= step
         return b"".join(chunks).decode("latin-1")
 
@@ -123,7 +128,16 @@ class Builtins:
         return 1
 
     def systemtime(self) -> int:
-        return self.backend.host_time_us() & M64
+        return self.backend.host_time_us() & MASK64
+
+    def offatret(self, name: str, where: str) -> int:
+        return self.offset("offatret", name, where)
+
+    def offatstrcpy(self, name: str, where: str) -> int:
+        return self.offset("offatstrcpy", name, where)
+
+    def offatseg(self, name: str, where: str) -> int:
+        return self.offset("offatseg", name, where)
 
     def offset(self, kind: str, name: str, where: str) -> int:
         """offatret / offatstrcpy / offatseg: decode the guest function's code (cached per symbol)."""
@@ -142,7 +156,7 @@ class Builtins:
                 code += self.backend.read_linear(addr, step)
             except VPFault:
                 break
-            addr = (addr + step) & M64
+            addr = (addr + step) & MASK64
         if not code:
             raise VPFault(f"{kind}: the code of '{name}' at {start:#x} is not mapped", where)
         try:
@@ -151,6 +165,20 @@ class Builtins:
             raise VPFault(str(e), where) from None
         self._offsets[(kind, name)] = value
         return value
+
+
+# The builtins called as `implementation(arguments..., where)`; the translator has code
+# of its own for the others (translate.BUILTIN_CODE).
+PLAIN_BUILTINS = {
+    "getguestphys": Builtins.getguestphys,
+    "offatret": Builtins.offatret, "offatstrcpy": Builtins.offatstrcpy, "offatseg": Builtins.offatseg,
+}
+_BUILTIN_NUMBER = {name: i for i, name in enumerate(spec.BUILTINS)}
+
+
+def plain_name(builtin: str) -> str:
+    """The namespace name translated code calls a plain builtin by (an invented name)."""
+    return f"_bi{_BUILTIN_NUMBER[builtin]}"
 
 
 def arithmetic_namespace() -> dict[str, object]:
@@ -167,7 +195,7 @@ def arithmetic_namespace() -> dict[str, object]:
         raise VPFault("modulo by zero", where)
 
     def shl(a: int, b: int) -> int:
-        return (a << b) & M64 if b < 64 else 0
+        return (a << b) & MASK64 if b < 64 else 0
 
     return {"_div": div, "_mod": mod, "_shl": shl}
 
@@ -177,10 +205,10 @@ def builtin_namespace(b: Builtins) -> dict[str, object]:
     ns = {
         "_logstr": b.logstr, "_logint": b.logint, "_format": b.format, "_setstr": b.setstr,
         "_strcmp": b.strcmp, "_getguest": b.getguest, "_getguest_sym": b.getguest_sym,
-        "_getguestphys": b.getguestphys, "_getgueststr": b.getgueststr,
-        "_getgueststr_sym": b.getgueststr_sym, "_gueststack": b.gueststack,
-        "_systemtime": b.systemtime, "_offset": b.offset,
+        "_getgueststr": b.getgueststr, "_getgueststr_sym": b.getgueststr_sym, "_gueststack": b.gueststack,
+        "_systemtime": b.systemtime,
     }
+    ns.update((plain_name(name), function.__get__(b)) for name, function in PLAIN_BUILTINS.items())
     ns.update(arithmetic_namespace())
     return ns
 

@@ -15,46 +15,30 @@ from __future__ import annotations
 
 import re
 
-from . import ir
+from . import ir, spec
 from .backend import Backend
-from .catalog import parse_probe_spec
 from .errors import Diagnostic, VPLoadError
 from .limits import CURRENT_VERSION, MAX_ARGS, MAX_KEYS, MAX_NAME_BYTES, MAX_PROBES, MAX_STRING_BYTES
 from .printf import FormatError, compile_format
+from .probe_points import parse_probe_spec
 from .reader import Int, List, Node, Source, Str, Sym
 from .typevars import INT, MIXED, STR, TVar, TypeConflict, concrete, unify
 
-TOP_LEVEL_FORMS = frozenset("version definteger defstring defaggr defbag defun vprobe".split())
-SPECIAL_FORMS = frozenset("cond do setint setstr aggr logaggr clearaggr baginsert bagremove".split())
-
-# name -> (canonical operator, unary?)
-OPERATORS: dict[str, tuple[str, bool]] = {}
-for _sym, _alpha, _unary in [
-    ("+", "add", False), ("-", "sub", False), ("*", "mul", False), ("/", "div", False),
-    ("%", "mod", False), ("<<", "lshift", False), (">>", "rshift", False), ("^", "xor", False),
-    ("~", None, True), ("|", None, False), ("&", None, False),
-    ("&&", "and", False), ("||", "or", False), ("!", "not", True),
-    (">", None, False), ("<", None, False), (">=", None, False), ("<=", None, False),
-    ("==", None, False), ("!=", None, False),
-]:
-    OPERATORS[_sym] = (_sym, _unary)
-    if _alpha:
-        OPERATORS[_alpha] = (_sym, _unary)
-
-BUILTIN_FUNCTIONS = frozenset(
-    "logstr logint printf sprintf strcmp getguest getgueststr gueststack getguestphys "
-    "getsystemtime offatret offatstrcpy offatseg".split()
-)
-
-RESERVED_WORDS = TOP_LEVEL_FORMS | SPECIAL_FORMS | OPERATORS.keys() | BUILTIN_FUNCTIONS
-_RESERVED_UPPER = re.compile(r"[A-Z]+\Z")  # "names that contain only uppercase letters"
 _VERSION = re.compile(r"([0-9]+)\.([0-9]+)\Z")
+_RESERVED_UPPER = re.compile(spec.RESERVED_UPPER_PATTERN)
+# The globals the runtime itself supplies (PROBENAME), offered whatever the machine.
+_RUNTIME_GLOBALS = {g.name: g for g in spec.GLOBALS.values() if g.supplied_by == spec.RUNTIME}
 
 _TYPE_WORDS = {INT: "an integer", STR: "a string", MIXED: "sometimes an integer and sometimes a string"}
 
 
 class _FormError(Exception):
     """Abandons checking of the current top-level form; the diagnostic is already recorded."""
+
+
+def _usage(form: str) -> str:
+    """How a top-level or special form is written, as the spec says."""
+    return (spec.TOP_LEVEL_FORMS.get(form) or spec.SPECIAL_FORMS[form]).usage
 
 
 def _pos(node: Node) -> ir.Pos:
@@ -65,7 +49,9 @@ class Checker:
     def __init__(self, source: Source, backend: Backend):
         self.source = source
         self.backend = backend
-        self.machine_globals = backend.globals()
+        # The built-in globals a script on this machine can read, and every name that is one.
+        self.offered_globals = {**backend.globals(), **_RUNTIME_GLOBALS}
+        self.builtin_globals = spec.GLOBALS.keys() | self.offered_globals.keys()
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         # Every user-defined top-level name: name -> definition.
@@ -75,11 +61,12 @@ class Checker:
         self.bags: list[ir.BagDef] = []
         self.functions: list[ir.FuncDef] = []
         self.probes: list[ir.ProbeDef] = []
-        self.used_machine_globals: dict[str, None] = {}
-        self.uses_probename = False
+        self.used_globals: dict[str, None] = {}
         self.conds: list[ir.Cond] = []
         self.calls: list[tuple[ir.FuncDef | None, ir.Call]] = []
-        self.late_builtins: list[ir.BuiltinCall] = []
+        # Builtin arguments that may be an address or a symbol name, and their role:
+        # typed once every other constraint is known.
+        self.late_addresses: list[tuple[ir.Expr, str]] = []
         self.scope: dict[str, ir.Param] = {}
         self.current_func: ir.FuncDef | None = None
 
@@ -134,7 +121,7 @@ class Checker:
         self.mark_recursion()
         return ir.Program(
             self.variables, self.aggregates, self.bags, self.functions, self.probes,
-            list(self.used_machine_globals), self.uses_probename,
+            list(self.used_globals),
         )
 
     # ---- top-level forms -----------------------------------------------------------
@@ -145,8 +132,9 @@ class Checker:
         if not form.items or not isinstance(form.items[0], Sym):
             self.fail(form, "expected a top-level form such as (vprobe ...) or (defun ...)")
         head = form.items[0].name
-        if head not in TOP_LEVEL_FORMS:
-            hint = " (only version, definteger, defstring, defaggr, defbag, defun and vprobe may appear at top level)"
+        if head not in spec.TOP_LEVEL_FORMS:
+            *others, last = spec.TOP_LEVEL_FORMS
+            hint = f" (only {', '.join(others)} and {last} may appear at top level)"
             self.fail(form.items[0], f"unknown top-level form '{head}'{hint}")
         return getattr(self, "declare_" + head)(form)
 
@@ -174,9 +162,9 @@ class Checker:
         name = node.name
         if len(name) > MAX_NAME_BYTES:
             self.fail(node, f"the name '{name[:20]}...' is {len(name)} bytes; names are limited to {MAX_NAME_BYTES} bytes")
-        if name in RESERVED_WORDS:
+        if name in spec.RESERVED_WORDS:
             self.fail(node, f"'{name}' is a built-in VP name and cannot be redefined")
-        if name in self.machine_globals or name == "PROBENAME":
+        if name in self.builtin_globals:
             self.fail(node, f"'{name}' is a built-in global and cannot be redefined")
         if _RESERVED_UPPER.match(name):
             self.fail(node, f"'{name}': names made only of upper-case letters are reserved for VProbes")
@@ -198,7 +186,7 @@ class Checker:
 
     def declare_definteger(self, form: List):
         if len(form.items) not in (2, 3):
-            self.fail(form, "definteger takes a name and an optional initial integer: (definteger NAME [VALUE])")
+            self.fail(form, f"definteger takes a name and an optional initial integer: {_usage('definteger')}")
         name = self.user_name(form.items[1], "integer variable")
         init = self.literal(form, 2, Int, "an integer literal as initial value").value if len(form.items) == 3 else 0
         var = ir.VarDef(name, INT, init, _pos(form.items[1]))
@@ -207,7 +195,7 @@ class Checker:
 
     def declare_defstring(self, form: List):
         if len(form.items) not in (2, 3):
-            self.fail(form, 'defstring takes a name and an optional initial string: (defstring NAME ["VALUE"])')
+            self.fail(form, f"defstring takes a name and an optional initial string: {_usage('defstring')}")
         name = self.user_name(form.items[1], "string variable")
         init = ""
         if len(form.items) == 3:
@@ -219,7 +207,7 @@ class Checker:
 
     def declare_defaggr(self, form: List):
         if len(form.items) != 4:
-            self.fail(form, "defaggr takes a name, the number of integer keys and the number of string keys: (defaggr NAME I S)")
+            self.fail(form, f"defaggr takes a name, the number of integer keys and the number of string keys: {_usage('defaggr')}")
         name = self.user_name(form.items[1], "aggregate")
         n_int = self.literal(form, 2, Int, "the number of integer keys as an integer literal").value
         n_str = self.literal(form, 3, Int, "the number of string keys as an integer literal").value
@@ -231,7 +219,7 @@ class Checker:
 
     def declare_defbag(self, form: List):
         if len(form.items) != 3:
-            self.fail(form, "defbag takes a name and a size: (defbag NAME SIZE)")
+            self.fail(form, f"defbag takes a name and a size: {_usage('defbag')}")
         name = self.user_name(form.items[1], "bag")
         size = self.literal(form, 2, Int, "its size (the number of key/value pairs) as an integer literal").value
         if size == 0:
@@ -242,7 +230,7 @@ class Checker:
 
     def declare_defun(self, form: List):
         if len(form.items) < 4:
-            self.fail(form, "defun takes a name, a parameter list and at least one expression: (defun NAME (PARAMS...) BODY...)")
+            self.fail(form, f"defun takes a name, a parameter list and at least one expression: {_usage('defun')}")
         name = self.user_name(form.items[1], "function")
         plist = form.items[2]
         if not isinstance(plist, List):
@@ -265,7 +253,7 @@ class Checker:
 
     def declare_vprobe(self, form: List):
         if len(form.items) < 3:
-            self.fail(form, "vprobe takes a probe point and at least one expression: (vprobe POINT BODY...)")
+            self.fail(form, f"vprobe takes a probe point and at least one expression: {_usage('vprobe')}")
         point = form.items[1]
         if not isinstance(point, Sym):
             self.fail(point, "expected a probe point name such as VMM1Hz, GUEST:symbol or USEC:1000")
@@ -321,20 +309,20 @@ class Checker:
         args = node.items[1:]
         if len(args) > MAX_ARGS:
             self.fail(node, f"'{name}' is given {len(args)} arguments; at most {MAX_ARGS} are allowed")
-        if name in SPECIAL_FORMS:
+        if name in spec.SPECIAL_FORMS:
             return getattr(self, "form_" + name)(node, args)
-        if name in OPERATORS:
+        if name in spec.OPERATOR_NAMES:
             return self.operator(node, name, args)
-        if name in BUILTIN_FUNCTIONS:
-            return getattr(self, "builtin_" + name)(node, args)
-        if name in TOP_LEVEL_FORMS:
+        if name in spec.BUILTINS:
+            return self.builtin(node, spec.BUILTINS[name], args)
+        if name in spec.TOP_LEVEL_FORMS:
             self.fail(head, f"'{name}' is only allowed at the top level of a script")
         if name in self.scope:
             self.fail(head, f"'{name}' is a parameter, not a function")
         definition = self.defs.get(name)
         if isinstance(definition, ir.FuncDef):
             return self.call(node, definition, args)
-        if definition is not None or name in self.machine_globals or name == "PROBENAME":
+        if definition is not None or name in self.builtin_globals:
             self.fail(head, f"'{name}' is a variable, not a function")
         self.fail(head, f"call to undefined function '{name}'")
 
@@ -353,14 +341,13 @@ class Checker:
             self.fail(node, f"bag '{name}' cannot be read as a value; use (bagremove {name} KEY)")
         if isinstance(definition, ir.FuncDef):
             self.fail(node, f"'{name}' is a function; call it as ({name} ...)")
-        if name == "PROBENAME":
-            self.uses_probename = True
-            return ir.ProbeName(pos, concrete(STR, pos))
-        info = self.machine_globals.get(name)
+        info = self.offered_globals.get(name)
         if info is not None:
-            self.used_machine_globals[name] = None
-            return ir.MachineRef(pos, concrete(info.type, pos), name)
-        if name in RESERVED_WORDS:
+            self.used_globals[name] = None
+            return ir.BuiltinRef(pos, concrete(info.type, pos), name)
+        if name in spec.GLOBALS:
+            self.fail(node, f"unknown name '{name}': this VM does not offer that built-in global")
+        if name in spec.RESERVED_WORDS:
             self.fail(node, f"'{name}' is a built-in operator or function; call it as ({name} ...)")
         self.fail(node, f"unknown name '{name}'")
 
@@ -384,7 +371,7 @@ class Checker:
                 if definition.type != type_:
                     self.fail(node, f"{what} must be {_TYPE_WORDS[type_]} variable, but '{node.name}' is {_TYPE_WORDS[definition.type]} variable")
                 return definition
-            if node.name in self.machine_globals or node.name == "PROBENAME":
+            if node.name in self.builtin_globals:
                 self.fail(node, f"cannot assign to built-in '{node.name}': built-in globals are read-only")
             if definition is not None:
                 self.fail(node, f"{what} must be {_TYPE_WORDS[type_]} variable; '{node.name}' is not a variable")
@@ -395,7 +382,7 @@ class Checker:
 
     def form_cond(self, node: List, args: list) -> ir.Expr:
         if not args:
-            self.fail(node, "cond needs at least one clause: (cond (CONDITION EXPRESSION) ...)")
+            self.fail(node, f"cond needs at least one clause: {_usage('cond')}")
         clauses = []
         for clause in args:
             if not isinstance(clause, List) or len(clause.items) != 2:
@@ -407,12 +394,12 @@ class Checker:
         return cond
 
     def form_do(self, node: List, args: list) -> ir.Expr:
-        self.arity(node, args, 1, None, "(do EXPRESSION...) needs at least one expression")
+        self.arity(node, args, 1, None, f"{_usage('do')} needs at least one expression")
         body = [self.expr(a) for a in args]
         return ir.Do(_pos(node), body[-1].tvar, body)
 
     def _set(self, node: List, args: list, type_: str, form: str) -> ir.Expr:
-        self.arity(node, args, 2, 2, f"({form} VARIABLE VALUE)")
+        self.arity(node, args, 2, 2, _usage(form))
         target = self.variable(args[0], type_, f"the target of {form}")
         value = self.expect(self.expr(args[1]), type_, f"the value assigned by {form}")
         return ir.SetVar(_pos(node), concrete(type_, _pos(node)), target, value)
@@ -434,7 +421,7 @@ class Checker:
         self.fail(node, f"expected the name of {'an' if what[0] in 'aeiou' else 'a'} {what}")
 
     def form_aggr(self, node: List, args: list) -> ir.Expr:
-        self.arity(node, args, 4, 4, "(aggr NAME (INTEGER-KEYS...) (STRING-KEYS...) VALUE)")
+        self.arity(node, args, 4, 4, _usage("aggr"))
         aggr = self.named(args[0], ir.AggrDef, "aggregate")
         keys = []
         for key_list, count, type_, kind in ((args[1], aggr.int_keys, INT, "integer"), (args[2], aggr.str_keys, STR, "string")):
@@ -448,22 +435,22 @@ class Checker:
         return ir.AggrAdd(_pos(node), concrete(INT), aggr, keys[0], keys[1], value)
 
     def form_logaggr(self, node, args):
-        self.arity(node, args, 1, 1, "(logaggr AGGREGATE)")
+        self.arity(node, args, 1, 1, _usage("logaggr"))
         return ir.AggrLog(_pos(node), concrete(INT), self.named(args[0], ir.AggrDef, "aggregate"))
 
     def form_clearaggr(self, node, args):
-        self.arity(node, args, 1, 1, "(clearaggr AGGREGATE)")
+        self.arity(node, args, 1, 1, _usage("clearaggr"))
         return ir.AggrClear(_pos(node), concrete(INT), self.named(args[0], ir.AggrDef, "aggregate"))
 
     def form_baginsert(self, node, args):
-        self.arity(node, args, 3, 3, "(baginsert BAG KEY VALUE)")
+        self.arity(node, args, 3, 3, _usage("baginsert"))
         bag = self.named(args[0], ir.BagDef, "bag")
         key = self.expect(self.expr(args[1]), INT, "a bag key")
         value = self.expect(self.expr(args[2]), INT, "a bag value")
         return ir.BagInsert(_pos(node), concrete(INT), bag, key, value)
 
     def form_bagremove(self, node, args):
-        self.arity(node, args, 2, 2, "(bagremove BAG KEY)")
+        self.arity(node, args, 2, 2, _usage("bagremove"))
         bag = self.named(args[0], ir.BagDef, "bag")
         key = self.expect(self.expr(args[1]), INT, "a bag key")
         return ir.BagRemove(_pos(node), concrete(INT), bag, key)
@@ -471,13 +458,15 @@ class Checker:
     # ---- operators and calls -----------------------------------------------------
 
     def operator(self, node: List, name: str, args: list) -> ir.Expr:
-        op, unary = OPERATORS[name]
-        if unary:
-            self.arity(node, args, 1, 1, f"({name} VALUE) takes one operand")
+        operator = spec.OPERATOR_NAMES[name]
+        low, high = operator.min_operands, operator.max_operands
+        if high == 1:
+            usage = f"({name} VALUE) takes one operand"
         else:
-            self.arity(node, args, 2, None, f"({name} A B ...) takes at least two operands")
+            usage = f"({name} {'A B' if low == 2 else 'A'} ...) takes at least {'two operands' if low == 2 else 'one operand'}"
+        self.arity(node, args, low, high, usage)
         operands = [self.expect(self.expr(a), INT, f"an operand of '{name}'") for a in args]
-        return ir.Op(_pos(node), concrete(INT), op, operands)
+        return ir.Op(_pos(node), concrete(INT), operator.symbol, operands)
 
     def call(self, node: List, func: ir.FuncDef, args: list) -> ir.Expr:
         if len(args) != len(func.params):
@@ -496,16 +485,35 @@ class Checker:
         self.calls.append((self.current_func, call))
         return call
 
-    def builtin(self, node: List, name: str, args: list[ir.Expr]) -> ir.BuiltinCall:
-        return ir.BuiltinCall(_pos(node), concrete(INT), name, args)
-
-    def builtin_logstr(self, node, args):
-        self.arity(node, args, 1, 1, "(logstr STRING)")
-        return self.builtin(node, "logstr", [self.expect(self.expr(args[0]), STR, "the argument of logstr")])
-
-    def builtin_logint(self, node, args):
-        self.arity(node, args, 1, 1, "(logint INTEGER)")
-        return self.builtin(node, "logint", [self.expect(self.expr(args[0]), INT, "the argument of logint")])
+    def builtin(self, node: List, info: spec.Builtin, args: list) -> ir.BuiltinCall:
+        """A call of a builtin, checked against its signature in the spec."""
+        params = info.params
+        takes_format = bool(params) and params[-1].type == spec.FORMAT
+        self.arity(node, args, sum(not p.optional for p in params), None if takes_format else len(params),
+                   info.usage)
+        exprs: list[ir.Expr] = []
+        addresses: list[tuple[ir.Expr, str]] = []
+        result = info.result
+        for i, param in enumerate(params):
+            what = f"{param.role} of {info.name}"
+            if i == len(args):  # an optional parameter left out
+                if param.destination:
+                    result = param.type  # the value is returned instead of written
+                break
+            arg = args[i]
+            if param.destination:
+                exprs.append(self.destination(arg, param.type, what))
+            elif param.type == spec.FORMAT:
+                exprs.extend(self.format_args(info.name, arg, args[i + 1:]))
+            elif param.type == spec.ADDRESS:
+                expr = self.expr(arg)
+                addresses.append((expr, what))
+                exprs.append(expr)
+            else:
+                exprs.append(self.expect(self.expr(arg), param.type, what))
+        call = ir.BuiltinCall(_pos(node), concrete(result), info.name, exprs)
+        self.late_addresses.extend(addresses)
+        return call
 
     def format_args(self, name: str, fmt_node, rest: list) -> list[ir.Expr]:
         fmt = self.expect(self.expr(fmt_node), STR, f"the format of {name}")
@@ -522,69 +530,12 @@ class Checker:
                 self.expect(value, INT if kind == "int" else STR, f"{name} argument {n} (for the format's directive {n})")
         return [fmt] + values
 
-    def builtin_printf(self, node, args):
-        self.arity(node, args, 1, None, "(printf FORMAT ARGS...)")
-        return self.builtin(node, "printf", self.format_args("printf", args[0], args[1:]))
-
-    def builtin_sprintf(self, node, args):
-        self.arity(node, args, 2, None, "(sprintf STRING-VARIABLE FORMAT ARGS...)")
-        dest = self.destination(args[0], STR, "the destination of sprintf")
-        return self.builtin(node, "sprintf", [dest] + self.format_args("sprintf", args[1], args[2:]))
-
     def destination(self, node, type_: str, what: str) -> ir.Expr:
         target = self.variable(node, type_, what)
         pos = _pos(node)
         if isinstance(target, ir.Param):
             return ir.ParamRef(pos, target.tvar, target)
         return ir.GlobalRef(pos, concrete(type_), target)
-
-    def builtin_strcmp(self, node, args):
-        self.arity(node, args, 2, 2, "(strcmp STRING STRING)")
-        return self.builtin(node, "strcmp", [self.expect(self.expr(a), STR, "an argument of strcmp") for a in args])
-
-    def builtin_getguest(self, node, args):
-        self.arity(node, args, 1, 1, "(getguest ADDRESS) or (getguest \"SYMBOL\")")
-        call = self.builtin(node, "getguest", [self.expr(args[0])])
-        self.late_builtins.append(call)
-        return call
-
-    def builtin_getguestphys(self, node, args):
-        self.arity(node, args, 1, 1, "(getguestphys PHYSICAL-ADDRESS)")
-        return self.builtin(node, "getguestphys", [self.expect(self.expr(args[0]), INT, "the address given to getguestphys")])
-
-    def builtin_getgueststr(self, node, args):
-        self.arity(node, args, 2, 3, "(getgueststr STRING-VARIABLE ADDRESS), (getgueststr STRING-VARIABLE \"SYMBOL\" [OFFSET]) "
-                                     "or (getgueststr STRING-VARIABLE MAX-LENGTH ADDRESS)")
-        dest = self.destination(args[0], STR, "the destination of getgueststr")
-        rest = [self.expr(a) for a in args[1:]]
-        if len(rest) == 2:
-            self.expect(rest[1], INT, "the last argument of getgueststr")
-        call = self.builtin(node, "getgueststr", [dest] + rest)
-        self.late_builtins.append(call)
-        return call
-
-    def builtin_gueststack(self, node, args):
-        self.arity(node, args, 1, 1, "(gueststack STRING-VARIABLE)")
-        return self.builtin(node, "gueststack", [self.destination(args[0], STR, "the destination of gueststack")])
-
-    def builtin_getsystemtime(self, node, args):
-        self.arity(node, args, 0, 1, "(getsystemtime [INTEGER-VARIABLE])")
-        if args:
-            return self.builtin(node, "getsystemtime", [self.destination(args[0], INT, "the destination of getsystemtime")])
-        return self.builtin(node, "getsystemtime", [])
-
-    def _offset_builtin(self, node, args, name):
-        self.arity(node, args, 1, 1, f"({name} \"SYMBOL\")")
-        return self.builtin(node, name, [self.expect(self.expr(args[0]), STR, f"the function named to {name}")])
-
-    def builtin_offatret(self, node, args):
-        return self._offset_builtin(node, args, "offatret")
-
-    def builtin_offatstrcpy(self, node, args):
-        return self._offset_builtin(node, args, "offatstrcpy")
-
-    def builtin_offatseg(self, node, args):
-        return self._offset_builtin(node, args, "offatseg")
 
     # ---- whole-script passes ----------------------------------------------------------
 
@@ -603,13 +554,12 @@ class Checker:
             pending = still
         for cond in pending:
             self.settle_cond(cond, final=True)
-        for call in self.late_builtins:
-            for arg in call.args[1:] if call.name == "getgueststr" else call.args:
-                if arg.tvar.resolved is None:
-                    unify(arg.tvar, concrete(INT))
-                elif arg.tvar.resolved == MIXED:
-                    self.errors.append(self.source.diagnostic(*arg.pos, f"an argument of {call.name} must be a string or an integer, "
-                                                                        "but this is sometimes one and sometimes the other"))
+        for arg, what in self.late_addresses:
+            if arg.tvar.resolved is None:
+                unify(arg.tvar, concrete(INT))
+            elif arg.tvar.resolved == MIXED:
+                self.errors.append(self.source.diagnostic(*arg.pos, f"{what} must be a string or an integer, "
+                                                                    "but this is sometimes one and sometimes the other"))
 
     def settle_cond(self, cond: ir.Cond, final: bool) -> bool:
         root = cond.tvar.find()

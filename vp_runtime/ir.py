@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .catalog import ProbeSpec
+from .probe_points import ProbeSpec
 from .typevars import TVar
 
 Pos = tuple[int, int]
@@ -97,15 +97,11 @@ class ParamRef(Expr):
 
 
 @dataclass(eq=False)
-class MachineRef(Expr):
-    """A built-in global read from the machine (registers, TSC, ARGn ...)."""
+class BuiltinRef(Expr):
+    """A built-in global: read from the machine (registers, TSC, ARGn ...) or, for
+    the one the runtime supplies (spec: supplied_by RUNTIME), known to it."""
 
     name: str
-
-
-@dataclass(eq=False)
-class ProbeName(Expr):
-    pass
 
 
 @dataclass(eq=False)
@@ -182,5 +178,4 @@ class Program:
     bags: list[BagDef]
     functions: list[FuncDef]
     probes: list[ProbeDef]
-    machine_globals: list[str]  # built-in globals the script reads, in first-use order
-    uses_probename: bool
+    builtin_globals: list[str]  # built-in globals the script reads, in first-use order

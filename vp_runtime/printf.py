@@ -31,21 +31,20 @@ Python and C differ (``#`` forms, precision 0, ``%p``, ``*`` widths) become
 from __future__ import annotations
 
 import functools
+import re
 from typing import Callable
+
+from .spec import MASK64, STR
+from .spec import printf as grammar
 
 __all__ = ["FormatError", "CompiledFormat", "compile_format"]
 
-_MOD = 1 << 64
+_MOD = MASK64 + 1
 _SIGN = 1 << 63
-_MAX_FIELD = 255  # widths and precisions are clamped to this
-
-_FLAG_CHARS = "-+ #0"
-_DIGITS = "0123456789"
-_INT_CONVS = "diuxXocp"
-_CONVS = "diuxXocsp%"
-_LENGTH_1 = "hlqjztL"
+_MAX_FIELD = grammar.MAX_FIELD  # widths and precisions are clamped to this
 # Python format code producing the digits of each integer conversion.
 _DIGIT_CODE = {"d": "d", "i": "d", "u": "d", "x": "x", "X": "X", "o": "o", "p": "x"}
+_DIRECTIVE = re.compile(grammar.DIRECTIVE, re.DOTALL)
 
 
 class FormatError(Exception):
@@ -149,8 +148,8 @@ class _Directive:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        stars = ("int",) * ((self.width == "*") + (self.prec == "*"))
-        return stars + (("str",) if self.conv == "s" else ("int",))
+        stars = ("int",) * ((self.width == grammar.STAR) + (self.prec == grammar.STAR))
+        return stars + (("str",) if grammar.CONVERSIONS[self.conv] == STR else ("int",))
 
 
 def _clamp_digits(digits: str) -> int:
@@ -166,11 +165,17 @@ def _show(text: str) -> str:
     return "".join(c if " " <= c <= "~" else "\\x%02x" % ord(c) for c in text)
 
 
+def _field(text: str | None, default):
+    """A width or precision as written: '*', its digits clamped to 255, or `default` if absent."""
+    if text is None:
+        return default
+    return text if text == grammar.STAR else _clamp_digits(text)
+
+
 def _parse(fmt: str) -> list[str | _Directive]:
     """Split `fmt` into literal strings and directives (``%%`` folds into literals)."""
     parts: list[str | _Directive] = []
     literal: list[str] = []
-    n = len(fmt)
     pos = 0
     while True:
         start = fmt.find("%", pos)
@@ -178,76 +183,35 @@ def _parse(fmt: str) -> list[str | _Directive]:
             literal.append(fmt[pos:])
             break
         literal.append(fmt[pos:start])
-        j = start + 1
-        if j >= n:
+        if start + 1 >= len(fmt):
             raise FormatError("'%' at the end of the format string", start)
-        # Flags.
-        k = j
-        while k < n and fmt[k] in _FLAG_CHARS:
-            k += 1
-        flags = fmt[j:k]
-        j = k
-        # Width.
-        width: int | str = 0
-        if j < n and fmt[j] == "*":
-            width = "*"
-            j += 1
-        else:
-            k = j
-            while k < n and fmt[k] in _DIGITS:
-                k += 1
-            if k > j:
-                width = _clamp_digits(fmt[j:k])
-            j = k
-        # Precision.
-        prec: int | str | None = None
-        if j < n and fmt[j] == ".":
-            j += 1
-            if j < n and fmt[j] == "*":
-                prec = "*"
-                j += 1
-            else:
-                k = j
-                while k < n and fmt[k] in _DIGITS:
-                    k += 1
-                prec = _clamp_digits(fmt[j:k])  # '.' alone means 0
-                j = k
-        # Length modifier (ignored: every VP integer is 64 bits).
-        if fmt.startswith(("hh", "ll"), j):
-            j += 2
-        elif j < n and fmt[j] in _LENGTH_1:
-            j += 1
-        if j >= n:
+        m = _DIRECTIVE.match(fmt, start)
+        conv = m.group("conversion")
+        if conv is None:
             raise FormatError(
                 "incomplete directive '%s' at the end of the format string"
                 % _show(fmt[start:]), start)
-        conv = fmt[j]
-        spec = fmt[start:j + 1]
-        if conv not in _CONVS:
-            if conv == "$":
-                why = "positional arguments are not supported"
-            elif conv in "eEfFgGaA":
-                why = "VP has no floating point"
-            elif conv == "n":
-                why = "'%n' would write to memory"
-            else:
-                why = ""
+        spec = m.group()
+        width = _field(m.group("width"), 0)
+        prec = _field(m.group("precision"), None) if m.group("dot") else None  # '.' alone means 0
+        if conv not in grammar.CONVERSIONS and conv != grammar.LITERAL_PERCENT:
+            why = grammar.REFUSED_CONVERSIONS.get(conv)
             raise FormatError(
                 "unknown conversion '%s' in format string%s"
                 % (_show(spec), " (" + why + ")" if why else ""), start)
-        pos = j + 1
-        if conv == "%":
+        pos = m.end()
+        if conv == grammar.LITERAL_PERCENT:
             # glibc prints a single '%' whatever flags, width or precision
             # come with it; a '*' would leave unclear whether an argument
             # is consumed, so that is refused.
-            if width == "*" or prec == "*":
+            if width == grammar.STAR or prec == grammar.STAR:
                 raise FormatError("malformed directive '%s': '%%%%' takes no '*'"
                                   % _show(spec), start)
             literal.append("%")
             continue
         parts.append("".join(literal))
         literal = []
-        parts.append(_Directive(start, conv, flags, width, prec))
+        parts.append(_Directive(start, conv, m.group("flags"), width, prec))
     parts.append("".join(literal))
     return parts
 

@@ -13,9 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import Diagnostic, VPLoadError
-
-MAX_NESTING = 64
-U64_MAX = (1 << 64) - 1
+from .spec.limits import MASK64, MAX_NESTING
 
 _NUMBER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)\Z")
 _LOOKS_NUMERIC = re.compile(r"[+-]?[0-9]")
@@ -117,9 +115,9 @@ def parse_integer(token: str) -> int | None:
     sign = -1 if token[0] == "-" else 1
     digits = token.lstrip("+-")
     magnitude = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
-    if magnitude > U64_MAX:
+    if magnitude > MASK64:
         raise ValueError(token)
-    return (sign * magnitude) & U64_MAX
+    return (sign * magnitude) & MASK64
 
 
 def read(source: Source) -> list[List]:

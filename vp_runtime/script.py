@@ -14,7 +14,7 @@ from typing import Callable
 
 from .backend import Backend, CatalogBackend
 from .builtins import Builtins, builtin_namespace
-from .catalog import ProbeSpec
+from .probe_points import ProbeSpec
 from .checker import check
 from .errors import Diagnostic, VPFault, VPLoadError
 from .limits import LoadConfig
@@ -77,7 +77,7 @@ class Script:
             entries.append(ProbeEntry(probe.spec, namespace[name]))
         self.entries = entries
         self.python_source = translation.source
-        self.machine_globals = tuple(program.machine_globals)  # built-in globals the script reads
+        self.machine_globals = tuple(translation.readers)  # built-in globals the script reads from the machine
         self._namespace_ref = namespace
         self._program = program
 
@@ -92,8 +92,8 @@ class Script:
             ns[f"Aa{i}"] = table
         for i, bag in enumerate(program.bags):
             ns[f"b{i}"] = Bag(bag.size, store)
-        for i, name in enumerate(program.machine_globals):
-            ns[f"r{i}"] = backend.global_reader(name)
+        for name, reader in translation.readers.items():
+            ns[reader] = backend.global_reader(name)
 
         def logaggr(table: AggregateTable) -> int:
             # The block is whole lines (pretty-printers parse it): end a partial line first.

@@ -18,10 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ir
+from .builtins import plain_name
+from .limits import MAX_STRING_BYTES
 from .printf import compile_format
+from .spec import MASK64
 from .typevars import STR
 
-M64 = "18446744073709551615"
+M64 = str(MASK64)  # the mask as it appears in generated source
 DISCARD, RETURN = "discard", "return"
 
 _ARITH = {"+", "-", "*"}
@@ -36,6 +39,8 @@ class Translation:
     source: str
     constants: dict[str, object] = field(default_factory=dict)
     probe_functions: list[str] = field(default_factory=list)
+    # Built-in global -> the namespace name of the machine's reader for it.
+    readers: dict[str, str] = field(default_factory=dict)
 
 
 class Translator:
@@ -49,7 +54,10 @@ class Translator:
                               ("f", program.functions)):
             for i, item in enumerate(items):
                 self.names[id(item)] = f"{prefix}{i}"
-        self.readers = {name: f"r{i}" for i, name in enumerate(program.machine_globals)}
+        machine_read = [name for name in program.builtin_globals if name not in RUNTIME_VALUES]
+        self.readers = {name: f"r{i}" for i, name in enumerate(machine_read)}
+        # Probes store their name for the functions they call when any function may read it.
+        self.store_probe_name = len(machine_read) < len(program.builtin_globals)
         self.constants: dict[str, object] = {}
         self._const_names: dict[tuple, str] = {}
         self.out: list[str] = []
@@ -97,10 +105,13 @@ class Translator:
     def x_ParamRef(self, e: ir.ParamRef) -> str:
         return f"p{e.param.index}.v" if e.param.by_reference else f"p{e.param.index}"
 
-    def x_MachineRef(self, e: ir.MachineRef) -> str:
-        return f"{self.readers[e.name]}()"
+    def x_BuiltinRef(self, e: ir.BuiltinRef) -> str:
+        reader = self.readers.get(e.name)
+        return f"{reader}()" if reader else RUNTIME_VALUES[e.name](self)
 
-    def x_ProbeName(self, e: ir.ProbeName) -> str:
+    def probe_name(self) -> str:
+        """The firing probe's name: a constant in the probe's own code; in a function,
+        what the probe that called it stored."""
         return self.probe_name_const or "_probename_box[0]"
 
     def operands(self, e: ir.Op) -> tuple[list[str], list[str]]:
@@ -255,40 +266,53 @@ class Translator:
         return f"_format({self.x(fmt)}, {args}, {self.where(loc)})"
 
     def x_BuiltinCall(self, e: ir.BuiltinCall) -> str:
+        code = BUILTIN_CODE.get(e.name)
+        if code is not None:
+            return code(self, e)
+        # A plain builtin: its implementation, called with its arguments and where it is called.
+        return f"{plain_name(e.name)}({''.join(self.x(a) + ', ' for a in e.args)}{self.where(e)})"
+
+    # ---- builtins with code of their own (BUILTIN_CODE below) ---------------------------
+
+    def b_logstr(self, e: ir.BuiltinCall) -> str:
+        return f"_logstr({self.x(e.args[0])})"
+
+    def b_logint(self, e: ir.BuiltinCall) -> str:
+        return f"_logint({self.x(e.args[0])})"
+
+    def b_printf(self, e: ir.BuiltinCall) -> str:
+        return f"_logstr({self.formatted(e.args[0], e.args[1:], e)})"
+
+    def b_sprintf(self, e: ir.BuiltinCall) -> str:
+        return f"_setstr({self.cell(e.args[0])}, {self.formatted(e.args[1], e.args[2:], e)})"
+
+    def b_strcmp(self, e: ir.BuiltinCall) -> str:
+        return f"_strcmp({self.x(e.args[0])}, {self.x(e.args[1])})"
+
+    def b_getguest(self, e: ir.BuiltinCall) -> str:
         a = e.args
-        name = e.name
-        if name == "logstr":
-            return f"_logstr({self.x(a[0])})"
-        if name == "logint":
-            return f"_logint({self.x(a[0])})"
-        if name == "printf":
-            return f"_logstr({self.formatted(a[0], a[1:], e)})"
-        if name == "sprintf":
-            return f"_setstr({self.cell(a[0])}, {self.formatted(a[1], a[2:], e)})"
-        if name == "strcmp":
-            return f"_strcmp({self.x(a[0])}, {self.x(a[1])})"
-        if name == "getguest":
-            helper = "_getguest_sym" if a[0].tvar.resolved == STR else "_getguest"
-            return f"{helper}({self.x(a[0])}, {self.where(e)})"
-        if name == "getguestphys":
-            return f"_getguestphys({self.x(a[0])}, {self.where(e)})"
-        if name == "getgueststr":
-            dest = self.cell(a[0])
-            if a[1].tvar.resolved == STR:
-                offset = self.x(a[2]) if len(a) == 3 else "0"
-                return f"_getgueststr_sym({dest}, {self.x(a[1])}, {offset}, {self.where(e)})"
-            if len(a) == 3:
-                return f"_getgueststr({dest}, {self.x(a[2])}, {self.x(a[1])}, {self.where(e)})"
-            return f"_getgueststr({dest}, {self.x(a[1])}, 255, {self.where(e)})"
-        if name == "gueststack":
-            return f"_gueststack({self.cell(a[0])}, {self.where(e)})"
-        if name == "getsystemtime":
-            if not a:
-                return "_systemtime()"
-            target, _ = self.target(a[0].param if isinstance(a[0], ir.ParamRef) else a[0].var)
-            return f"(({target} := _systemtime()), 1)[1]"
-        # offatret, offatstrcpy, offatseg
-        return f"_offset({self.const(name)}, {self.x(a[0])}, {self.where(e)})"
+        helper = "_getguest_sym" if a[0].tvar.resolved == STR else "_getguest"
+        return f"{helper}({self.x(a[0])}, {self.where(e)})"
+
+    def b_getgueststr(self, e: ir.BuiltinCall) -> str:
+        a = e.args
+        dest = self.cell(a[0])
+        if a[1].tvar.resolved == STR:
+            offset = self.x(a[2]) if len(a) == 3 else "0"
+            return f"_getgueststr_sym({dest}, {self.x(a[1])}, {offset}, {self.where(e)})"
+        if len(a) == 3:
+            return f"_getgueststr({dest}, {self.x(a[2])}, {self.x(a[1])}, {self.where(e)})"
+        return f"_getgueststr({dest}, {self.x(a[1])}, {MAX_STRING_BYTES}, {self.where(e)})"
+
+    def b_gueststack(self, e: ir.BuiltinCall) -> str:
+        return f"_gueststack({self.cell(e.args[0])}, {self.where(e)})"
+
+    def b_getsystemtime(self, e: ir.BuiltinCall) -> str:
+        a = e.args
+        if not a:
+            return "_systemtime()"
+        target, _ = self.target(a[0].param if isinstance(a[0], ir.ParamRef) else a[0].var)
+        return f"(({target} := _systemtime()), 1)[1]"
 
     # ---- statements ------------------------------------------------------------
 
@@ -327,7 +351,8 @@ class Translator:
                 self.emit(indent, "return 1")
             return
         if target == DISCARD:
-            if isinstance(e, (ir.Const, ir.GlobalRef, ir.ParamRef, ir.ProbeName)):
+            if isinstance(e, (ir.Const, ir.GlobalRef, ir.ParamRef)) or (
+                    isinstance(e, ir.BuiltinRef) and e.name not in self.readers):
                 return  # nothing to do, nothing that can fault
             if isinstance(e, ir.AggrClear):
                 self.emit(indent, f"{self.name(e.aggr)}.clear()")
@@ -392,7 +417,7 @@ class Translator:
         self.probe_name_const = self.const(probe.spec.text)
         header = f"def {name}():"
         start = len(self.out)
-        if self.program.uses_probename:
+        if self.store_probe_name:
             self.emit(1, f"_probename_box[0] = {self.probe_name_const}")
         self.emit(1, "try:")
         before = len(self.out)
@@ -424,7 +449,7 @@ class Translator:
             self.function(func)
         probes = [self.probe(i, p) for i, p in enumerate(self.program.probes)]
         source = "\n".join(self.out) + "\n"
-        return Translation(source, self.constants, probes)
+        return Translation(source, self.constants, probes, self.readers)
 
 
 def _live_clauses(clauses: list[tuple[ir.Expr, ir.Expr]]
@@ -445,7 +470,7 @@ def _live_clauses(clauses: list[tuple[ir.Expr, ir.Expr]]
 
 def _effectful(e: ir.Expr) -> bool:
     """Whether evaluating `e` can change state, write the log or fault."""
-    if isinstance(e, (ir.Const, ir.GlobalRef, ir.ParamRef, ir.MachineRef, ir.ProbeName)):
+    if isinstance(e, (ir.Const, ir.GlobalRef, ir.ParamRef, ir.BuiltinRef)):
         return False
     if isinstance(e, ir.Op):
         if e.op in ("/", "%") and any(not (isinstance(a, ir.Const) and a.value) for a in e.args[1:]):
@@ -456,6 +481,18 @@ def _effectful(e: ir.Expr) -> bool:
     if isinstance(e, ir.Do):
         return any(_effectful(b) for b in e.body)
     return True
+
+
+# The builtins whose call is not the plain one (builtins.PLAIN_BUILTINS has the others).
+BUILTIN_CODE = {
+    "logstr": Translator.b_logstr, "logint": Translator.b_logint, "printf": Translator.b_printf,
+    "sprintf": Translator.b_sprintf, "strcmp": Translator.b_strcmp, "getguest": Translator.b_getguest,
+    "getgueststr": Translator.b_getgueststr, "gueststack": Translator.b_gueststack,
+    "getsystemtime": Translator.b_getsystemtime,
+}
+
+# The built-in globals whose value the runtime knows itself (spec: supplied_by RUNTIME).
+RUNTIME_VALUES = {"PROBENAME": Translator.probe_name}
 
 
 def translate(program: ir.Program, filename: str, column=None) -> Translation:

@@ -13,8 +13,8 @@ value is never used (e.g. a statement that either sets a string or calls
 
 from __future__ import annotations
 
-INT = "integer"
-STR = "string"
+from .spec.values import INT, STR
+
 MIXED = "mixed"
 
 

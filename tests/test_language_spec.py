@@ -1,0 +1,93 @@
+"""The language specification (vp_runtime/spec): consistent, complete, importable by the compiler.
+
+The runtime's tables of implementations cover the spec's names exactly; the
+spec itself imports nothing of the runtime, and the compiler loads nothing of
+the runtime but the spec.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from vp_runtime import spec
+
+SPEC_DIR = Path(__file__).resolve().parent.parent / "vp_runtime" / "spec"
+NAMES = {
+    "builtin": set(spec.BUILTINS),
+    "form": set(spec.TOP_LEVEL_FORMS) | set(spec.SPECIAL_FORMS),
+    "operator": {o.word for o in spec.OPERATORS if o.word},
+    "global": set(spec.GLOBALS),
+}
+
+
+# ---- the tables of implementations cover the spec exactly -------------------------------------
+
+def test_every_builtin_has_exactly_one_implementation():
+    from vp_runtime.builtins import PLAIN_BUILTINS
+    from vp_runtime.translate import BUILTIN_CODE
+
+    assert not BUILTIN_CODE.keys() & PLAIN_BUILTINS.keys()
+    assert BUILTIN_CODE.keys() | PLAIN_BUILTINS.keys() == spec.BUILTINS.keys()
+
+
+def test_the_runtime_supplies_the_globals_the_spec_says_it_does():
+    from vp_runtime.translate import RUNTIME_VALUES
+
+    assert set(RUNTIME_VALUES) == {g.name for g in spec.GLOBALS.values() if g.supplied_by == spec.RUNTIME}
+
+
+def test_every_special_form_is_checked():
+    from vp_runtime.checker import Checker
+
+    for name in spec.SPECIAL_FORMS:
+        assert callable(getattr(Checker, "form_" + name, None)), name
+    for name in spec.TOP_LEVEL_FORMS:
+        assert callable(getattr(Checker, "declare_" + name, None)), name
+
+
+# ---- the spec is data the compiler may import (test_emmett_cli checks what it loads) --------------------------------------------------
+
+def test_the_spec_imports_nothing_of_the_runtime():
+    for path in sorted(SPEC_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 1 or node.module in ("collections", "re"), (path.name, node.module)
+            elif isinstance(node, ast.Import):
+                assert all(a.name in ("re",) for a in node.names), (path.name, [a.name for a in node.names])
+
+
+# ---- the spec's own consistency --------------------------------------------------------------
+
+def test_names_are_unique_across_the_kinds_a_script_can_write():
+    script_names = [NAMES["builtin"], NAMES["form"], NAMES["operator"], NAMES["global"]]
+    for i, a in enumerate(script_names):
+        for b in script_names[i + 1:]:
+            assert not a & b, a & b
+
+
+def test_every_guest_fault_has_its_probe():
+    for fault in spec.GUEST_FAULTS.values():
+        probe = spec.STATIC_PROBES[spec.GUEST_FAULT_PREFIX + fault.name]
+        assert probe.fault is fault and probe.args
+
+
+@pytest.mark.parametrize("name", sorted(spec.BUILTINS))
+def test_builtin_signatures_are_well_formed(name):
+    b = spec.BUILTINS[name]
+    types = [p.type for p in b.params]
+    assert all(t in (spec.INT, spec.STR, spec.ADDRESS, spec.FORMAT) for t in types)
+    assert spec.FORMAT not in types[:-1], "a format takes the rest of the arguments: it comes last"
+    optional = [p.optional for p in b.params]
+    assert optional == sorted(optional), "optional parameters come last"
+    assert all(p.type in (spec.INT, spec.STR) for p in b.params if p.destination)
+    assert b.usage.startswith(f"({name}") and b.result in (spec.INT, spec.STR)
+
+
+def test_periodic_probes_have_a_period_and_only_they():
+    for p in spec.STATIC_PROBES.values():
+        assert (p.period_us > 0) == (p.fires == spec.PERIODIC), p.name
+        assert p.context in (spec.VMM, spec.VMX) and len(p.args) <= spec.PROBE_ARGS

@@ -1,0 +1,79 @@
+"""VP's built-in functions and their signatures.
+
+Each parameter has a type (values.py): INT or STR; ADDRESS (an integer
+address, or a string naming a guest symbol: the call's form is chosen by the
+argument's type); FORMAT (a printf format: the arguments its directives ask
+for follow it).  A *destination* parameter is a variable the builtin writes
+(a string or integer variable, named, not an expression).  When a builtin's
+destination is optional and left out, the builtin returns the value it would
+have written instead of 1.  `role` names the parameter in messages
+("the destination of sprintf must be a string variable").
+"""
+
+from .records import Record
+from .values import ADDRESS, FORMAT, INT, STR
+
+
+class Param(Record):
+    """One parameter: NAME as usage shows it, its type, its role in messages, whether it
+    may be left out, whether it is a destination variable."""
+
+    __slots__ = ("name", "type", "role", "optional", "destination")
+    defaults = {"optional": False, "destination": False}
+
+
+class Builtin(Record):
+    """A builtin: its parameters, its result type, what it does and how it is called."""
+
+    __slots__ = ("name", "params", "result", "description", "usage")
+
+
+def _usage(name: str, params) -> str:
+    words = [name]
+    for p in params:
+        words.append(f"[{p.name}]" if p.optional else p.name)
+        if p.type == FORMAT:
+            words.append("ARGS...")
+    return f"({' '.join(words)})"
+
+
+def _builtin(name, result, params, description, usage=None) -> Builtin:
+    return Builtin(name, tuple(params), result, description, usage or _usage(name, params))
+
+
+def _dest(name: str, type_: str, optional: bool = False) -> Param:
+    return Param(name, type_, "the destination", optional, True)
+
+
+BUILTINS = {b.name: b for b in (
+    _builtin("logstr", INT, [Param("STRING", STR, "the argument")], "print a string to the log"),
+    _builtin("logint", INT, [Param("INTEGER", INT, "the argument")], "print an integer to the log"),
+    _builtin("printf", INT, [Param("FORMAT", FORMAT, "the format")],
+             "print formatted data to the log, as C's printf"),
+    _builtin("sprintf", INT, [_dest("STRING-VARIABLE", STR), Param("FORMAT", FORMAT, "the format")],
+             "store formatted data in a string variable, as C's sprintf (at most 255 bytes)"),
+    _builtin("strcmp", INT, [Param("STRING", STR, "an argument"), Param("STRING", STR, "an argument")],
+             "compare two strings: 0 if equal, 1 if the first is greater, 2^64-1 if it is less"),
+    _builtin("getguest", INT, [Param("ADDRESS", ADDRESS, "the argument")],
+             "eight bytes of guest memory at a linear address or a guest symbol",
+             usage='(getguest ADDRESS) or (getguest "SYMBOL")'),
+    _builtin("getgueststr", INT,
+             [_dest("STRING-VARIABLE", STR), Param("ADDRESS", ADDRESS, "an argument"),
+              Param("OFFSET", INT, "the last argument", optional=True)],
+             "copy a NUL-terminated string (at most 255 bytes) from a guest linear address, from a "
+             "guest symbol plus an optional offset, or of at most MAX-LENGTH bytes, into a string variable",
+             usage='(getgueststr STRING-VARIABLE ADDRESS), (getgueststr STRING-VARIABLE "SYMBOL" [OFFSET]) '
+                   'or (getgueststr STRING-VARIABLE MAX-LENGTH ADDRESS)'),
+    _builtin("gueststack", INT, [_dest("STRING-VARIABLE", STR)],
+             "the guest's stack from a frame-pointer walk, as GUEST_0xADDR_0xADDR..., innermost first"),
+    _builtin("getguestphys", INT, [Param("PHYSICAL-ADDRESS", INT, "the address")],
+             "eight bytes of guest memory at a physical address"),
+    _builtin("getsystemtime", INT, [_dest("INTEGER-VARIABLE", INT, optional=True)],
+             "host time in microseconds"),
+    _builtin("offatret", INT, [Param('"SYMBOL"', STR, "the function name")],
+             "the structure offset the named guest function loads its return value from"),
+    _builtin("offatstrcpy", INT, [Param('"SYMBOL"', STR, "the function name")],
+             "the structure offset the named guest function copies a string from"),
+    _builtin("offatseg", INT, [Param('"SYMBOL"', STR, "the function name")],
+             "the displacement of the first %fs:/%gs: memory operand of the named guest function"),
+)}
