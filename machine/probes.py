@@ -15,16 +15,22 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from vp_runtime import spec
+
 from .guest.hv import Exit, amd_fields, entry_fields, intel_fields, is_npf
 
 Handler = Callable[[], None]
-_ZEROS = (0,) * 10
+_ZEROS = (0,) * spec.PROBE_ARGS
+# The static probes a hardware-virtualization exit fires, in order.
+HV_EXIT = "HV_Exit"
+HV_NPF = "HV_NPF"
+HV_RESUME = "HV_Resume"
 
 
 class Probes:
     def __init__(self, machine):
         self.machine = machine
-        self.args: list[int] = [0] * 10
+        self.args: list[int] = [0] * spec.PROBE_ARGS
         self.static: dict[str, Handler] = {}
         self.breakpoints: dict[int, Handler] = {}
         self.watch_writes: dict[int, Handler] = {}
@@ -96,8 +102,8 @@ class Probes:
             return
         vendor = self.machine.config.hv_vendor
         vcpu.hv.update(intel_fields(exit_) if vendor == "intel" else amd_fields(exit_))
-        self.fire_static(vcpu, "HV_Exit")
+        self.fire_static(vcpu, HV_EXIT)
         if is_npf(vendor, exit_):
-            self.fire_static(vcpu, "HV_NPF")
+            self.fire_static(vcpu, HV_NPF)
         vcpu.hv.update(entry_fields(vendor, inject))
-        self.fire_static(vcpu, "HV_Resume")
+        self.fire_static(vcpu, HV_RESUME)

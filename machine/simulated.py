@@ -11,13 +11,13 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Callable
 
-from vp_runtime import ALL_GLOBALS, STATIC_PROBES, ProbeSpec, Script
-from vp_runtime.catalog import VMCB_GLOBALS, VMCS_GLOBALS
+from vp_runtime import ProbeSpec, Script, spec
 
+from .attaching import fire_load_probes, fire_unload_probes, periodic
 from .events import EventQueue
 from .guest.linux import LinuxGuest
 from .memory import MMU, PhysicalMemory
-from .probes import Probes
+from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes
 from .stackwalk import walk_frames
 from .symbols import parse_kallsyms, read_kallsyms, resolve_address
 from .vcpu import REGISTER_NAMES, VCPU
@@ -30,8 +30,8 @@ BOOT_HOST_TIME_US = 1_767_225_600_000_000
 CR0_PG = 1 << 31
 
 Handler = Callable[[], None]
-_PERIODIC = {"VMM1Hz": (NS_PER_SEC, "each"), "VMM10Hz": (NS_PER_SEC // 10, "each"), "VMX1Hz": (NS_PER_SEC, "vmx")}
-_MEMORY_PROBES = {"GUEST": "breakpoints", "GUEST_READ": "watch_reads", "GUEST_WRITE": "watch_writes"}
+# What fires a guest-address probe point -> the dispatcher's table for it.
+_ADDRESS_TABLES = {spec.EXECUTE: "breakpoints", spec.READ: "watch_reads", spec.WRITE: "watch_writes"}
 
 
 class SimulatedMachine:
@@ -84,8 +84,9 @@ class SimulatedMachine:
     # ---- the Backend protocol -----------------------------------------------------
 
     def _offered_globals(self):
-        excluded = {g.name for g in (VMCB_GLOBALS if self.config.hv_vendor == "intel" else VMCS_GLOBALS)}
-        return {n: g for n, g in ALL_GLOBALS.items() if n not in excluded}
+        """Every global of the spec but the other vendor's hardware-virtualization fields."""
+        hidden = spec.VMCB if self.config.hv_vendor == "intel" else spec.VMCS
+        return {n: g for n, g in spec.GLOBALS.items() if g.group != hidden}
 
     def globals(self):
         return self._globals
@@ -94,19 +95,19 @@ class SimulatedMachine:
         """An address written as a number or a guest symbol name."""
         return resolve_address(text, self.lookup_symbol)
 
-    def check_probe(self, spec: ProbeSpec) -> str | None:
-        if spec.kind in STATIC_PROBES or spec.kind == "USEC":
-            return None
-        if self.resolve(spec.param) is None:
-            return f"unknown guest symbol '{spec.param}' in probe point '{spec.text}'"
+    def check_probe(self, point: ProbeSpec) -> str | None:
+        kind = point.parametric
+        if kind is not None and kind.param == spec.ADDRESS and self.resolve(point.param) is None:
+            return f"unknown guest symbol '{point.param}' in probe point '{point.text}'"
         return None
 
     def global_reader(self, name: str) -> Callable[[], int | str]:
         machine = self
         if name in REGISTER_NAMES:
             return lambda: machine.current.regs[name]
-        if name.startswith("ARG"):
-            args, index = self.args, int(name[3:])
+        index = spec.PROBE_ARG_INDEX.get(name)
+        if index is not None:
+            args = self.args
             return lambda: args[index]
         readers = {
             "TSC": lambda: machine.tsc(machine.current.pcpu),
@@ -192,40 +193,30 @@ class SimulatedMachine:
             self.detach()
         self.script = script
         probes = self.probes
-        for spec in script.probe_specs():
-            handler = script.handler(spec.text)
-            if spec.kind in _PERIODIC:
-                period, context = _PERIODIC[spec.kind]
-                fire = self.fire_each_vcpu if context == "each" else self.fire_vmx
-                self._cancel_periodic.append(self.events.every(period, lambda h=handler, f=fire: f(h)))
-            elif spec.kind == "USEC":
-                self._cancel_periodic.append(self.events.every(
-                    spec.interval_us * 1000, lambda h=handler: self.fire_each_vcpu(h)))
-            elif spec.kind in _MEMORY_PROBES:
+        for point in script.probe_specs():
+            handler = script.handler(point.text)
+            every = periodic(point)
+            if every is not None:
+                period_us, context = every
+                fire = self.fire_each_vcpu if context == spec.VMM else self.fire_vmx
+                self._cancel_periodic.append(self.events.every(period_us * 1000, lambda h=handler, f=fire: f(h)))
+            elif point.parametric is not None:
                 # Two probe points may name one address (a symbol and its number): both fire.
-                table = getattr(probes, _MEMORY_PROBES[spec.kind])
-                address = self.resolve(spec.param)
+                table = getattr(probes, _ADDRESS_TABLES[point.parametric.fires])
+                address = self.resolve(point.param)
                 table[address] = _both(table[address], handler) if address in table else handler
-            elif spec.kind not in ("VMMLoad", "VMXLoad", "VMMUnload", "VMXUnload"):
-                probes.static[spec.kind] = handler
-        probes.track_hv = any(k in probes.static for k in ("HV_Exit", "HV_Resume", "HV_NPF")) or any(
-            name.startswith(("VMCS_", "VMCB_")) for name in script.machine_globals)
-        specs = {spec.text for spec in script.probe_specs()}
-        if "VMXLoad" in specs:
-            self.fire_vmx(script.handler("VMXLoad"))
-        if "VMMLoad" in specs:
-            self.fire_each_vcpu(script.handler("VMMLoad"))
+            elif point.static.fires == spec.EVENT:
+                probes.static[point.kind] = handler
+        probes.track_hv = any(k in probes.static for k in (HV_EXIT, HV_NPF, HV_RESUME)) or any(
+            spec.GLOBALS[name].group in (spec.VMCS, spec.VMCB) for name in script.machine_globals)
+        fire_load_probes(self, script)
 
     def detach(self) -> None:
         """Fire the unload probes, disable every probe point and flush the log."""
         script = self.script
         if script is None:
             return
-        specs = {spec.text for spec in script.probe_specs()}
-        if "VMMUnload" in specs:
-            self.fire_each_vcpu(script.handler("VMMUnload"))
-        if "VMXUnload" in specs:
-            self.fire_vmx(script.handler("VMXUnload"))
+        fire_unload_probes(self, script)
         for cancel in self._cancel_periodic:
             cancel()
         self._cancel_periodic.clear()
@@ -250,8 +241,8 @@ class SimulatedMachine:
 
     def probe_points(self) -> list[tuple[str, str]]:
         """Every probe point this VM offers, with a description (for `vprobe -p`)."""
-        points = [(name, info.description) for name, info in STATIC_PROBES.items()]
-        points.append(("USEC:<n>", "periodically every n microseconds, on each VCPU"))
+        points = [(name, info.description) for name, info in spec.STATIC_PROBES.items()]
+        points += [(k.syntax, k.description) for k in spec.PROBE_KINDS.values() if k.param == spec.INTERVAL]
         # Named as the VM's symbol file names them (vprobe.guestSyms, or the guest's kallsyms):
         # the names a script can use.
         kernel = self.guest.kernel

@@ -7,6 +7,8 @@ and stack selectors, the kernel GS base pointing at the CPU's per-CPU area.
 
 from __future__ import annotations
 
+from vp_runtime import spec
+
 KERNEL_CS, KERNEL_SS = 0x10, 0x18
 CR0_PG_WP_NE_ET_MP_PE = 0x80050033
 CR4_LINUX = 0x1606F0
@@ -21,10 +23,8 @@ PER_CPU_AREA = 0xFFFF88003FC80000
 PER_CPU_STRIDE = 0x40000
 KERNEL_CR3 = 0x1A0D000
 
-REGISTER_NAMES = (
-    "RIP RAX RBX RCX RDX RSI RDI RSP RBP R8 R9 R10 R11 R12 R13 R14 R15 RFLAGS "
-    "CS SS DS ES FS GS CR0 CR2 CR3 CR4 CR8 DR6 DR7 EFER KERNELGSBASE FSBASE GSBASE APIC_BASEPA"
-).split()
+# A VCPU holds a value for each of the spec's register globals (Table 2-1).
+REGISTER_NAMES = tuple(g.name for g in spec.REGISTER_GLOBALS)
 
 
 class VCPU:

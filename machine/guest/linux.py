@@ -20,6 +20,8 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
+from vp_runtime import spec
+
 from ..memory import PAGE, FrameAllocator, MMU, PageTables, PhysicalMemory
 from ..vcpu import VCPU
 from . import layout as L
@@ -32,12 +34,7 @@ NS_PER_US = 1000
 NS_PER_SEC = 1_000_000_000
 PT_REGS_SIZE = 168
 SYSCALL_NUMBERS = {name: nr for nr, name in SYSCALLS.items()}
-# Error codes of exceptions that push one (others report 0 in ARG0).
-_FAULT_VECTORS = {
-    "Guest_DE": 0, "Guest_DB": 1, "Guest_NMI": 2, "Guest_BP": 3, "Guest_OF": 4, "Guest_BR": 5, "Guest_UD": 6,
-    "Guest_NM": 7, "Guest_DF": 8, "Guest_TS": 10, "Guest_NP": 11, "Guest_SS": 12, "Guest_GP": 13,
-    "Guest_PF": 14, "Guest_RESERVED_FAULT": 15, "Guest_MF": 16, "Guest_AC": 17, "Guest_MC": 18, "Guest_XF": 19,
-}
+# The kernel's handler of each guest fault.
 _FAULT_HANDLERS = {
     "Guest_DE": "divide_error", "Guest_DB": "debug", "Guest_NMI": "nmi", "Guest_BP": "int3", "Guest_OF": "overflow",
     "Guest_BR": "bounds", "Guest_UD": "invalid_op", "Guest_NM": "device_not_available", "Guest_DF": "double_fault",
@@ -49,7 +46,8 @@ _FAULT_HANDLERS = {
 # The function a kernel thread runs, by the first part of its name.
 _KTHREAD_BODIES = {"kthreadd": "kthreadd", "ksoftirqd": "run_ksoftirqd", "jbd2": "kjournald2",
                    "flush-8:0": "bdi_writeback_task"}
-_HAS_ERROR_CODE = {"Guest_DF", "Guest_TS", "Guest_NP", "Guest_SS", "Guest_GP", "Guest_PF", "Guest_AC"}
+# The exceptions the monitor intercepts (its exception bitmap): #DB, #BP and #MC exit.
+_EXITING_VECTORS = frozenset({1, 3, 18})
 # What a system call does to the calling task.
 _SLEEPS = {"nanosleep", "select", "poll", "epoll_wait"}
 _DISK_READS = {"read", "pread64"}
@@ -704,13 +702,16 @@ class LinuxGuest:
         self._user_context(cpu, task)
 
     def exception(self, cpu: CpuState, task: Task, probe: str) -> None:
-        """Deliver exception `probe` (a Guest_<X> name) to the task running on `cpu`."""
-        error = 0 if probe in _HAS_ERROR_CODE else None
+        """Deliver exception `probe` (a Guest_<X> name) to the task running on `cpu`.
+
+        ARG0 is the error code of an exception that pushes one (0 here), else 0."""
+        fault = spec.STATIC_PROBES[probe].fault
+        error = 0 if fault.error_code else None
         handler = _FAULT_HANDLERS[probe]
         if probe == "Guest_NMI":
             self.hv_exit(cpu, Exit("nmi"))
-        elif probe in ("Guest_DB", "Guest_BP", "Guest_MC"):
-            self.hv_exit(cpu, Exit("exception", vector=_FAULT_VECTORS[probe], error_code=error))
+        elif fault.vector in _EXITING_VECTORS:
+            self.hv_exit(cpu, Exit("exception", vector=fault.vector, error_code=error))
         self.probes.fire_static(cpu.vcpu, probe, error or 0)
         self.walk(cpu, task, [handler, *self.kernel_callees(handler)])
         if probe == "Guest_NM":
@@ -843,14 +844,14 @@ class LinuxGuest:
 
     def smi(self) -> None:
         vcpu = self.cpus[0].vcpu
-        for probe in ("SMM_SMIPre", "SMM_SMIPost"):
-            self.probes.fire_static(vcpu, probe)
+        self.probes.fire_static(vcpu, "SMM_SMIPre")
+        self.probes.fire_static(vcpu, "SMM_SMIPost")
         self.at(self.events.now_ns + 80 * NS_PER_US, self._rsm)
 
     def _rsm(self) -> None:
         vcpu = self.cpus[0].vcpu
-        for probe in ("SMM_RSMPre", "SMM_RSMPost"):
-            self.probes.fire_static(vcpu, probe)
+        self.probes.fire_static(vcpu, "SMM_RSMPre")
+        self.probes.fire_static(vcpu, "SMM_RSMPost")
         self.at(self.events.now_ns + int(self.rng.uniform(3.0, 5.0) * NS_PER_SEC), self.smi)
 
     def nmi_watchdog(self, cpu: CpuState) -> None:

@@ -21,27 +21,15 @@ from .kimage import KernelImage, KernelImageError, system_map_text
 
 __all__ = ["FAULT_ENTRIES", "GuestKernel", "SYSVEC_VECTORS"]
 
-# Table 3-3's guest faults: (vector, pushes an error code, the kernel's IDT entry point).
+# The kernel's IDT entry point for each of the spec's guest faults (vector and error code: spec.GUEST_FAULTS).
 FAULT_ENTRIES = {
-    "DE": (0, False, "asm_exc_divide_error"),
-    "DB": (1, False, "asm_exc_debug"),
-    "NMI": (2, False, "asm_exc_nmi"),
-    "BP": (3, False, "asm_exc_int3"),
-    "OF": (4, False, "asm_exc_overflow"),
-    "BR": (5, False, "asm_exc_bounds"),
-    "UD": (6, False, "asm_exc_invalid_op"),
-    "NM": (7, False, "asm_exc_device_not_available"),
-    "DF": (8, True, "asm_exc_double_fault"),
-    "TS": (10, True, "asm_exc_invalid_tss"),
-    "NP": (11, True, "asm_exc_segment_not_present"),
-    "SS": (12, True, "asm_exc_stack_segment"),
-    "GP": (13, True, "asm_exc_general_protection"),
-    "PF": (14, True, "asm_exc_page_fault"),
-    "RESERVED_FAULT": (15, False, "asm_exc_spurious_interrupt_bug"),
-    "MF": (16, False, "asm_exc_coprocessor_error"),
-    "AC": (17, True, "asm_exc_alignment_check"),
-    "MC": (18, False, "asm_exc_machine_check"),
-    "XF": (19, False, "asm_exc_simd_coprocessor_error"),
+    "DE": "asm_exc_divide_error", "DB": "asm_exc_debug", "NMI": "asm_exc_nmi", "BP": "asm_exc_int3",
+    "OF": "asm_exc_overflow", "BR": "asm_exc_bounds", "UD": "asm_exc_invalid_op",
+    "NM": "asm_exc_device_not_available", "DF": "asm_exc_double_fault", "TS": "asm_exc_invalid_tss",
+    "NP": "asm_exc_segment_not_present", "SS": "asm_exc_stack_segment", "GP": "asm_exc_general_protection",
+    "PF": "asm_exc_page_fault", "RESERVED_FAULT": "asm_exc_spurious_interrupt_bug",
+    "MF": "asm_exc_coprocessor_error", "AC": "asm_exc_alignment_check", "MC": "asm_exc_machine_check",
+    "XF": "asm_exc_simd_coprocessor_error",
 }
 
 # System-vector entry points and their vectors (arch/x86/include/asm/irq_vectors.h, 5.x-6.x);

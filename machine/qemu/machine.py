@@ -50,9 +50,10 @@ from typing import Callable
 
 import capstone
 
-from vp_runtime import STATIC_PROBES, GuestMemoryFault, ProbeSpec, Script
-from vp_runtime.catalog import HARDWARE_GLOBALS, PROBE_GLOBALS, REGISTER_GLOBALS, GlobalInfo
+from vp_runtime import GlobalInfo, GuestMemoryFault, ProbeSpec, Script, spec
+from vp_runtime.spec import MASK64
 
+from ..attaching import fire_load_probes, fire_unload_probes, periodic
 from ..errors import MachineError
 from ..stackwalk import walk_frames
 from ..symbols import resolve_address
@@ -65,7 +66,6 @@ from .rsp import Address, RSPError, StubError
 __all__ = ["QemuError", "QemuMachine"]
 
 Handler = Callable[[], None]
-M64 = (1 << 64) - 1
 APIC_DEFAULT_BASE = 0xFEE00000
 
 # VP register globals -> the gdbstub's register names (i386-64bit.xml).
@@ -76,10 +76,16 @@ GDB_REGISTERS = {
     "ES": "es", "FS": "fs", "GS": "gs", "CR0": "cr0", "CR2": "cr2", "CR3": "cr3", "CR4": "cr4",
     "CR8": "cr8", "EFER": "efer", "KERNELGSBASE": "k_gs_base", "FSBASE": "fs_base", "GSBASE": "gs_base",
 }
-MONITOR_REGISTERS = ("DR6", "DR7")
-
-_PERIODIC = {"VMM1Hz": (1.0, "each"), "VMM10Hz": (0.1, "each"), "VMX1Hz": (1.0, "vmx")}
-_LOAD_PROBES = ("VMMLoad", "VMXLoad", "VMMUnload", "VMXUnload")
+# VP globals the gdbstub lacks -> their name in the monitor's `info registers`.
+MONITOR_REGISTERS = {"DR6": "DR6", "DR7": "DR7"}
+# What some globals mean on a QEMU VM, where that differs from the spec's description.
+_QEMU_DESCRIPTIONS = {
+    "APIC_BASEPA": "physical address of the local APIC (QEMU's fixed 0xfee00000)",
+    "TSC": spec.GLOBALS["TSC"].description + " (host time at the guest's TSC rate)",
+    "PTSC": spec.GLOBALS["PTSC"].description + " (host time at the guest's TSC rate)",
+}
+# Watchpoint types (gdb's Z2 / Z3) of the guest-address probes that watch data.
+_WATCH_TYPES = {spec.WRITE: 2, spec.READ: 3}
 _REFUSED = {
     "HV_Exit": "hardware-virtualization exits are not visible through QEMU's gdbstub (under TCG there are none)",
     "HV_Resume": "hardware-virtualization resumes are not visible through QEMU's gdbstub",
@@ -158,7 +164,7 @@ class QemuMachine:
         self.load_config = config.load_config()
         self.process = None
         self.script: Script | None = None
-        self.args: list[int] = [0] * 10
+        self.args: list[int] = [0] * spec.PROBE_ARGS
         self.stub: GdbStub | None = None
         self._breakpoints: dict[int, _Breakpoint] = {}
         self._watch: dict[tuple[int, int], Handler] = {}  # (gdb Z type, address) -> handler
@@ -234,8 +240,8 @@ class QemuMachine:
         gates = self._idt()
         if not gates or 0 not in gates:
             return
-        slide = (gates[0] - expected) & M64
-        if slide and slide < (1 << 31) or slide > M64 - (1 << 31):
+        slide = (gates[0] - expected) & MASK64
+        if slide and slide < (1 << 31) or slide > MASK64 - (1 << 31):
             self.kernel.apply_slide(slide if slide < (1 << 63) else slide - (1 << 64))
             self._slide_known = True
         elif not slide:
@@ -282,22 +288,14 @@ class QemuMachine:
 
     def _offered_globals(self) -> dict[str, GlobalInfo]:
         offered: dict[str, GlobalInfo] = {}
-        for info in REGISTER_GLOBALS:
-            if info.name in GDB_REGISTERS and GDB_REGISTERS[info.name] in self.stub.by_name:
+        for info in spec.REGISTER_GLOBALS:
+            if (info.name in GDB_REGISTERS and GDB_REGISTERS[info.name] in self.stub.by_name
+                    or info.name in MONITOR_REGISTERS or info.name == "APIC_BASEPA"):
                 offered[info.name] = info
-            elif info.name in MONITOR_REGISTERS:
-                offered[info.name] = info
-            elif info.name == "APIC_BASEPA":
-                offered[info.name] = GlobalInfo(info.name, info.type, info.scope,
-                                                "physical address of the local APIC (QEMU's fixed 0xfee00000)")
-        for info in HARDWARE_GLOBALS:
-            if info.name in ("TSC", "PTSC"):
-                offered[info.name] = GlobalInfo(info.name, info.type, info.scope,
-                                                info.description + " (host time at the guest's TSC rate)")
-            else:
-                offered[info.name] = info
-        for info in PROBE_GLOBALS:
+        for info in spec.HARDWARE_GLOBALS + spec.PROBE_GLOBALS:
             offered[info.name] = info
+        for name, description in _QEMU_DESCRIPTIONS.items():
+            offered[name] = offered[name].replace(description=description)
         return offered
 
     def globals(self) -> dict[str, GlobalInfo]:
@@ -307,11 +305,11 @@ class QemuMachine:
         """An address written as a number or a guest symbol name."""
         return resolve_address(text, self.lookup_symbol)
 
-    def check_probe(self, spec: ProbeSpec) -> str | None:
-        kind = spec.kind
+    def check_probe(self, point: ProbeSpec) -> str | None:
+        kind, static = point.kind, point.static
         if kind in _REFUSED:
-            return f"probe point '{spec.text}' is not offered by this QEMU VM: {_REFUSED[kind]}"
-        if kind in _PERIODIC or kind in _LOAD_PROBES or kind == "USEC":
+            return f"probe point '{point.text}' is not offered by this QEMU VM: {_REFUSED[kind]}"
+        if periodic(point) is not None or static is not None and static.fires in (spec.LOAD, spec.UNLOAD):
             return None
         if kind == "Guest_IRQ":
             if COMMON_IRQ_ENTRY not in self.kernel.symbols:
@@ -320,20 +318,20 @@ class QemuMachine:
             return None
         if kind == "Guest_CR3Write":
             return None
-        if kind.startswith("Guest_"):
-            entry = FAULT_ENTRIES.get(kind[6:])
-            if entry is None or entry[2] not in self.kernel.symbols:
-                return (f"probe point '{spec.text}' needs the kernel's entry point for that exception, "
+        if static is not None and static.fault is not None:
+            entry = FAULT_ENTRIES.get(static.fault.name)
+            if entry is None or entry not in self.kernel.symbols:
+                return (f"probe point '{point.text}' needs the kernel's entry point for that exception, "
                         f"which is not among the guest's symbols")
             return None
-        if kind in ("GUEST", "GUEST_READ", "GUEST_WRITE"):
-            address = self.resolve(spec.param)
+        if point.parametric is not None and point.parametric.param == spec.ADDRESS:
+            address = self.resolve(point.param)
             if address is None:
-                return f"unknown guest symbol '{spec.param}' in probe point '{spec.text}'"
-            if address > M64:
-                return f"probe point '{spec.text}': {spec.param} is not a 64-bit address"
+                return f"unknown guest symbol '{point.param}' in probe point '{point.text}'"
+            if address > MASK64:
+                return f"probe point '{point.text}': {point.param} is not a 64-bit address"
             return None
-        return f"probe point '{spec.text}' is not offered by this QEMU VM"
+        return f"probe point '{point.text}' is not offered by this QEMU VM"
 
     def global_reader(self, name: str) -> Callable[[], int | str]:
         machine = self
@@ -352,13 +350,15 @@ class QemuMachine:
                 if block is None:
                     block = machine._fetch_registers(vcpu)
                 value = int.from_bytes(block[start:end], "little")
-                return (value + vcpu.rsp_bias) & M64 if is_rsp else value
+                return (value + vcpu.rsp_bias) & MASK64 if is_rsp else value
             return read_register
-        if name.startswith("ARG"):
-            args, index = self.args, int(name[3:])
+        index = spec.PROBE_ARG_INDEX.get(name)
+        if index is not None:
+            args = self.args
             return lambda: args[index]
-        if name in MONITOR_REGISTERS:
-            return lambda: machine._monitor_register(name)
+        monitor_name = MONITOR_REGISTERS.get(name)
+        if monitor_name is not None:
+            return lambda: machine._monitor_register(monitor_name)
         readers = {
             "APIC_BASEPA": lambda: APIC_DEFAULT_BASE,
             "TSC": lambda: time.monotonic_ns() * machine.tsc_hz // 1_000_000_000,
@@ -580,33 +580,28 @@ class QemuMachine:
         self.script = script
         now = time.monotonic()
         try:
-            for spec in script.probe_specs():
-                handler = script.handler(spec.text)
-                kind = spec.kind
-                if kind in _PERIODIC:
-                    period, context = _PERIODIC[kind]
-                    self._timers.append(_Timer(period, handler, context == "each", now))
-                elif kind == "USEC":
-                    self._timers.append(_Timer(spec.interval_us / 1e6, handler, True, now))
-                elif kind == "GUEST":
-                    self._add_breakpoint(self.resolve(spec.param), self._plain_action(handler), call_site=True)
-                elif kind in ("GUEST_WRITE", "GUEST_READ"):
-                    ztype = 2 if kind == "GUEST_WRITE" else 3
-                    address = self.resolve(spec.param)
+            for point in script.probe_specs():
+                handler = script.handler(point.text)
+                kind, static = point.kind, point.static
+                every = periodic(point)
+                if every is not None:
+                    period_us, context = every
+                    self._timers.append(_Timer(period_us / 1e6, handler, context == spec.VMM, now))
+                elif point.parametric is not None and point.parametric.fires == spec.EXECUTE:
+                    self._add_breakpoint(self.resolve(point.param), self._plain_action(handler), call_site=True)
+                elif point.parametric is not None:
+                    ztype = _WATCH_TYPES[point.parametric.fires]
+                    address = self.resolve(point.param)
                     self.stub.insert_watchpoint(ztype, address, 1)
                     self._watch[(ztype, address)] = handler
                 elif kind == "Guest_IRQ":
                     self._attach_irq(handler)
                 elif kind == "Guest_CR3Write":
                     self._attach_cr3(handler)
-                elif kind.startswith("Guest_"):
-                    vector, has_error, entry = FAULT_ENTRIES[kind[6:]]
-                    self._add_breakpoint(self.kernel.symbols[entry], self._frame_action(handler, has_error, None))
-            specs = {spec.text for spec in script.probe_specs()}
-            if "VMXLoad" in specs:
-                self.fire_vmx(script.handler("VMXLoad"))
-            if "VMMLoad" in specs:
-                self.fire_each_vcpu(script.handler("VMMLoad"))
+                elif static.fault is not None:
+                    entry = self.kernel.symbols[FAULT_ENTRIES[static.fault.name]]
+                    self._add_breakpoint(entry, self._frame_action(handler, static.fault.error_code, None))
+            fire_load_probes(self, script)
         except RSPError as e:
             raise QemuError(f"cannot set up the probes: {e}") from None
 
@@ -634,7 +629,7 @@ class QemuMachine:
             first = words[0] if skip else 0
             rip, cs, rflags, sp, ss = words[skip // 8:skip // 8 + 5]
             vcpu.over = {"RIP": rip, "CS": cs & 0xFFFF, "RFLAGS": rflags, "RSP": sp, "SS": ss & 0xFFFF}
-            args[:] = [0] * 10
+            args[:] = [0] * spec.PROBE_ARGS
             if vector_on_stack:
                 args[0] = first & 0xFF
             elif vector is not None:
@@ -773,11 +768,7 @@ class QemuMachine:
         try:
             self._ensure_stopped()
             try:
-                specs = {spec.text for spec in script.probe_specs()}
-                if "VMMUnload" in specs:
-                    self.fire_each_vcpu(script.handler("VMMUnload"))
-                if "VMXUnload" in specs:
-                    self.fire_vmx(script.handler("VMXUnload"))
+                fire_unload_probes(self, script)
             finally:  # whatever an unload probe met, the guest gets its code back
                 try:
                     if self._call_sites is not None:
@@ -827,10 +818,11 @@ class QemuMachine:
 
     def probe_points(self) -> list[tuple[str, str]]:
         points = []
-        for name, info in STATIC_PROBES.items():
+        for name, info in spec.STATIC_PROBES.items():
             if self.check_probe(ProbeSpec(name, name)) is None:
                 points.append((name, info.description))
-        points.append(("USEC:<n>", "periodically every n microseconds, on each VCPU (host timer)"))
+        points += [(k.syntax, k.description + " (host timer)")
+                   for k in spec.PROBE_KINDS.values() if k.param == spec.INTERVAL]
         for name, address in self.kernel.functions():
             points.append((f"GUEST:{name}", f"the guest executes {name} ({address:#x})"))
         data = sorted((addr, name) for addr, kind, name in self.kernel._table
