@@ -93,7 +93,8 @@ def _build(path):
 
 def _load(path):
     with open(path, "rb") as f:
-        data = marshal.load(f)
+        # marshal.load(f) would read the file a few bytes at a time (readinto per object): several times slower.
+        data = marshal.loads(f.read())
     if data.get("tabversion") != yacc.__tabversion__:
         raise ValueError("stale tables")
     table = yacc.LRTable()
