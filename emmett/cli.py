@@ -2,89 +2,100 @@
 
     emmettc file.emt [-o out.vp]      # VP on stdout without -o
     emmettc -c 'VMM1Hz { printf("hi\\n"); }'
-    options: -I DIR, -D NAME[=VALUE], -s SYMFILE, -m MEMMODEL, -a, -i N, --no-preload
+    options: -I DIR, -D NAME[=VALUE], -s SYMFILE, -m MEMMODEL, -a, -i N, --no-preload, --version
 
 Diagnostics go to stderr as `file:line:col: error: message`, the source line
 and a caret.  Exit status: 0 compiled, 1 errors in the input (or bad usage),
 2 an internal error of the compiler.  No traceback ever reaches the user.
 
-The start-up path is kept lean (a compile of a small file should cost little
-more than starting Python): the options are parsed by hand, and the compiler
-itself is imported only once they are known.
+The command line is parsed by click (so completion works as for the other
+commands: `_EMMETTC_COMPLETE=bash_source emmettc`).  The start-up path is
+kept lean (a compile of a small file should cost little more than starting
+Python): the compiler itself is imported only once the options are known.
 """
 
+import gc
 import os
 import sys
 
-USAGE = """\
-usage: emmettc [options] [FILE.emt | -c CODE]
+import click
 
-Compile an Emmett program to VP (standard input when no FILE or FILE is '-').
+SYNOPSIS = "emmettc [options] [FILE.emt | -c CODE]"
 
-options:
-  -o OUT           write the VP to OUT (default: standard output)
-  -c CODE          compile CODE given on the command line
-  -I DIR           search DIR for #include files (repeatable)
-  -D NAME[=VALUE]  define a preprocessor macro (VALUE defaults to 1; repeatable)
-  -s SYMFILE       guest symbols in /proc/kallsyms format (for &symbol, extern, probe names)
-  -m MEMMODEL      guest64 (default), guest32, guest16, guestphys, vmw64 or vmw32
-  -a               add a 1 Hz probe that logs and clears every aggregate (on VCPU 0)
-  -i N             indent the VP by N spaces (default 2)
-  --no-preload     do not include the guest preload library (curpid(), curprocname()...)
-  -h, --help       show this help
+HELP = "Compile an Emmett program to VP (standard input when no FILE or FILE is '-')."
 
-Exit status: 0 compiled, 1 errors in the program or bad usage, 2 internal error.
-"""
+EPILOG = """\b
+Examples:
+  emmettc cookbook/vptop.emt -o vptop.vp
+      compile a file
+  emmettc -c 'VMM1Hz { printf("%d\\n", curpid()); }'
+      a one-liner; its VP goes to standard output
+  emmettc -a -s kallsyms -I include top.emt
+      with the guest's symbols, #include files from include/ and a probe
+      that logs every aggregate once a second
+  emmettc -m guest32 -D DEBUG=2 old.emt
+      for a 32-bit guest, with DEBUG defined as 2
 
-_WITH_VALUE = {"-o": "output", "-c": "code", "-I": "include", "-D": "define", "-s": "symbols", "-m": "memmodel",
-               "-i": "indent"}
-
-
-class UsageError(Exception):
-    pass
+\b
+Exit status: 0 compiled; 1 errors in the program, or bad usage;
+2 an internal error of the compiler.
+Shell completion (bash): eval "$(_EMMETTC_COMPLETE=bash_source emmettc)"."""
 
 
-def parse_args(argv):
-    opts = {"output": None, "code": None, "include": [], "define": [], "symbols": None, "memmodel": "guest64",
-            "indent": "2", "auto_aggr": False, "preload": True, "file": None, "help": False}
-    i = 0
-    rest_are_files = False
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if rest_are_files or arg == "-" or not arg.startswith("-"):
-            if opts["file"] is not None:
-                raise UsageError(f"more than one input file: {opts['file']} and {arg}")
-            opts["file"] = arg
-        elif arg == "--":
-            rest_are_files = True
-        elif arg in ("-h", "--help"):
-            opts["help"] = True
-        elif arg == "-a":
-            opts["auto_aggr"] = True
-        elif arg == "--no-preload":
-            opts["preload"] = False
-        elif arg[:2] in _WITH_VALUE:
-            key = _WITH_VALUE[arg[:2]]
-            if len(arg) > 2:
-                value = arg[2:]
-            elif i < len(argv):
-                value = argv[i]
-                i += 1
-            else:
-                raise UsageError(f"option {arg} needs a value")
-            if key in ("include", "define"):
-                opts[key].append(value)
-            else:
-                opts[key] = value
-        else:
-            raise UsageError(f"unknown option {arg}")
-    return opts
+class EmmettcCommand(click.Command):
+    """emmettc's help starts `usage: ...`; a malformed command line is exit status 1, as any error in the input."""
+
+    def format_usage(self, ctx, formatter):
+        formatter.write(f"usage: {SYNOPSIS}\n")
+
+    def main(self, args=None, prog_name="emmettc", complete_var=None, standalone_mode=True, **extra):
+        try:
+            status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            _say(f"usage: {SYNOPSIS}")
+            status = _error(e.format_message())
+        except click.exceptions.Exit as e:
+            status = e.exit_code
+        except (click.Abort, KeyboardInterrupt):
+            status = 130
+        except Exception as e:  # never a traceback
+            if not standalone_mode:
+                raise
+            _say(f"emmettc: internal error: {type(e).__name__}: {e}")
+            status = 2
+        if standalone_mode:
+            sys.exit(status)
+        return status
+
+
+def _say(text):
+    """A line to stderr, flushed (so that no message waits in a buffer, whoever reads stderr)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def _error(message):
-    print(f"emmettc: error: {message}", file=sys.stderr)
+    _say(f"emmettc: error: {message}")
     return 1
+
+
+def _memory_models(ctx, param, incomplete):
+    from .ctype import MEMMODELS
+
+    return [name for name in MEMMODELS if name.startswith(incomplete)]
+
+
+def _show_version(ctx, param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("vprobes-toolchain")
+    except PackageNotFoundError:
+        found = "(not installed)"
+    click.echo(f"emmettc (vprobes-toolchain) {found}")
+    ctx.exit(0)
 
 
 def _import_compiler():
@@ -110,77 +121,95 @@ def _import_compiler():
     return driver
 
 
-def run(argv):
-    try:
-        opts = parse_args(argv)
-    except UsageError as e:
-        print(USAGE.splitlines()[0], file=sys.stderr)
-        return _error(e)
-    if opts["help"]:
-        sys.stdout.write(USAGE)
-        return 0
-    if opts["code"] is not None and opts["file"] is not None:
+@click.command("emmettc", cls=EmmettcCommand, help=HELP, epilog=EPILOG, add_help_option=False,
+               context_settings={"max_content_width": 100})
+@click.argument("file", required=False, type=click.Path(allow_dash=True))
+@click.option("-o", "output", metavar="OUT", type=click.Path(),
+              help="write the VP to OUT (default: standard output)")
+@click.option("-c", "code", metavar="CODE", help="compile CODE given on the command line")
+@click.option("-I", "include", metavar="DIR", multiple=True, type=click.Path(file_okay=False),
+              help="search DIR for #include files (repeatable)")
+@click.option("-D", "define", metavar="NAME[=VALUE]", multiple=True,
+              help="define a preprocessor macro (VALUE defaults to 1; repeatable)")
+@click.option("-s", "symbols", metavar="SYMFILE", type=click.Path(),
+              help="guest symbols in /proc/kallsyms format (for &symbol, extern, probe names)")
+@click.option("-m", "memmodel", metavar="MEMMODEL", default="guest64", shell_complete=_memory_models,
+              help="guest64 (default), guest32, guest16, guestphys, vmw64 or vmw32")
+@click.option("-a", "auto_aggr", is_flag=True, help="add a 1 Hz probe that logs and clears every aggregate (on VCPU 0)")
+@click.option("-i", "indent", metavar="N", type=click.IntRange(min=0), default=2,
+              help="indent the VP by N spaces (default 2)")
+@click.option("--no-preload", "no_preload", is_flag=True,
+              help="do not include the guest preload library (curpid(), curprocname()...)")
+@click.help_option("-h", "--help", help="show this help and exit")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="print the version and exit")
+def command(file, output, code, include, define, symbols, memmodel, auto_aggr, indent, no_preload):
+    if code is not None and file is not None:
         return _error("give either a file or -c CODE, not both")
-    try:
-        indent = int(opts["indent"])
-    except ValueError:
-        indent = -1
-    if indent < 0:
-        return _error("-i needs a non-negative number of spaces")
     defines = {}
-    for d in opts["define"]:
+    for d in define:
         name, eq, value = d.partition("=")
         if not name.isidentifier():
             return _error(f"bad -D option '{d}': expected NAME or NAME=VALUE")
         defines[name] = value if eq else "1"
-    if opts["code"] is not None:
-        source, filename = opts["code"], "<command line>"
-    elif opts["file"] is None or opts["file"] == "-":
+    if code is not None:
+        source, filename = code, "<command line>"
+    elif file is None or file == "-":
         source, filename = sys.stdin.buffer.read().decode("utf-8", "surrogateescape"), "<stdin>"
     else:
         try:
-            with open(opts["file"], "rb") as f:
+            with open(file, "rb") as f:
                 source = f.read().decode("utf-8", "surrogateescape")
         except OSError as e:
-            return _error(f"cannot read {opts['file']}: {e.strerror or e}")
-        filename = opts["file"]
+            return _error(f"cannot read {file}: {e.strerror or e}")
+        filename = file
 
     driver = _import_compiler()
-    options = driver.CompileOptions(include_dirs=opts["include"], defines=defines, symbols_file=opts["symbols"],
-                                    memmodel=opts["memmodel"], auto_aggr=opts["auto_aggr"], indent=indent,
-                                    preload=opts["preload"])
+    _resume_gc()
+    options = driver.CompileOptions(include_dirs=list(include), defines=defines, symbols_file=symbols,
+                                    memmodel=memmodel, auto_aggr=auto_aggr, indent=indent, preload=not no_preload)
     result = driver.compile(source, filename, options)
     if result.diagnostics:
         text = "\n".join(d.format() for d in result.diagnostics)
-        sys.stderr.write(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") + "\n")
+        _say(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
     if result.internal_error:
         return 2
     if not result.ok:
         return 1
     data = result.vp.encode("utf-8", "surrogateescape")
-    if opts["output"]:
+    if output:
         try:
-            with open(opts["output"], "wb") as f:
+            with open(output, "wb") as f:
                 f.write(data)
         except OSError as e:
-            return _error(f"cannot write {opts['output']}: {e.strerror or e}")
+            return _error(f"cannot write {output}: {e.strerror or e}")
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     return 0
 
 
+def run(argv):
+    """emmettc with these arguments, in this process; returns the exit status."""
+    return command.main(list(argv), standalone_mode=False)
+
+
+def _resume_gc():
+    """After the compiler's imports: collect garbage again, skipping the objects the imports made (gc.freeze).
+
+    The console script turns the collector off while it imports (`main`):
+    imports make many objects and no garbage worth collecting, and the
+    collections they would trigger cost a noticeable part of a small compile.
+    In process (tests, `run`) the collector is left as it is.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv=None):
-    try:
-        code = run(sys.argv[1:] if argv is None else argv)
-    except KeyboardInterrupt:
-        code = 130
-    except BaseException as e:  # noqa: BLE001 - never a traceback
-        if isinstance(e, SystemExit):
-            raise
-        print(f"emmettc: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        code = 2
-    sys.exit(code)
+    gc.disable()  # until the compiler is imported: see _resume_gc
+    command.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The user tools (installed as the `vprobe_tools` package), grouped by what each part is.
 
-* commands/ -- the commands' argument handling and help: `vprobe` (commands.vprobe),
-  `vmrun` (commands.vmrun), `vprobe-aggr` and `vprobe-stacks` (commands.vprobe_aggr,
-  commands.vprobe_stacks); what the printers of saved logs share (commands.saved_log);
-  the options vprobe shares with them (commands.options).  `emmettc` is the compiler's
-  own (emmett.cli).
+* commands/ -- the commands on click, their options, help and exit statuses: `vprobe`
+  (commands.vprobe; what a run does: vprobe_run), `vmrun` (commands.vmrun), `vprobe-aggr`
+  and `vprobe-stacks` (commands.vprobe_aggr, commands.vprobe_stacks); what every command
+  shares (commands.base: man-page help, usage errors, --version); what the printers of
+  saved logs share (commands.saved_log); the options vprobe shares with them
+  (commands.options).  `emmettc` is the compiler's own (emmett.cli).
 * scripts/ -- what a probe script is made of: reading its files, concatenating VP with
   locations mapped back, compiling Emmett, loading (sources); the guest's VP helpers
   added on demand (guest_library).

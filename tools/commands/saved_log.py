@@ -7,9 +7,10 @@ describes, or from the embedded default machine (`vm.targets.default_symbol_text
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
+from typing import Callable
+
+import click
 
 from ..errors import ToolError
 from ..log.reader import LogReader, pump
@@ -17,49 +18,59 @@ from ..output import LogStream, MessageStream
 from ..views.pipeline import Pipeline
 from ..views.symbolize import Symbolizer
 from ..vm.machine_info import read_symbol_file
+from .base import Streams, exclusive, option
+from .options import apply, format_option
+
+INPUT = "INPUT AND OUTPUT"
 
 
-def add_input_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("log", nargs="?", default="-", metavar="LOG",
-                        help="the log: a file such as vprobe.out, or - for standard input (default)")
-    parser.add_argument("-f", "--format", choices=("text", "json"), default="text",
-                        help="output format (default text)")
-    parser.add_argument("--input", choices=("auto", "text", "json"), default="auto",
-                        help="how to read LOG: the log's text, JSON lines, or auto (default: by its first line)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--syms", metavar="FILE",
-                        help="guest symbols (/proc/kallsyms format) for stacks; default: the simulated machine's")
-    source.add_argument("--vmx", metavar="VM.vmx", help="use the guest symbols of the VM this .vmx describes")
+def input_options(function: Callable) -> Callable:
+    """LOG, -f, --input, --syms / --vmx (one of them)."""
+    return apply([
+        click.argument("log", default="-", required=False, metavar="[LOG]", type=click.Path(allow_dash=True)),
+        format_option(INPUT, "output format (default text)"),
+        option("--input", "input_kind", type=click.Choice(["auto", "text", "json"]), default="auto", group=INPUT,
+               help="how to read LOG: the log's text, JSON lines, or auto (default: by its first line)"),
+        option("--syms", type=click.Path(), metavar="FILE", group=INPUT,
+               help="guest symbols (/proc/kallsyms format) for stacks; default: the simulated machine's"),
+        option("--vmx", type=click.Path(), metavar="VM.vmx", group=INPUT,
+               help="use the guest symbols of the VM this .vmx describes"),
+    ])(function)
 
 
-def run_printer(prog: str, argv: list[str] | None, parser: argparse.ArgumentParser, make_view) -> int:
-    """A standalone printer: parse `argv`, read the log, show it through the view `make_view` builds."""
-    args = parser.parse_args(argv)
-    out = LogStream(sys.stdout.buffer)
-    err = MessageStream(sys.stderr.buffer)
+def show_saved_log(ctx: click.Context, make_view: Callable) -> int:
+    """Read the log the options name into the view `make_view(out, err, symbols, live)` builds; the exit status.
+
+    `symbols()` gives the Symbolizer (made only if the view asks); `live` is
+    whether standard output is a terminal.
+    """
+    exclusive(ctx, "syms", "vmx")
+    options = ctx.params
+    prog = ctx.find_root().info_name
+    streams = Streams.of(ctx)
+    out, err = LogStream(streams.stdout), MessageStream(streams.stderr)
 
     def symbols() -> Symbolizer:
-        if args.syms:
-            return Symbolizer(read_symbol_file(args.syms))
+        if options["syms"]:
+            return Symbolizer(read_symbol_file(options["syms"]))
         from ..vm.targets import default_symbol_text
 
-        return Symbolizer(default_symbol_text(args.vmx))
+        return Symbolizer(default_symbol_text(options["vmx"]))
 
     def warn(message: str) -> None:
         err.write(f"{prog}: {message}\n")
 
+    path = options["log"]
     try:
-        live = sys.stdout.isatty()
-        view = make_view(args, out, err, symbols, live)
-        pipeline = Pipeline([view])
-        reader = LogReader(pipeline, args.input, warn)
-        if args.log == "-":
-            fd, close = sys.stdin.fileno(), False
+        view = make_view(out, err, symbols, _is_terminal(streams.stdout))
+        reader = LogReader(Pipeline([view]), options["input_kind"], warn)
+        if path == "-":
+            fd, close = streams.stdin.fileno(), False
         else:
             try:
-                fd, close = os.open(args.log, os.O_RDONLY), True
+                fd, close = os.open(path, os.O_RDONLY), True
             except OSError as e:
-                raise ToolError(f"cannot read {args.log}: {e.strerror or e}") from None
+                raise ToolError(f"cannot read {path}: {e.strerror or e}") from None
         try:
             pump(fd, reader)
         except KeyboardInterrupt:
@@ -71,12 +82,14 @@ def run_printer(prog: str, argv: list[str] | None, parser: argparse.ArgumentPars
         warn(e.message)
         return e.status
     except OSError as e:
-        warn(f"cannot read {args.log}: {e.strerror or e}")
+        warn(f"cannot read {path}: {e.strerror or e}")
         return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # a defect of the printer: say so plainly
-        warn(f"internal error: {type(e).__name__}: {e}")
-        return 2
     out.close()
     return 0
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -3,49 +3,39 @@
 The VProbes commands of VMware's vmrun (Table 1-1 of the reference), for VMs
 that `vmrun start` runs in the background (`vm.daemon`), through their
 control socket (`control`).  Output a command was asked for goes to stdout;
-errors go to stderr as `vmrun: Error: ...`, with exit status 1.
+errors go to stderr as `vmrun: Error: ...`, with exit status 1 (2 for a
+malformed command line).  The verbs keep the reference's spellings
+(`vmrun vprobeLoad ...`) and are matched without regard to case.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
+
+import click
 
 from ..errors import LoadFailed, ToolError
 from ..output import MessageStream
 from ..views.listings import format_globals, format_probes, format_version
 from ..vm import control
 from ..vm.control import NotResponding, NotRunning
+from .base import Streams, ToolCommand, ToolGroup, option, version_option, write_message, write_rows
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
-USAGE = """\
+NAME = """\
 NAME
-    vmrun - run VMs in the background and control VProbes in them
+    vmrun - run VMs in the background and control VProbes in them"""
 
-SYNOPSIS
-    vmrun [-T ws] [--host-config FILE] COMMAND [PARAMETERS]
-
-COMMANDS
-    start VM.vmx [nogui]          power the VM on in the background (simulated time
-                                  paced to the wall clock, or a QEMU VM); returns
-                                  once it runs
-    stop VM.vmx [soft|hard]       power it off: unload the script and stop (soft,
-                                  the default); hard kills the VM's processes
-    list                          list the running VMs
-    vprobeVersion VM.vmx          print the VProbes version and whether VProbes are
-                                  enabled for the VM
-    vprobeLoad VM.vmx 'VP TEXT'   load a VP script, replacing the one that runs
-    vprobeLoadFile VM.vmx FILE    load a VP script from FILE
-    vprobeReset VM.vmx            unload the script that runs in the VM
-    vprobeListProbes VM.vmx       list the probe points the VM offers
-    vprobeListGlobals VM.vmx      list the built-in globals
-
+DESCRIPTION = """\
 DESCRIPTION
     A VM that runs in the background has, in its directory, a control socket
     (NAME.vmrun.sock, mode 0600: only the user who started the VM can control
@@ -62,8 +52,8 @@ DESCRIPTION
     only the probe points QEMU can fire (vprobeListProbes), and its scripts
     get the guest helpers made for its kernel.
 
-    --host-config FILE (start): the host configuration that holds vprobe.allow
-    (default /etc/vmware/config).  -T (the host type) is accepted and ignored.
+    Command names are matched without regard to case (vprobeload is
+    vprobeLoad); vmrun help COMMAND (or vmrun COMMAND --help) describes one.
     VMRUN_STATE_DIR overrides where running VMs are listed for vmrun list.
 
 EXAMPLES
@@ -74,15 +64,18 @@ EXAMPLES
     vmrun vprobeReset web01.vmx
     vmrun stop web01.vmx
 
+SHELL COMPLETION
+    eval "$(_VMRUN_COMPLETE=bash_source vmrun)"
+    in ~/.bashrc completes options, their values, the verbs and file names
+    (zsh_source in ~/.zshrc; fish_source for fish).
+
 EXIT STATUS
     0 done; 1 an error (the VM is not running, a script did not load ...);
     2 a malformed command line.
-"""
 
-
-class UsageError(ToolError):
-    def __init__(self, message: str):
-        super().__init__(message, status=2)
+SEE ALSO
+    vprobe(1): run a script and watch its output, in a VM running in the
+    background or in one it powers on itself."""
 
 
 class Vmrun:
@@ -93,11 +86,10 @@ class Vmrun:
 
     # ---- power -----------------------------------------------------------------------------------
 
-    def start(self, vmx: str, *options: str) -> int:
+    def start(self, vmx: str) -> int:
         from machine.vms import read_vm_config
         from machine.vmx import VmxError
 
-        _options(options, ("gui", "nogui"))
         paths = control.vm_paths(vmx)
         try:
             config = read_vm_config(str(paths.vmx))
@@ -138,8 +130,7 @@ class Vmrun:
             self.err.write(f"vmrun: warning: {warning}\n")
         return 0
 
-    def stop(self, vmx: str, *options: str) -> int:
-        mode = _options(options, ("soft", "hard"))
+    def stop(self, vmx: str, mode: str | None) -> int:
         paths = control.vm_paths(vmx)
         found = control.read_pidfile(paths.pidfile) if control.check_owned(paths.pidfile, "the pid file") else None
         if not control.clean_stale(paths) or found is None:
@@ -226,20 +217,6 @@ class Vmrun:
         return 0
 
 
-COMMANDS = {
-    "start": (1, 2), "stop": (1, 2), "list": (0, 0),
-    "vprobeversion": (1, 1), "vprobeload": (2, 2), "vprobeloadfile": (2, 2), "vprobereset": (1, 1),
-    "vprobelistprobes": (1, 1), "vprobelistglobals": (1, 1),
-}
-
-
-def _options(given: tuple[str, ...], allowed: tuple[str, ...]) -> str | None:
-    for option in given:
-        if option.lower() not in allowed:
-            raise UsageError(f"unknown option {option!r} (expected {' or '.join(allowed)})")
-    return given[0].lower() if given else None
-
-
 def _read_ready(fd: int, timeout: float) -> dict | None:
     """The daemon's one-line report on its start (None if it said nothing in time)."""
     import time
@@ -263,62 +240,198 @@ def _read_ready(fd: int, timeout: float) -> dict | None:
         return None
 
 
-def run(argv: list[str], stdout, stderr) -> int:
-    out, err = MessageStream(stdout), MessageStream(stderr)
-    args = list(argv)
-    host_config = None
-    while args and args[0].startswith("-"):
-        flag = args.pop(0)
-        if flag in ("-h", "--help", "-?"):
-            out.write(USAGE)
-            return 0
-        if flag in ("-T", "--host-config") and args:
-            value = args.pop(0)
-            if flag == "--host-config":
-                host_config = value
-            continue
-        err.write(f"vmrun: unknown option {flag}\n{USAGE.split('COMMANDS')[0]}")
+
+# ---- the command line ----------------------------------------------------------------------------------
+
+class VmrunGroup(ToolGroup):
+    """vmrun and its verbs: named as the reference spells them, matched without regard to case."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they are defined: the reference's
+
+    def get_command(self, ctx: click.Context, name: str):
+        found = self.commands.get(name)
+        if found is None:
+            found = next((c for n, c in self.commands.items() if n.lower() == name.lower()), None)
+        return found
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0]
+        if not ctx.resilient_parsing and not name.startswith("-") and self.get_command(ctx, name) is None:
+            raise click.UsageError(f"unknown command {name!r} (vmrun --help lists them)", ctx)
+        return super().resolve_command(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list:
+        """The verbs that start with `incomplete` in any case (vprobel completes to vprobeLoad ...), and options."""
+        from click.shell_completion import CompletionItem
+
+        verbs = [CompletionItem(name, help=verb.get_short_help_str()) for name, verb in self.commands.items()
+                 if not verb.hidden and name.lower().startswith(incomplete.lower())]
+        return verbs + super(click.Group, self).shell_complete(ctx, incomplete)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(f"{name} {verb.synopsis}".rstrip(), verb.short_help or "")
+                for name, verb in self.commands.items() if not verb.hidden]
+        formatter.write("\n")
+        formatter.write_heading("COMMANDS")
+        with formatter.indentation():
+            write_rows(formatter, rows, max(len(names) for names, _ in rows))
+
+    def format_usage_error(self, ctx: click.Context | None, error: click.UsageError) -> str:
+        return f"vmrun: Error: {error.format_message()}\n{self.usage_of(ctx)}\n"
+
+
+def vp_version_line() -> str:
+    from ..vm.machine_info import vp_version
+
+    return f"VP {vp_version()}"
+
+
+@click.group("vmrun", cls=VmrunGroup, synopsis="[-T ws] [--host-config FILE] COMMAND [PARAMETERS]",
+             help=NAME, epilog=DESCRIPTION, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help", "-?"]})
+@option("-T", "host_type", metavar="TYPE", help="the host type (ws, server, fusion ...): accepted and ignored")
+@option("--host-config", type=click.Path(), metavar="FILE",
+        help="the host configuration that holds vprobe.allow, for start (default /etc/vmware/config)")
+@version_option(vp_version_line)
+@click.pass_context
+def command(ctx: click.Context, host_type: str | None, host_config: str | None) -> int | None:
+    if ctx.invoked_subcommand is None:  # no command: what there is, and the status of a usage error
+        write_message(Streams.of(ctx).stdout, ctx.get_help() + "\n")
         return 2
-    if not args:
-        out.write(USAGE)
-        return 2
-    command, params = args[0], args[1:]
-    name = command.lower()
-    if name == "help":
-        out.write(USAGE)
-        return 0
-    if name not in COMMANDS:
-        err.write(f"vmrun: Error: unknown command {command!r} (vmrun --help lists them)\n")
-        return 2
-    low, high = COMMANDS[name]
-    if not low <= len(params) <= high:
-        wanted = "no parameters" if high == 0 else "the VM's .vmx file" if low == high == 1 else \
-            f"{low} to {high} parameters" if low != high else f"{low} parameters"
-        err.write(f"vmrun: Error: {command} takes {wanted}\n")
-        return 2
-    vmrun = Vmrun(out, err, host_config)
+    return None
+
+
+def verb(ctx: click.Context, action: Callable[[Vmrun], int]) -> int:
+    """Run one verb; its errors are reported as `vmrun: Error: ...`."""
+    streams = Streams.of(ctx)
+    out, err = MessageStream(streams.stdout), MessageStream(streams.stderr)
     try:
-        return getattr(vmrun, name)(*params)
+        return action(Vmrun(out, err, ctx.find_root().params.get("host_config")))
     except LoadFailed as e:
         err.write(f"vmrun: Error: the script did not load\n{e.text}\n")
-        return 1
-    except NotRunning as e:
-        err.write(f"vmrun: Error: {e.message}\n")
         return 1
     except ToolError as e:
         err.write(f"vmrun: Error: {e.message}\n")
         return e.status
-    except KeyboardInterrupt:
-        return 130
+
+
+def vmx_argument(function: Callable) -> Callable:
+    return click.argument("vmx", metavar="VM.vmx", type=click.Path())(function)
+
+
+@command.command("start", cls=ToolCommand, synopsis="VM.vmx [nogui]",
+                 short_help="power the VM on in the background (simulated time paced to the wall clock, "
+                            "or a QEMU VM); returns once it runs",
+                 help="Power the VM on in the background: a simulated machine, its time paced to the\n"
+                      "wall clock, or a QEMU VM (booted here, or attached to).  Returns once it runs.\n"
+                      "A script its .vmx names (vprobe.vpFile) is loaded at power-on.  gui and nogui\n"
+                      "are accepted as VMware's vmrun takes them; there is no window either way.")
+@vmx_argument
+@click.argument("window", required=False, metavar="WINDOW",
+                type=click.Choice(["gui", "nogui"], case_sensitive=False))
+@click.pass_context
+def start(ctx: click.Context, vmx: str, window: str | None) -> int:
+    return verb(ctx, lambda vmrun: vmrun.start(vmx))
+
+
+@command.command("stop", cls=ToolCommand, synopsis="VM.vmx [soft|hard]",
+                 short_help="power it off: unload the script and stop (soft, the default); hard kills the "
+                            "VM's processes",
+                 help="Power the VM off.  soft (the default) unloads its script, whose unload probes\n"
+                      "fire, and stops; hard ends the VM's processes.")
+@vmx_argument
+@click.argument("mode", required=False, metavar="MODE",
+                type=click.Choice(["soft", "hard"], case_sensitive=False))
+@click.pass_context
+def stop(ctx: click.Context, vmx: str, mode: str | None) -> int:
+    return verb(ctx, lambda vmrun: vmrun.stop(vmx, mode and mode.lower()))
+
+
+@command.command("list", cls=ToolCommand, short_help="list the running VMs",
+                 help="List the VMs running in the background: how many, then the .vmx of each.")
+@click.pass_context
+def list_vms(ctx: click.Context) -> int:
+    return verb(ctx, lambda vmrun: vmrun.list())
+
+
+@command.command("vprobeVersion", cls=ToolCommand, synopsis="VM.vmx",
+                 short_help="print the VProbes version and whether VProbes are enabled for the VM",
+                 help="Print the VProbes version of the VM and whether VProbes are enabled for it.")
+@vmx_argument
+@click.pass_context
+def vprobe_version(ctx: click.Context, vmx: str) -> int:
+    return verb(ctx, lambda vmrun: vmrun.vprobeversion(vmx))
+
+
+@command.command("vprobeLoad", cls=ToolCommand, synopsis="VM.vmx 'VP TEXT'",
+                 short_help="load a VP script, replacing the one that runs",
+                 help="Load the VP script VP TEXT into the VM, replacing the one that runs (whose\n"
+                      "unload probes fire).  A script that does not load leaves the old one running.")
+@vmx_argument
+@click.argument("text", metavar="VP TEXT")
+@click.pass_context
+def vprobe_load(ctx: click.Context, vmx: str, text: str) -> int:
+    return verb(ctx, lambda vmrun: vmrun.vprobeload(vmx, text))
+
+
+@command.command("vprobeLoadFile", cls=ToolCommand, synopsis="VM.vmx FILE", short_help="load a VP script from FILE",
+                 help="Load the VP script in FILE into the VM, as vprobeLoad does.")
+@vmx_argument
+@click.argument("path", metavar="FILE", type=click.Path())
+@click.pass_context
+def vprobe_load_file(ctx: click.Context, vmx: str, path: str) -> int:
+    return verb(ctx, lambda vmrun: vmrun.vprobeloadfile(vmx, path))
+
+
+@command.command("vprobeReset", cls=ToolCommand, synopsis="VM.vmx", short_help="unload the script that runs in the VM",
+                 help="Unload the script that runs in the VM (its unload probes fire).")
+@vmx_argument
+@click.pass_context
+def vprobe_reset(ctx: click.Context, vmx: str) -> int:
+    return verb(ctx, lambda vmrun: vmrun.vprobereset(vmx))
+
+
+@command.command("vprobeListProbes", cls=ToolCommand, synopsis="VM.vmx",
+                 short_help="list the probe points the VM offers",
+                 help="List the probe points the VM offers, one a line, with what each is.")
+@vmx_argument
+@click.pass_context
+def vprobe_list_probes(ctx: click.Context, vmx: str) -> int:
+    return verb(ctx, lambda vmrun: vmrun.vprobelistprobes(vmx))
+
+
+@command.command("vprobeListGlobals", cls=ToolCommand, synopsis="VM.vmx", short_help="list the built-in globals",
+                 help="List the built-in globals the VM offers, with their type and scope.")
+@vmx_argument
+@click.pass_context
+def vprobe_list_globals(ctx: click.Context, vmx: str) -> int:
+    return verb(ctx, lambda vmrun: vmrun.vprobelistglobals(vmx))
+
+
+@command.command("help", cls=ToolCommand, synopsis="[COMMAND]", short_help="describe vmrun, or one command",
+                 help="Describe vmrun, or the command COMMAND.")
+@click.argument("name", required=False, metavar="[COMMAND]")
+@click.pass_context
+def help_command(ctx: click.Context, name: str | None) -> int:
+    root = ctx.find_root()
+    if name is None:
+        click.echo(root.get_help())
+        return 0
+    found = command.get_command(root, name)
+    if found is None:
+        raise click.UsageError(f"unknown command {name!r} (vmrun --help lists them)", ctx)
+    click.echo(found.get_help(click.Context(found, info_name=found.name, parent=root)))
+    return 0
+
+
+def run(argv: list[str], stdout, stderr) -> int:
+    """vmrun with these arguments and (binary) output streams; returns the exit status."""
+    return command.main(list(argv), "vmrun", standalone_mode=False, obj=Streams(io.BytesIO(), stdout, stderr))
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        status = run(sys.argv[1:] if argv is None else argv, sys.stdout.buffer, sys.stderr.buffer)
-    except Exception as e:  # a defect of vmrun itself: say so plainly
-        sys.stderr.write(f"vmrun: internal error: {type(e).__name__}: {e}\n")
-        status = 2
-    sys.exit(status)
+    command.main(argv, "vmrun")
 
 
 if __name__ == "__main__":

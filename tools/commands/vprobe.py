@@ -1,5 +1,9 @@
 """`vprobe`: compile a probe script if needed, load it into a VM, show its log, unload.
 
+This module is the command line (options, help, exit statuses on click);
+what a run does is `vprobe_run`, imported only when a run starts, so that
+--help, --version and shell completion do not load the machine.
+
 stdout carries exactly what the user asked to see (the script's log, its
 aggregates as tables, its stacks, JSON, or the probe and global lists);
 status, warnings and errors go to stderr.  A script that fails to compile or
@@ -9,23 +13,13 @@ Nothing ever ends in a traceback.
 
 from __future__ import annotations
 
-import argparse
 import signal
-import sys
+from types import SimpleNamespace
 
-from machine.vmx import VmxError, VProbesDisabled, check_enabled, host_allows_vprobes
+import click
 
-from ..errors import LoadFailed, ToolError, machine_failure
-from ..output import LogStream, MessageStream
-from ..scripts.sources import SourceFile, compile_emmett, compiled_name, is_emmett, needs_auto_aggr, read_sources
-from ..views import aggr, stacks
-from ..views.json_view import JsonView
-from ..views.listings import format_globals, format_probes
-from ..views.pipeline import Pipeline
-from ..views.symbolize import Symbolizer
-from ..vm.machine_info import read_symbol_file
-from ..vm.targets import EmbeddedVM, find_vm
-from .options import add_aggr_options, add_stack_options
+from .base import Streams, ToolCommand, exclusive, option, version_option
+from .options import aggr_options, format_option, stack_options
 
 DESCRIPTION = """\
 NAME
@@ -89,6 +83,11 @@ FILES
     NAME.vmrun.sock         the control socket of a VM running in the background
     /etc/vmware/config      the host configuration (vprobe.allow), or --host-config
 
+SHELL COMPLETION
+    eval "$(_VPROBE_COMPLETE=bash_source vprobe)"
+    in ~/.bashrc completes options, their values and file names
+    (zsh_source in ~/.zshrc; fish_source for fish).
+
 EXIT STATUS
     0 the script ran (or the listing was printed); 1 the script did not compile
     or load, the VM cannot run scripts, or the options do not go together;
@@ -104,254 +103,68 @@ SEE ALSO
 MAX_DURATION_S = 100 * 365 * 24 * 3600
 
 
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= MAX_DURATION_S:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {MAX_DURATION_S:g}")
-    return value
+class Seconds(click.ParamType):
+    """-d: a number of seconds from 0 to a century."""
 
+    name = "seconds"
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vprobe", usage="vprobe [options] [VM.vmx] [SCRIPT.emt ... | SCRIPT.vp ...]",
-        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        add_help=False)
-    parser.add_argument("files", nargs="*", metavar="[VM.vmx] SCRIPT", help=argparse.SUPPRESS)
-    script = parser.add_argument_group("SCRIPT OPTIONS")
-    script.add_argument("-c", "--code", metavar="CODE", help="run the Emmett program CODE (no script file)")
-    script.add_argument("-i", "--stdin", action="store_true", help="read a VP script from standard input")
-    script.add_argument("--syms", metavar="FILE",
-                        help="guest symbols (/proc/kallsyms format) for compiling and for symbolizing stacks "
-                             "(default: the VM's vprobe.guestSyms, or its kernel's symbols)")
-    vm = parser.add_argument_group("VM OPTIONS")
-    vm.add_argument("-d", "--duration", type=_duration, metavar="SECONDS",
-                    help="unload after SECONDS of simulated time (run as fast as possible on a simulated "
-                         "machine; real seconds on a QEMU VM); without it, run in real time until Ctrl-C")
-    vm.add_argument("-l", "--load-only", action="store_true",
-                    help="load the script into the running VM and return without streaming (the "
-                         "output goes to its vprobe.out); on the embedded machine: only check that it loads")
-    vm.add_argument("-r", "--reset", action="store_true", help="unload whatever script runs in the VM")
-    vm.add_argument("-p", "--list-probes", action="store_true", help="list the probe points the VM offers")
-    vm.add_argument("-g", "--list-globals", action="store_true",
-                    help="list the built-in globals with type and scope")
-    vm.add_argument("--kallsyms", action="store_true",
-                    help="print the guest kernel's symbols (/proc/kallsyms format)")
-    vm.add_argument("--host-config", metavar="FILE",
-                    help="the host configuration that holds vprobe.allow (default /etc/vmware/config)")
-    out = parser.add_argument_group("OUTPUT OPTIONS")
-    out.add_argument("-f", "--format", choices=("text", "json"), default="text",
-                     help="text (default), or one JSON object per line: {\"type\": \"log\"|\"aggr\"|\"error\"...}")
-    out.add_argument("-a", "--aggregates", action="store_true", help="show the aggregates as sorted tables")
-    out.add_argument("-s", "--stacks", action="store_true",
-                     help="show the guest stacks, symbolized and counted, when the script is unloaded")
-    out.add_argument("-h", "--help", action="help", help="show this help and exit")
-    add_aggr_options(parser, "SORTED AGGREGATES (-a)")
-    add_stack_options(parser, "FORMATTED STACKS (-s)", with_top=False)
-    return parser
-
-
-class _Plain(ToolError):
-    """A message that is already complete (located diagnostics): printed without the program's name."""
-
-
-class Command:
-    """One run of vprobe, with its streams."""
-
-    def __init__(self, args, stdin, stdout, stderr):
-        self.args = args
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self.out = LogStream(stdout)
-        self.err = MessageStream(stderr)
-        self._symbols: str | None = None
-
-    def warn(self, message: str) -> None:
-        self.err.write(message + ("" if message.endswith("\n") else "\n"))
-
-    # ---- what the command line asks for ------------------------------------------------------------
-
-    def split_files(self) -> tuple[str | None, list[str]]:
-        files = list(self.args.files)
-        vmx = files.pop(0) if files and files[0].endswith(".vmx") else None
-        extra = [f for f in files if f.endswith(".vmx")]
-        if extra:
-            raise ToolError(f"give one VM, first: {extra[0]} comes after the scripts")
-        return vmx, files
-
-    def check_usage(self, scripts: list[str], vmx: str | None) -> None:
-        a = self.args
-        if sum(map(bool, (a.code is not None, a.stdin, scripts))) > 1:
-            raise ToolError("give script files, -c CODE or -i, not several of them")
-        kinds = {is_emmett(s) for s in scripts}
-        if len(kinds) > 1:
-            raise ToolError("cannot mix Emmett (.emt) and VP scripts in one run: compile the Emmett "
-                            "ones with emmettc first, or load them separately")
-        if a.reset and (scripts or a.code is not None or a.stdin):
-            raise ToolError("-r unloads what runs in the VM: give no script with it")
-        if a.reset and vmx is None:
-            raise ToolError("-r needs the VM: vprobe -r VM.vmx")
-
-    def host_allows(self) -> None:
+    def convert(self, value, param, ctx) -> float:
         try:
-            allowed, why = host_allows_vprobes(self.args.host_config)
-        except VmxError as e:
-            raise _Plain(e.format()) from None
-        if not allowed:
-            raise ToolError(why)
+            seconds = float(value)
+        except ValueError:
+            self.fail(f"not a number of seconds: {value!r}", param, ctx)
+        if not 0 <= seconds <= MAX_DURATION_S:
+            self.fail(f"must be a number of seconds from 0 to {MAX_DURATION_S:g}", param, ctx)
+        return seconds
 
-    def embedded(self, vmx: str | None) -> EmbeddedVM:
-        from machine.vms import read_vm_config
 
-        try:
-            config = read_vm_config(vmx)
-        except VmxError as e:
-            raise _Plain(e.format()) from None
-        for warning in config.warnings:
-            self.warn(warning.format())
-        try:
-            check_enabled(config)
-        except VProbesDisabled as e:
-            raise ToolError(str(e)) from None
-        return EmbeddedVM(config, write_out_file=vmx is not None)
+def vp_version_line() -> str:
+    from ..vm.machine_info import vp_version
 
-    def symbols_text(self, vm) -> str:
-        if self._symbols is None:
-            self._symbols = read_symbol_file(self.args.syms) if self.args.syms else vm.symbols_text()
-        return self._symbols
+    return f"VP {vp_version()}"
 
-    def script_files(self, scripts: list[str], vm, config_vp_file) -> list[SourceFile]:
-        """The VP sources to load: files, stdin, or compiled Emmett."""
-        a = self.args
-        if a.stdin:
-            return [SourceFile("<stdin>", self.stdin.read())]
-        if a.code is not None:
-            files, emmett = [SourceFile("<command line>", a.code.encode("utf-8", "surrogateescape"))], True
-        elif scripts:
-            files, emmett = read_sources(scripts), is_emmett(scripts[0])
-        elif config_vp_file is not None:
-            files, emmett = read_sources([str(config_vp_file)]), is_emmett(str(config_vp_file))
-        else:
-            raise ToolError("give a script file, -c CODE, or -i to read VP from standard input")
-        if not emmett:
-            return files
-        return [SourceFile(compiled_name(files), self.compile(files, vm))]
 
-    def compile(self, files: list[SourceFile], vm) -> bytes:
-        guest = {"symbols_file": self.args.syms} if self.args.syms else {"symbols_text": self.symbols_text(vm)}
-        guest["preload_text"] = vm.preload_text()  # the VM's own preload, or None: the compiler's default
-        vp, warnings = compile_emmett(files, **guest)
-        if self.args.aggregates and needs_auto_aggr(vp):
-            vp, warnings = compile_emmett(files, auto_aggr=True, **guest)
-        for w in warnings:
-            self.warn(w)
-        return vp
+SCRIPT, VM, OUTPUT = "SCRIPT OPTIONS", "VM OPTIONS", "OUTPUT OPTIONS"
 
-    # ---- output ---------------------------------------------------------------------------------
 
-    def sink(self, vm):
-        """Where the script's log goes, and what to call at the end."""
-        a = self.args
-        if not a.aggregates and not a.stacks and a.format == "text":
-            return self.out.write, self.out.close
-        views = []
-        symbols = Symbolizer(self.symbols_text(vm)) if a.aggregates or a.stacks else None
-        if a.aggregates:
-            views.append(aggr.AggrView(self.out, symbolizer=symbols, by=a.sort, reverse=a.reverse,
-                                            top=a.top, fmt=a.format, live=self._tty() and not a.no_refresh))
-        if a.stacks:
-            shape = "folded" if a.folded else "dot" if a.dot else "text"
-            views.append(stacks.StackView(self.out, self.err, symbols, shape=shape, fmt=a.format, top=a.top,
-                                               offsets=a.offsets, cumulative=a.cumulative))
-        if not views:
-            views.append(JsonView(self.out))
-        pipeline = Pipeline(views)
+@click.command("vprobe", cls=ToolCommand, synopsis="[options] [VM.vmx] [SCRIPT.emt ... | SCRIPT.vp ...]",
+               help=DESCRIPTION, epilog=EPILOG, help_group=OUTPUT, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("files", nargs=-1, type=click.Path(), metavar="[VM.vmx] SCRIPT")
+@option("-c", "--code", metavar="CODE", group=SCRIPT, help="run the Emmett program CODE (no script file)")
+@option("-i", "--stdin", is_flag=True, group=SCRIPT, help="read a VP script from standard input")
+@option("--syms", type=click.Path(), metavar="FILE", group=SCRIPT,
+        help="guest symbols (/proc/kallsyms format) for compiling and for symbolizing stacks "
+             "(default: the VM's vprobe.guestSyms, or its kernel's symbols)")
+@option("-d", "--duration", type=Seconds(), metavar="SECONDS", group=VM,
+        help="unload after SECONDS of simulated time (run as fast as possible on a simulated "
+             "machine; real seconds on a QEMU VM); without it, run in real time until Ctrl-C")
+@option("-l", "--load-only", is_flag=True, group=VM,
+        help="load the script into the running VM and return without streaming (the "
+             "output goes to its vprobe.out); on the embedded machine: only check that it loads")
+@option("-r", "--reset", is_flag=True, group=VM, help="unload whatever script runs in the VM")
+@option("-p", "--list-probes", is_flag=True, group=VM, help="list the probe points the VM offers")
+@option("-g", "--list-globals", is_flag=True, group=VM, help="list the built-in globals with type and scope")
+@option("--kallsyms", is_flag=True, group=VM, help="print the guest kernel's symbols (/proc/kallsyms format)")
+@option("--host-config", type=click.Path(), metavar="FILE", group=VM,
+        help="the host configuration that holds vprobe.allow (default /etc/vmware/config)")
+@format_option(OUTPUT, 'text (default), or one JSON object per line: {"type": "log"|"aggr"|"error"...}')
+@option("-a", "--aggregates", is_flag=True, group=OUTPUT, help="show the aggregates as sorted tables")
+@option("-s", "--stacks", is_flag=True, group=OUTPUT,
+        help="show the guest stacks, symbolized and counted, when the script is unloaded")
+@version_option(vp_version_line, group=OUTPUT)
+@aggr_options("SORTED AGGREGATES (-a)")
+@stack_options("FORMATTED STACKS (-s)", with_top=False)
+@click.pass_context
+def command(ctx: click.Context, **options) -> int:
+    exclusive(ctx, "folded", "dot")
+    from .vprobe_run import run_vprobe  # the machine, the runtime and the compiler: only for a run
 
-        def finish() -> None:
-            pipeline.finish()
-            self.out.close()
-        return pipeline.sink, finish
-
-    def _tty(self) -> bool:
-        try:
-            return self.stdout.isatty()
-        except (AttributeError, ValueError):
-            return False
-
-    # ---- the run ---------------------------------------------------------------------------------
-
-    def run(self) -> int:
-        a = self.args
-        vmx, scripts = self.split_files()
-        self.check_usage(scripts, vmx)
-        self.host_allows()
-        vm = find_vm(vmx)
-        config_vp_file = None
-        if vm is None:
-            if a.reset:
-                raise ToolError(f"the VM {vmx} is not running: nothing to unload")
-            vm = self.embedded(vmx)
-            config_vp_file = vm.config.vp_file if not (a.stdin or a.code is not None) else None
-        try:
-            return self.run_on(vm, vmx, scripts, config_vp_file)
-        finally:
-            vm.close(self.warn)  # a VM powered on here is powered off (a QEMU VM it booted, too)
-
-    def run_on(self, vm, vmx: str | None, scripts: list[str], config_vp_file) -> int:
-        a = self.args
-        if a.list_probes or a.list_globals or a.kallsyms:
-            if a.list_probes:
-                self.out.write(format_probes(vm.probe_rows()))
-            if a.list_globals:
-                self.out.write(format_globals(vm.global_rows()))
-            if a.kallsyms:
-                self.out.write(vm.kallsyms())
-            self.out.close()
-            return 0
-        if a.reset:
-            unloaded = vm.reset()
-            self.warn(f"vprobe: {'unloaded the script' if unloaded else 'no script was loaded'} in {vmx}")
-            return 0
-        files = self.script_files(scripts, vm, config_vp_file)
-        if a.load_only:
-            self.warn(f"vprobe: {vm.load_only(files, self.warn)}")
-            return 0
-        sink, finish = self.sink(vm)
-        try:
-            status = vm.run(files, sink, a.duration, self.warn)
-        finally:
-            finish()
-        return status
+    return run_vprobe(SimpleNamespace(**options), Streams.of(ctx))
 
 
 def run(argv: list[str], stdin, stdout, stderr) -> int:
     """vprobe with these arguments and (binary) streams; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_intermixed_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    command = Command(args, stdin, stdout, stderr)
-    try:
-        return command.run()
-    except LoadFailed as e:
-        command.warn(e.text)
-        return 1
-    except _Plain as e:
-        command.warn(e.message)
-        return e.status
-    except ToolError as e:
-        command.warn(f"vprobe: {e.message}")
-        return e.status
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # a real VM's failure (QEMU went away ...) is a plain message too
-        message = machine_failure(e)
-        if message is None:
-            raise
-        command.warn(f"vprobe: {message}")
-        return 1
+    return command.main(list(argv), "vprobe", standalone_mode=False, obj=Streams(stdin, stdout, stderr))
 
 
 def _interrupt(signum, frame) -> None:
@@ -359,13 +172,9 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The console script: SIGTERM interrupts as Ctrl-C does (the script is unloaded, the log complete)."""
     signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        status = run(sys.argv[1:] if argv is None else argv, sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer)
-    except Exception as e:  # a defect of vprobe itself: say so plainly
-        sys.stderr.write(f"vprobe: internal error: {type(e).__name__}: {e}\n")
-        status = 2
-    sys.exit(status)
+    command.main(argv, "vprobe")
 
 
 if __name__ == "__main__":

@@ -2,39 +2,64 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
+import click
 
 from ..views.aggr import AggrView
-from .options import add_aggr_options
-from .saved_log import add_input_options, run_printer
+from .base import ToolCommand, version_option
+from .options import aggr_options
+from .saved_log import INPUT, input_options, show_saved_log
+
+DESCRIPTION = """\
+NAME
+    vprobe-aggr - show the aggregates of a saved VProbes log as sorted tables
+
+DESCRIPTION
+    Reads a log (vprobe.out, or the JSON lines of vprobe -f json; standard
+    input when LOG is - or not given) and prints each logaggr block as an
+    aligned table: key columns (integers in hex, strings unquoted, stacks
+    symbolized), count, avg, min, max, latest, % of the total count and a
+    bar.  Other log lines pass through.  Reading a pipe on a terminal, the
+    tables are redrawn in place as new epochs arrive."""
+
+EPILOG = """\
+EXAMPLES
+    vprobe-aggr vprobe.out
+        Every epoch's tables.
+    vprobe-aggr --sort max --top 10 vprobe.out
+        The ten largest maxima.
+    vprobe -f json script.emt | vprobe-aggr -
+        From a live JSON stream.
+
+SHELL COMPLETION
+    eval "$(_VPROBE_AGGR_COMPLETE=bash_source vprobe-aggr)"
+    in ~/.bashrc completes options, their values and file names
+    (zsh_source in ~/.zshrc; fish_source for fish).
+
+EXIT STATUS
+    0 the log was shown; 1 it cannot be read (or the symbols cannot);
+    2 a malformed command line.
+
+SEE ALSO
+    vprobe(1) -a: the same tables while a script runs; vprobe-stacks: the
+    guest stacks of a saved log."""
+
+
+@click.command("vprobe-aggr", cls=ToolCommand, synopsis="[options] [LOG]", help=DESCRIPTION, epilog=EPILOG,
+               help_group=INPUT, context_settings={"help_option_names": ["-h", "--help"]})
+@input_options
+@aggr_options()
+@version_option(group=INPUT)
+@click.pass_context
+def command(ctx: click.Context, **options) -> int:
+    def view(out, err, symbols, live: bool) -> AggrView:
+        return AggrView(out, symbolizer=symbols(), by=options["sort"], reverse=options["reverse"],
+                        top=options["top"], fmt=options["format"], live=live and not options["no_refresh"])
+
+    return show_saved_log(ctx, view)
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(run_printer("vprobe-aggr", argv, _parser(), _make_view))
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vprobe-aggr", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Show the aggregates of a saved VProbes log as sorted tables.\n\n"
-                    "Reads a log (vprobe.out, or the JSON lines of `vprobe -f json`) and prints each\n"
-                    "logaggr block as an aligned table: key columns (integers in hex, strings\n"
-                    "unquoted, stacks symbolized), count, avg, min, max, latest, %% of the total\n"
-                    "count and a bar.  Other log lines pass through.  Reading a pipe on a terminal,\n"
-                    "the tables are redrawn in place as new epochs arrive.",
-        epilog="examples:\n"
-               "  vprobe-aggr vprobe.out                     every epoch's tables\n"
-               "  vprobe-aggr --sort max --top 10 vprobe.out  the ten largest maxima\n"
-               "  vprobe -f json script.emt | vprobe-aggr -   from a live JSON stream\n")
-    add_input_options(parser)
-    add_aggr_options(parser)
-    return parser
-
-
-def _make_view(args, out, err, symbols, live: bool):
-    return AggrView(out, symbolizer=symbols(), by=args.sort, reverse=args.reverse, top=args.top,
-                    fmt=args.format, live=live and not args.no_refresh)
+    command.main(argv, "vprobe-aggr")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ from __future__ import annotations
 import bisect
 import re
 
-from machine.symbols import kallsyms_entries
-
 STACK = re.compile(r"GUEST(?:_0x[0-9a-fA-F]+)+")
 _TEXT_TYPES = frozenset("tTwW")
 LAST_SYMBOL_SPAN = 4096
@@ -37,6 +35,8 @@ class Symbolizer:
     """Address -> (symbol, offset), from the text symbols of a kallsyms file."""
 
     def __init__(self, kallsyms_text: str = ""):
+        from machine.symbols import kallsyms_entries  # the machine's parser (and the runtime): only when used
+
         text_symbols: dict[int, str] = {}
         every_address: set[int] = set()
         for address, kind, name in kallsyms_entries(kallsyms_text):

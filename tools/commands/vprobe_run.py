@@ -1,0 +1,218 @@
+"""What one run of `vprobe` does, once its command line is parsed (`commands.vprobe`).
+
+It picks the VM (a running one for the .vmx, else one powered on here),
+gets the script's VP (files, -c, -i, or compiled Emmett), and either lists,
+resets, loads only, or runs the script with its log going to the views
+asked for.  Errors become plain messages on stderr and an exit status
+(`run_vprobe`); nothing ends in a traceback.
+"""
+
+from __future__ import annotations
+
+from machine.vmx import VmxError, VProbesDisabled, check_enabled, host_allows_vprobes
+
+from ..errors import LoadFailed, ToolError, machine_failure
+from ..output import LogStream, MessageStream
+from ..scripts.sources import SourceFile, compile_emmett, compiled_name, is_emmett, needs_auto_aggr, read_sources
+from ..views import aggr, stacks
+from ..views.json_view import JsonView
+from ..views.listings import format_globals, format_probes
+from ..views.pipeline import Pipeline
+from ..views.symbolize import Symbolizer
+from ..vm.machine_info import read_symbol_file
+from ..vm.targets import EmbeddedVM, find_vm
+from .base import Streams
+from .options import shape
+
+
+class _Plain(ToolError):
+    """A message that is already complete (located diagnostics): printed without the program's name."""
+
+
+class VprobeRun:
+    """One run of vprobe, with its options and streams."""
+
+    def __init__(self, args, stdin, stdout, stderr):
+        self.args = args
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.out = LogStream(stdout)
+        self.err = MessageStream(stderr)
+        self._symbols: str | None = None
+
+    def warn(self, message: str) -> None:
+        self.err.write(message + ("" if message.endswith("\n") else "\n"))
+
+    # ---- what the command line asks for ------------------------------------------------------------
+
+    def split_files(self) -> tuple[str | None, list[str]]:
+        files = list(self.args.files)
+        vmx = files.pop(0) if files and files[0].endswith(".vmx") else None
+        extra = [f for f in files if f.endswith(".vmx")]
+        if extra:
+            raise ToolError(f"give one VM, first: {extra[0]} comes after the scripts")
+        return vmx, files
+
+    def check_usage(self, scripts: list[str], vmx: str | None) -> None:
+        a = self.args
+        if sum(map(bool, (a.code is not None, a.stdin, scripts))) > 1:
+            raise ToolError("give script files, -c CODE or -i, not several of them")
+        kinds = {is_emmett(s) for s in scripts}
+        if len(kinds) > 1:
+            raise ToolError("cannot mix Emmett (.emt) and VP scripts in one run: compile the Emmett "
+                            "ones with emmettc first, or load them separately")
+        if a.reset and (scripts or a.code is not None or a.stdin):
+            raise ToolError("-r unloads what runs in the VM: give no script with it")
+        if a.reset and vmx is None:
+            raise ToolError("-r needs the VM: vprobe -r VM.vmx")
+
+    def host_allows(self) -> None:
+        try:
+            allowed, why = host_allows_vprobes(self.args.host_config)
+        except VmxError as e:
+            raise _Plain(e.format()) from None
+        if not allowed:
+            raise ToolError(why)
+
+    def embedded(self, vmx: str | None) -> EmbeddedVM:
+        from machine.vms import read_vm_config
+
+        try:
+            config = read_vm_config(vmx)
+        except VmxError as e:
+            raise _Plain(e.format()) from None
+        for warning in config.warnings:
+            self.warn(warning.format())
+        try:
+            check_enabled(config)
+        except VProbesDisabled as e:
+            raise ToolError(str(e)) from None
+        return EmbeddedVM(config, write_out_file=vmx is not None)
+
+    def symbols_text(self, vm) -> str:
+        if self._symbols is None:
+            self._symbols = read_symbol_file(self.args.syms) if self.args.syms else vm.symbols_text()
+        return self._symbols
+
+    def script_files(self, scripts: list[str], vm, config_vp_file) -> list[SourceFile]:
+        """The VP sources to load: files, stdin, or compiled Emmett."""
+        a = self.args
+        if a.stdin:
+            return [SourceFile("<stdin>", self.stdin.read())]
+        if a.code is not None:
+            files, emmett = [SourceFile("<command line>", a.code.encode("utf-8", "surrogateescape"))], True
+        elif scripts:
+            files, emmett = read_sources(scripts), is_emmett(scripts[0])
+        elif config_vp_file is not None:
+            files, emmett = read_sources([str(config_vp_file)]), is_emmett(str(config_vp_file))
+        else:
+            raise ToolError("give a script file, -c CODE, or -i to read VP from standard input")
+        if not emmett:
+            return files
+        return [SourceFile(compiled_name(files), self.compile(files, vm))]
+
+    def compile(self, files: list[SourceFile], vm) -> bytes:
+        guest = {"symbols_file": self.args.syms} if self.args.syms else {"symbols_text": self.symbols_text(vm)}
+        guest["preload_text"] = vm.preload_text()  # the VM's own preload, or None: the compiler's default
+        vp, warnings = compile_emmett(files, **guest)
+        if self.args.aggregates and needs_auto_aggr(vp):
+            vp, warnings = compile_emmett(files, auto_aggr=True, **guest)
+        for w in warnings:
+            self.warn(w)
+        return vp
+
+    # ---- output ---------------------------------------------------------------------------------
+
+    def sink(self, vm):
+        """Where the script's log goes, and what to call at the end."""
+        a = self.args
+        if not a.aggregates and not a.stacks and a.format == "text":
+            return self.out.write, self.out.close
+        views = []
+        symbols = Symbolizer(self.symbols_text(vm)) if a.aggregates or a.stacks else None
+        if a.aggregates:
+            views.append(aggr.AggrView(self.out, symbolizer=symbols, by=a.sort, reverse=a.reverse,
+                                            top=a.top, fmt=a.format, live=self._tty() and not a.no_refresh))
+        if a.stacks:
+            views.append(stacks.StackView(self.out, self.err, symbols, shape=shape(a.folded, a.dot), fmt=a.format, top=a.top,
+                                               offsets=a.offsets, cumulative=a.cumulative))
+        if not views:
+            views.append(JsonView(self.out))
+        pipeline = Pipeline(views)
+
+        def finish() -> None:
+            pipeline.finish()
+            self.out.close()
+        return pipeline.sink, finish
+
+    def _tty(self) -> bool:
+        try:
+            return self.stdout.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    # ---- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        a = self.args
+        vmx, scripts = self.split_files()
+        self.check_usage(scripts, vmx)
+        self.host_allows()
+        vm = find_vm(vmx)
+        config_vp_file = None
+        if vm is None:
+            if a.reset:
+                raise ToolError(f"the VM {vmx} is not running: nothing to unload")
+            vm = self.embedded(vmx)
+            config_vp_file = vm.config.vp_file if not (a.stdin or a.code is not None) else None
+        try:
+            return self.run_on(vm, vmx, scripts, config_vp_file)
+        finally:
+            vm.close(self.warn)  # a VM powered on here is powered off (a QEMU VM it booted, too)
+
+    def run_on(self, vm, vmx: str | None, scripts: list[str], config_vp_file) -> int:
+        a = self.args
+        if a.list_probes or a.list_globals or a.kallsyms:
+            if a.list_probes:
+                self.out.write(format_probes(vm.probe_rows()))
+            if a.list_globals:
+                self.out.write(format_globals(vm.global_rows()))
+            if a.kallsyms:
+                self.out.write(vm.kallsyms())
+            self.out.close()
+            return 0
+        if a.reset:
+            unloaded = vm.reset()
+            self.warn(f"vprobe: {'unloaded the script' if unloaded else 'no script was loaded'} in {vmx}")
+            return 0
+        files = self.script_files(scripts, vm, config_vp_file)
+        if a.load_only:
+            self.warn(f"vprobe: {vm.load_only(files, self.warn)}")
+            return 0
+        sink, finish = self.sink(vm)
+        try:
+            status = vm.run(files, sink, a.duration, self.warn)
+        finally:
+            finish()
+        return status
+
+
+def run_vprobe(options, streams: Streams) -> int:
+    """Run vprobe with its parsed `options` (attributes named as the long options); the exit status."""
+    vprobe = VprobeRun(options, streams.stdin, streams.stdout, streams.stderr)
+    try:
+        return vprobe.run()
+    except LoadFailed as e:
+        vprobe.warn(e.text)
+        return 1
+    except _Plain as e:
+        vprobe.warn(e.message)
+        return e.status
+    except ToolError as e:
+        vprobe.warn(f"vprobe: {e.message}")
+        return e.status
+    except Exception as e:  # a real VM's failure (QEMU went away ...) is a plain message too
+        message = machine_failure(e)
+        if message is None:
+            raise
+        vprobe.warn(f"vprobe: {message}")
+        return 1
