@@ -18,7 +18,7 @@ from ..output import LogStream, MessageStream
 from ..views.pipeline import Pipeline
 from ..views.symbolize import Symbolizer
 from ..vm.machine_info import read_symbol_file
-from .base import Streams, exclusive, option
+from .base import Streams, ToolCommand, exclusive, option, version_option
 from .options import apply, format_option
 
 INPUT = "INPUT AND OUTPUT"
@@ -36,6 +36,16 @@ def input_options(function: Callable) -> Callable:
         option("--vmx", type=click.Path(), metavar="VM.vmx", group=INPUT,
                help="use the guest symbols of the VM this .vmx describes"),
     ])(function)
+
+
+def printer_command(name: str, description: str, epilog: str) -> Callable:
+    """The click command of a printer of saved logs: its help, LOG and the input options, --version."""
+    return apply([
+        click.command(name, cls=ToolCommand, synopsis="[options] [LOG]", help=description, epilog=epilog,
+                      help_group=INPUT, context_settings={"help_option_names": ["-h", "--help"]}),
+        input_options,
+        version_option(group=INPUT),
+    ])
 
 
 def show_saved_log(ctx: click.Context, make_view: Callable) -> int:

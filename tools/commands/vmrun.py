@@ -86,7 +86,8 @@ class Vmrun:
 
     # ---- power -----------------------------------------------------------------------------------
 
-    def start(self, vmx: str) -> int:
+    def start(self, vmx: str, window: str | None = None) -> int:
+        """Power the VM on in the background (`window`, gui or nogui, is VMware's and changes nothing)."""
         from machine.vms import read_vm_config
         from machine.vmx import VmxError
 
@@ -316,97 +317,60 @@ def verb(ctx: click.Context, action: Callable[[Vmrun], int]) -> int:
         return e.status
 
 
-def vmx_argument(function: Callable) -> Callable:
-    return click.argument("vmx", metavar="VM.vmx", type=click.Path())(function)
+def add_verb(name: str, method: Callable[..., int], synopsis: str, short_help: str, help: str,
+             *params: click.Parameter) -> None:
+    """Add the verb `name`: its parameters (VM.vmx first, unless `params` is empty) go to `method` of `Vmrun`."""
+
+    @click.pass_context
+    def callback(ctx: click.Context, **values) -> int:
+        return verb(ctx, lambda vmrun: method(vmrun, **values))
+
+    command.add_command(ToolCommand(name, params=list(params), callback=callback, synopsis=synopsis,
+                                    short_help=short_help, help=help))
 
 
-@command.command("start", cls=ToolCommand, synopsis="VM.vmx [nogui]",
-                 short_help="power the VM on in the background (simulated time paced to the wall clock, "
-                            "or a QEMU VM); returns once it runs",
-                 help="Power the VM on in the background: a simulated machine, its time paced to the\n"
-                      "wall clock, or a QEMU VM (booted here, or attached to).  Returns once it runs.\n"
-                      "A script its .vmx names (vprobe.vpFile) is loaded at power-on.  gui and nogui\n"
-                      "are accepted as VMware's vmrun takes them; there is no window either way.")
-@vmx_argument
-@click.argument("window", required=False, metavar="WINDOW",
-                type=click.Choice(["gui", "nogui"], case_sensitive=False))
-@click.pass_context
-def start(ctx: click.Context, vmx: str, window: str | None) -> int:
-    return verb(ctx, lambda vmrun: vmrun.start(vmx))
+def vmx() -> click.Argument:
+    return click.Argument(["vmx"], metavar="VM.vmx", type=click.Path())
 
 
-@command.command("stop", cls=ToolCommand, synopsis="VM.vmx [soft|hard]",
-                 short_help="power it off: unload the script and stop (soft, the default); hard kills the "
-                            "VM's processes",
-                 help="Power the VM off.  soft (the default) unloads its script, whose unload probes\n"
-                      "fire, and stops; hard ends the VM's processes.")
-@vmx_argument
-@click.argument("mode", required=False, metavar="MODE",
-                type=click.Choice(["soft", "hard"], case_sensitive=False))
-@click.pass_context
-def stop(ctx: click.Context, vmx: str, mode: str | None) -> int:
-    return verb(ctx, lambda vmrun: vmrun.stop(vmx, mode and mode.lower()))
+def choice(name: str, choices: list[str]) -> click.Argument:
+    """An optional word such as stop's soft|hard, in any case."""
+    return click.Argument([name], required=False, metavar=name.upper(),
+                          type=click.Choice(choices, case_sensitive=False))
 
 
-@command.command("list", cls=ToolCommand, short_help="list the running VMs",
-                 help="List the VMs running in the background: how many, then the .vmx of each.")
-@click.pass_context
-def list_vms(ctx: click.Context) -> int:
-    return verb(ctx, lambda vmrun: vmrun.list())
-
-
-@command.command("vprobeVersion", cls=ToolCommand, synopsis="VM.vmx",
-                 short_help="print the VProbes version and whether VProbes are enabled for the VM",
-                 help="Print the VProbes version of the VM and whether VProbes are enabled for it.")
-@vmx_argument
-@click.pass_context
-def vprobe_version(ctx: click.Context, vmx: str) -> int:
-    return verb(ctx, lambda vmrun: vmrun.vprobeversion(vmx))
-
-
-@command.command("vprobeLoad", cls=ToolCommand, synopsis="VM.vmx 'VP TEXT'",
-                 short_help="load a VP script, replacing the one that runs",
-                 help="Load the VP script VP TEXT into the VM, replacing the one that runs (whose\n"
-                      "unload probes fire).  A script that does not load leaves the old one running.")
-@vmx_argument
-@click.argument("text", metavar="VP TEXT")
-@click.pass_context
-def vprobe_load(ctx: click.Context, vmx: str, text: str) -> int:
-    return verb(ctx, lambda vmrun: vmrun.vprobeload(vmx, text))
-
-
-@command.command("vprobeLoadFile", cls=ToolCommand, synopsis="VM.vmx FILE", short_help="load a VP script from FILE",
-                 help="Load the VP script in FILE into the VM, as vprobeLoad does.")
-@vmx_argument
-@click.argument("path", metavar="FILE", type=click.Path())
-@click.pass_context
-def vprobe_load_file(ctx: click.Context, vmx: str, path: str) -> int:
-    return verb(ctx, lambda vmrun: vmrun.vprobeloadfile(vmx, path))
-
-
-@command.command("vprobeReset", cls=ToolCommand, synopsis="VM.vmx", short_help="unload the script that runs in the VM",
-                 help="Unload the script that runs in the VM (its unload probes fire).")
-@vmx_argument
-@click.pass_context
-def vprobe_reset(ctx: click.Context, vmx: str) -> int:
-    return verb(ctx, lambda vmrun: vmrun.vprobereset(vmx))
-
-
-@command.command("vprobeListProbes", cls=ToolCommand, synopsis="VM.vmx",
-                 short_help="list the probe points the VM offers",
-                 help="List the probe points the VM offers, one a line, with what each is.")
-@vmx_argument
-@click.pass_context
-def vprobe_list_probes(ctx: click.Context, vmx: str) -> int:
-    return verb(ctx, lambda vmrun: vmrun.vprobelistprobes(vmx))
-
-
-@command.command("vprobeListGlobals", cls=ToolCommand, synopsis="VM.vmx", short_help="list the built-in globals",
-                 help="List the built-in globals the VM offers, with their type and scope.")
-@vmx_argument
-@click.pass_context
-def vprobe_list_globals(ctx: click.Context, vmx: str) -> int:
-    return verb(ctx, lambda vmrun: vmrun.vprobelistglobals(vmx))
+# The verbs of Table 1-1 of the reference (and start, stop, list), in its order.
+add_verb("start", Vmrun.start, "VM.vmx [nogui]",
+         "power the VM on in the background (simulated time paced to the wall clock, or a QEMU VM); "
+         "returns once it runs",
+         "Power the VM on in the background: a simulated machine, its time paced to the\n"
+         "wall clock, or a QEMU VM (booted here, or attached to).  Returns once it runs.\n"
+         "A script its .vmx names (vprobe.vpFile) is loaded at power-on.  gui and nogui\n"
+         "are accepted as VMware's vmrun takes them; there is no window either way.",
+         vmx(), choice("window", ["gui", "nogui"]))
+add_verb("stop", Vmrun.stop, "VM.vmx [soft|hard]",
+         "power it off: unload the script and stop (soft, the default); hard kills the VM's processes",
+         "Power the VM off.  soft (the default) unloads its script, whose unload probes\n"
+         "fire, and stops; hard ends the VM's processes.",
+         vmx(), choice("mode", ["soft", "hard"]))
+add_verb("list", Vmrun.list, "", "list the running VMs",
+         "List the VMs running in the background: how many, then the .vmx of each.")
+add_verb("vprobeVersion", Vmrun.vprobeversion, "VM.vmx",
+         "print the VProbes version and whether VProbes are enabled for the VM",
+         "Print the VProbes version of the VM and whether VProbes are enabled for it.", vmx())
+add_verb("vprobeLoad", Vmrun.vprobeload, "VM.vmx 'VP TEXT'", "load a VP script, replacing the one that runs",
+         "Load the VP script VP TEXT into the VM, replacing the one that runs (whose\n"
+         "unload probes fire).  A script that does not load leaves the old one running.",
+         vmx(), click.Argument(["text"], metavar="VP TEXT"))
+add_verb("vprobeLoadFile", Vmrun.vprobeloadfile, "VM.vmx FILE", "load a VP script from FILE",
+         "Load the VP script in FILE into the VM, as vprobeLoad does.",
+         vmx(), click.Argument(["path"], metavar="FILE", type=click.Path()))
+add_verb("vprobeReset", Vmrun.vprobereset, "VM.vmx", "unload the script that runs in the VM",
+         "Unload the script that runs in the VM (its unload probes fire).", vmx())
+add_verb("vprobeListProbes", Vmrun.vprobelistprobes, "VM.vmx", "list the probe points the VM offers",
+         "List the probe points the VM offers, one a line, with what each is.", vmx())
+add_verb("vprobeListGlobals", Vmrun.vprobelistglobals, "VM.vmx", "list the built-in globals",
+         "List the built-in globals the VM offers, with their type and scope.", vmx())
 
 
 @command.command("help", cls=ToolCommand, synopsis="[COMMAND]", short_help="describe vmrun, or one command",

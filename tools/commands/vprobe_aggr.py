@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 
 from ..views.aggr import AggrView
-from .base import ToolCommand, version_option
 from .options import aggr_options
-from .saved_log import INPUT, input_options, show_saved_log
+from .saved_log import printer_command, show_saved_log
 
 DESCRIPTION = """\
 NAME
@@ -44,11 +43,8 @@ SEE ALSO
     guest stacks of a saved log."""
 
 
-@click.command("vprobe-aggr", cls=ToolCommand, synopsis="[options] [LOG]", help=DESCRIPTION, epilog=EPILOG,
-               help_group=INPUT, context_settings={"help_option_names": ["-h", "--help"]})
-@input_options
+@printer_command("vprobe-aggr", DESCRIPTION, EPILOG)
 @aggr_options()
-@version_option(group=INPUT)
 @click.pass_context
 def command(ctx: click.Context, **options) -> int:
     def view(out, err, symbols, live: bool) -> AggrView:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from ..views.stacks import StackView
-from .base import ToolCommand, exclusive, version_option
+from .base import exclusive
 from .options import shape, stack_options
-from .saved_log import INPUT, input_options, show_saved_log
+from .saved_log import printer_command, show_saved_log
 
 DESCRIPTION = """\
 NAME
@@ -46,11 +46,8 @@ SEE ALSO
     of a saved log."""
 
 
-@click.command("vprobe-stacks", cls=ToolCommand, synopsis="[options] [LOG]", help=DESCRIPTION, epilog=EPILOG,
-               help_group=INPUT, context_settings={"help_option_names": ["-h", "--help"]})
-@input_options
+@printer_command("vprobe-stacks", DESCRIPTION, EPILOG)
 @stack_options()
-@version_option(group=INPUT)
 @click.pass_context
 def command(ctx: click.Context, **options) -> int:
     exclusive(ctx, "folded", "dot")
