@@ -10,6 +10,9 @@ import heapq
 import itertools
 from typing import Callable
 
+NS_PER_US = 1_000
+NS_PER_SEC = 1_000_000_000
+
 
 class EventQueue:
     def __init__(self):

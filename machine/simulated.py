@@ -1,33 +1,35 @@
-"""The simulated machine: an x86-64 VM with a Linux guest, behind the runtime's Backend.
+"""The simulated machine: an x86-64 VM with a guest OS model, behind the runtime's Backend.
 
 It owns simulated time (a deterministic event queue), the VCPUs, guest
-physical memory and the MMU, the guest OS model, and the probe dispatcher.
+physical memory and the MMU, the guest OS model (a profile from
+`GUEST_PROFILES`, by `VMConfig.guest`), and the probe dispatcher.
 A script is attached with `attach` (its load probes fire) and detached with
 `detach` (its unload probes fire and its log is flushed).
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Callable
 
 from vp_runtime import ProbeSpec, Script, spec
 
 from .attaching import fire_load_probes, fire_unload_probes, periodic
-from .events import EventQueue
+from .events import NS_PER_SEC, EventQueue
 from .guest.linux import LinuxGuest
+from .guest.profile import GuestProfile
 from .memory import MMU, PhysicalMemory
 from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes
 from .stackwalk import walk_frames
 from .symbols import parse_kallsyms, read_kallsyms, resolve_address
 from .vcpu import REGISTER_NAMES, VCPU
 from .vmx import VMConfig, default_config
+from .x86 import CR0_PG
 
-NS_PER_SEC = 1_000_000_000
 # Host time at power-on, in microseconds since the epoch (2026-01-01T00:00:00Z):
 # fixed so that runs are reproducible.
 BOOT_HOST_TIME_US = 1_767_225_600_000_000
-CR0_PG = 1 << 31
+# The guests the machine can boot, by the name `sim.guest` gives them.
+GUEST_PROFILES: dict[str, type[GuestProfile]] = {LinuxGuest.name: LinuxGuest}
 
 Handler = Callable[[], None]
 # What fires a guest-address probe point -> the dispatcher's table for it.
@@ -49,9 +51,10 @@ class SimulatedMachine:
         self.script: Script | None = None
         self._cancel_periodic: list[Callable[[], None]] = []
         self._cancel_timers: list[Callable[[], None]] = []
-        self.guest: LinuxGuest | None = None
+        self.guest: GuestProfile | None = None
         self.power_on()
-        self.kallsyms_text = self.guest.kernel.kallsyms()
+        self.kallsyms_text = self.guest.symbol_table()
+        self.guest_library_name = self.guest.library_name
         # Symbols resolve as the VM's symbol file says: vprobe.guestSyms, or the guest's own kallsyms.
         self.symbols = (read_kallsyms(self.config.guest_syms) if self.config.guest_syms
                         else parse_kallsyms(self.kallsyms_text))
@@ -62,7 +65,7 @@ class SimulatedMachine:
         """Fresh memory and guest; the boot sequence starts now."""
         self.memory = PhysicalMemory(self.config.memsize_mb << 20)
         self.mmu = MMU(self.memory)
-        self.guest = LinuxGuest(self, self.config.workload, self.config.seed)
+        self.guest = GUEST_PROFILES[self.config.guest](self, self.config.workload, self.config.seed)
         self.guest.power_on()
 
     def reset(self) -> None:
@@ -137,9 +140,8 @@ class SimulatedMachine:
     def stack_frames(self, max_frames: int) -> list[int]:
         """Frame-pointer walk of the firing VCPU's stack, innermost first."""
         regs = self.current.regs
-        func = self.guest.kernel.function_at(regs["RIP"])
         return walk_frames(self.read_linear, regs["RIP"], regs["RSP"], regs["RBP"],
-                           func is not None and func.address == regs["RIP"], max_frames)
+                           self.guest.is_function_entry(regs["RIP"]), max_frames)
 
     def host_time_us(self) -> int:
         return BOOT_HOST_TIME_US + self._clock_ns() // 1000
@@ -227,15 +229,14 @@ class SimulatedMachine:
     # ---- guest knowledge for the tools ------------------------------------------------
 
     realtime = False  # run(seconds) is simulated time, as fast as the host allows
-    guest_library_name = "linux64.vp"
 
     def guest_library_vp(self) -> str:
-        """The VP helpers curpid, curtid, curppid, curprocname for this guest."""
-        return (files("machine.guest") / self.guest_library_name).read_text(encoding="utf-8")
+        """The VP helpers curpid, curtid, curppid, curprocname for this guest (`guest_library_name`)."""
+        return self.guest.library_vp()
 
     def guest_preload_emmett(self) -> str | None:
-        """The Emmett preload for this guest: None, the compiler's default is this guest's."""
-        return None
+        """The Emmett preload for this guest (None: the compiler's default is this guest's)."""
+        return self.guest.preload_emmett()
 
     # ---- what the tools show -----------------------------------------------------------
 
@@ -243,14 +244,13 @@ class SimulatedMachine:
         """Every probe point this VM offers, with a description (for `vprobe -p`)."""
         points = [(name, info.description) for name, info in spec.STATIC_PROBES.items()]
         points += [(k.syntax, k.description) for k in spec.PROBE_KINDS.values() if k.param == spec.INTERVAL]
-        # Named as the VM's symbol file names them (vprobe.guestSyms, or the guest's kallsyms):
+        # Named as the VM's symbol file names them (vprobe.guestSyms, or the guest's own table):
         # the names a script can use.
-        kernel = self.guest.kernel
-        data = {d.address for d in kernel.data.values()}
+        guest = self.guest
+        data = guest.data_addresses()
         named = sorted(self.symbols.items(), key=lambda kv: (kv[1], kv[0]))
         for name, address in named:
-            func = kernel.function_at(address)
-            if func is not None and func.address == address:
+            if guest.is_function_entry(address):
                 points.append((f"GUEST:{name}", f"the guest executes {name} ({address:#x})"))
         for name, address in sorted(named):
             if address in data:

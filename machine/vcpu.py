@@ -1,27 +1,15 @@
 """Virtual CPUs: the architectural state probes read.
 
-A VCPU starts in the state of a 64-bit Linux kernel idling in its idle loop:
-long mode on (EFER.LME|LMA|SCE|NXE), paging and protection on, kernel code
-and stack selectors, the kernel GS base pointing at the CPU's per-CPU area.
+A VCPU is made with every register clear but its local APIC's base; the
+machine's power-on puts it in the architectural RESET state (`reset`), and
+from there the guest's firmware and kernel set what they set.
 """
 
 from __future__ import annotations
 
 from vp_runtime import spec
 
-KERNEL_CS, KERNEL_SS = 0x10, 0x18
-CR0_PG_WP_NE_ET_MP_PE = 0x80050033
-CR4_LINUX = 0x1606F0
-EFER_SCE_LME_LMA_NXE = 0xD01
-APIC_DEFAULT_BASE = 0xFEE00000
-RFLAGS_IF = 0x246
-# Where an idle VCPU stands until a guest model schedules work on it: the
-# kernel's idle loop, on the CPU's idle stack, with the kernel page tables.
-IDLE_RIP = 0xFFFFFFFF8100B2A0
-IDLE_STACK_TOP = 0xFFFF88003FC04000
-PER_CPU_AREA = 0xFFFF88003FC80000
-PER_CPU_STRIDE = 0x40000
-KERNEL_CR3 = 0x1A0D000
+from .x86 import APIC_DEFAULT_BASE, CR0_RESET, DR6_RESET, DR7_RESET, RESET_CS, RESET_IP, RFLAGS_RESET
 
 # A VCPU holds a value for each of the spec's register globals (Table 2-1).
 REGISTER_NAMES = tuple(g.name for g in spec.REGISTER_GLOBALS)
@@ -37,13 +25,15 @@ class VCPU:
         self.pcpu = pcpu
         self.thread_id = thread_id
         self.regs: dict[str, int] = dict.fromkeys(REGISTER_NAMES, 0)
-        self.regs.update(
-            CS=KERNEL_CS, SS=KERNEL_SS, DS=0, ES=0, FS=0, GS=0,
-            CR0=CR0_PG_WP_NE_ET_MP_PE, CR4=CR4_LINUX, EFER=EFER_SCE_LME_LMA_NXE,
-            RFLAGS=RFLAGS_IF, DR6=0xFFFF0FF0, DR7=0x400, APIC_BASEPA=APIC_DEFAULT_BASE,
-            RIP=IDLE_RIP, CR3=KERNEL_CR3,
-            RSP=IDLE_STACK_TOP - 0x10000 * index - 0xA8, RBP=IDLE_STACK_TOP - 0x10000 * index - 0x60,
-            GSBASE=PER_CPU_AREA + PER_CPU_STRIDE * index,
-        )
+        self.regs["APIC_BASEPA"] = APIC_DEFAULT_BASE
         # Hardware-virtualization fields (VMCS or VMCB names) of the last exit.
         self.hv: dict[str, int] = {}
+
+    def reset(self) -> None:
+        """The state after RESET/INIT (SDM vol. 3, table 9-1): real mode at F000:FFF0, every general
+        register, base and MSR cleared; the local APIC keeps its base.  An AP waits here for its SIPI."""
+        regs = self.regs
+        for name in regs:
+            if name != "APIC_BASEPA":
+                regs[name] = 0
+        regs.update(RIP=RESET_IP, CS=RESET_CS, CR0=CR0_RESET, RFLAGS=RFLAGS_RESET, DR6=DR6_RESET, DR7=DR7_RESET)

@@ -119,6 +119,7 @@ class VMConfig:
     numvcpus: int = 2
     memsize_mb: int = 1024
     guest_os: str = "other26xlinux-64"
+    guest: str = "linux"  # the guest OS model the simulated machine boots (machine.simulated.GUEST_PROFILES)
     workload: str = "default"
     seed: int = 1
     tsc_hz: int = 2_593_119_000

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..x86 import APIC_DEFAULT_BASE
+
 VALID = 1 << 31
 INTR_TYPE_EXTERNAL, INTR_TYPE_NMI, INTR_TYPE_HW_EXCEPTION = 0, 2, 3
 
@@ -61,9 +63,6 @@ class Exit:
     write: bool = False
     instr_len: int = 0
     linear: int = 0  # NPF: the guest linear address whose translation led to the access
-
-
-APIC_BASE = 0xFEE0_0000  # the local APIC's guest-physical page (xAPIC default)
 
 
 def is_npf(vendor: str, e: Exit) -> bool:
@@ -161,7 +160,7 @@ def amd_fields(e: Exit) -> dict[str, int]:
     elif k == "apic":
         # No AVIC: the APIC page is mapped with reserved bits in the nested page tables, so
         # an access is a present, reserved-bit nested page fault at the register's address.
-        code, info2 = SVM_NPF, APIC_BASE + e.address
+        code, info2 = SVM_NPF, APIC_DEFAULT_BASE + e.address
         info1 = 1 | (2 if e.write else 0) | 4 | 8 | (1 << 32)
     elif k == "tpr":
         code = SVM_CR_WRITE + 8  # a write to CR8 (the TPR) is intercepted

@@ -242,6 +242,10 @@ class KernelImage:
         self.symbols["per_cpu__current_task"] = L.PERCPU_CURRENT_TASK
         self._sorted = sorted(self.functions.values(), key=lambda f: f.address)
         self._starts = [f.address for f in self._sorted]
+        self.calls = CALLS
+        self.frameless = ASM_ENTRIES
+        # default_idle is `push rbp; mov rbp, rsp; sti; hlt; ...`: where an idle CPU halts.
+        self.idle_halt = self.functions["default_idle"].address + len(asm.PROLOGUE + asm.STI)
 
     # ---- text -----------------------------------------------------------------
 
@@ -319,6 +323,14 @@ class KernelImage:
         if i >= 0 and address < self._sorted[i].end:
             return self._sorted[i]
         return None
+
+    def first_callees(self, name: str) -> list[str]:
+        """The chain of first callees below `name`: the path a handler takes."""
+        path = []
+        while CALLS.get(name):
+            name = CALLS[name][0]
+            path.append(name)
+        return path
 
     def return_address(self, caller: str, callee: str) -> int:
         """Where `callee` returns to in `caller` (just after the call instruction)."""

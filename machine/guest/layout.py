@@ -9,6 +9,8 @@ offatret/offatstrcpy recover them, and the guest preload library names them.
 
 from __future__ import annotations
 
+from ..x86 import APIC_DEFAULT_BASE
+
 # ---- virtual address space -----------------------------------------------------
 PAGE_OFFSET = 0xFFFF_8800_0000_0000  # direct map of all physical memory
 KERNEL_TEXT_VIRT = 0xFFFF_FFFF_8100_0000
@@ -27,14 +29,10 @@ USER_FS_BASE = 0x7F3A_2C4E_B700
 USER_CS, USER_SS = 0x33, 0x2B
 KERNEL_CS, KERNEL_SS = 0x10, 0x18
 
-# ---- real mode (boot) -----------------------------------------------------------
-BOOT_SECTOR = 0x7C00
-VGA_GRAPHICS = 0xA0000
-VGA_TEXT = 0xB8000
-BIOS_ENTRY = 0xFFF0  # F000:FFF0
+IDT_PAGE = 0xFFFF_FFFF_FF5F_D000  # the fixmap page the IDT is read through
 
 # ---- devices ---------------------------------------------------------------------
-APIC_PHYS = 0xFEE0_0000
+APIC_PHYS = APIC_DEFAULT_BASE  # the kernel leaves each local APIC at its reset base
 APIC_VERSION = 0x0004_0011  # version 0x11, 5 LVT entries (max LVT index 4)
 
 # ---- per-CPU data ---------------------------------------------------------------
@@ -60,6 +58,7 @@ TASK_STRUCT_SIZE = 0x600
 MM_PGD = 0x48  # virtual address of the PML4
 
 THREAD_SIZE = 0x2000  # kernel stack per task
+PT_REGS_SIZE = 168  # struct pt_regs: the user registers saved at the top of the kernel stack
 
 # Linux x86-64 interrupt vectors
 TIMER_VECTOR = 0xEF  # LOCAL_TIMER_VECTOR

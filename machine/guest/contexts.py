@@ -1,0 +1,147 @@
+"""Register contexts of a CPU running user code or down a kernel path, and the frames behind them.
+
+Shared by every guest profile.  A CPU in the kernel is "executing the last
+function of a path, called from the ones before": its RIP, RSP and RBP are
+those a frame-pointer kernel would have there, and the return addresses and
+saved frame pointers those registers imply are computed at once but written
+into the task's kernel stack only when a probe fires (`materialize`), since
+only a probe could look.  `walk` runs down a path and fires any dynamic probe
+on the entry of a function along it, with that function's context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .kernel_image import KernelImage
+from .state import CpuState, Task
+
+
+@dataclass(frozen=True)
+class ContextLayout:
+    """The selectors, GS/FS bases and kernel-stack geometry of a guest's contexts."""
+
+    kernel_cs: int
+    kernel_ss: int
+    user_cs: int
+    user_ss: int
+    user_gs_base: int  # GS base in user mode (the kernel's is the CPU's `percpu`)
+    user_fs_base: int
+    thread_size: int  # a task's kernel stack
+    regs_frame_size: int  # the saved user registers at the top of the kernel stack (Linux: pt_regs)
+
+
+class Contexts:
+    """Sets a CPU's registers for what it executes; writes the implied frames when a probe looks."""
+
+    def __init__(self, kernel: KernelImage, unswapped_entry: str, layout: ContextLayout, probes,
+                 kwrite_u64: Callable[[int, int], None]):
+        self.kernel = kernel
+        self.frameless = kernel.frameless  # entry code written in assembly: no frame-pointer prologue
+        self.unswapped_entry = unswapped_entry  # at its first instruction the kernel GS base is not loaded yet
+        self.layout = layout
+        self.probes = probes
+        self.kwrite_u64 = kwrite_u64
+        self._probed_key: tuple = ()
+        self._probed: frozenset[str] = frozenset()
+
+    def user(self, cpu: CpuState, task: Task) -> None:
+        """`task` running its own code on `cpu`."""
+        lay = self.layout
+        r = cpu.vcpu.regs
+        r["CS"], r["SS"] = lay.user_cs, lay.user_ss
+        r["RIP"], r["RSP"], r["RBP"] = task.user_rip, task.user_rsp, task.user_rbp
+        r["GSBASE"], r["KERNELGSBASE"], r["FSBASE"] = lay.user_gs_base, cpu.percpu, lay.user_fs_base
+        r["CR3"] = task.mm.cr3
+        cpu.mode = "user"
+        cpu.pending = None
+        cpu.path = ()
+
+    def kernel_path(self, cpu: CpuState, task: Task, path: list[str], at_entry: bool = False,
+                    swapped: bool = True, outer_rbp: int | None = None) -> None:
+        """Registers for `task` executing the last function of `path` (called from the ones before).
+
+        The frames are only computed here; `materialize` writes them if a probe looks.
+        `outer_rbp` continues the frame chain below the kernel entry (the user's, after a
+        system call or a fault from user mode).
+        """
+        lay = self.layout
+        sp = task.stack + lay.thread_size - lay.regs_frame_size
+        if outer_rbp is None:
+            outer_rbp = task.user_rbp if cpu.mode == "user" else 0
+        rbp = outer_rbp
+        frameless = self.frameless
+        for i in range(1, len(path)):
+            sp -= 8
+            if i == len(path) - 1 and at_entry:
+                break
+            if path[i] not in frameless:
+                sp -= 8
+                rbp = sp
+        r = cpu.vcpu.regs
+        target = self.kernel.functions[path[-1]]
+        r["RIP"] = target.address if at_entry else target.address + min(len(target.code) - 2, 8)
+        r["RSP"] = sp if at_entry else sp - 0x28
+        r["RBP"] = rbp
+        r["CS"], r["SS"] = lay.kernel_cs, lay.kernel_ss
+        if swapped:
+            r["GSBASE"], r["KERNELGSBASE"] = cpu.percpu, lay.user_gs_base
+        else:  # the first instructions of an entry point, before swapgs
+            r["GSBASE"], r["KERNELGSBASE"] = lay.user_gs_base, cpu.percpu
+        cpu.mode = "kernel"
+        cpu.path, cpu.path_outer_rbp = tuple(path), outer_rbp
+        cpu.pending = (task, cpu.path, at_entry, outer_rbp)
+
+    def materialize(self, cpu: CpuState) -> None:
+        """Write the pending kernel frames of `cpu` into its task's kernel stack."""
+        pending = cpu.pending
+        if pending is None:
+            return
+        cpu.pending = None
+        task, path, at_entry, rbp = pending
+        lay = self.layout
+        sp = task.stack + lay.thread_size - lay.regs_frame_size
+        return_address = self.kernel.return_address
+        for i in range(1, len(path)):
+            sp -= 8
+            self.kwrite_u64(sp, return_address(path[i - 1], path[i]))
+            if i == len(path) - 1 and at_entry:
+                break
+            if path[i] not in self.frameless:
+                sp -= 8
+                self.kwrite_u64(sp, rbp)
+                rbp = sp
+
+    def walk(self, cpu: CpuState, task: Task, path: list[str], start: int = 1, outer_rbp: int | None = None) -> None:
+        """Execute down `path`: a dynamic probe on any function entry fires with that function's context.
+
+        `outer_rbp` is the frame pointer below the path (default: the user's if the CPU is in user
+        mode; the same as before if the CPU goes on deeper from the same kernel entry).
+        """
+        if outer_rbp is None:
+            if cpu.mode == "user":
+                outer_rbp = task.user_rbp
+            elif cpu.mode == "kernel" and cpu.path and cpu.path[0] == path[0]:
+                outer_rbp = cpu.path_outer_rbp
+            else:
+                outer_rbp = 0
+        breakpoints = self.probes.breakpoints
+        if breakpoints and not self._probed_functions().isdisjoint(path):
+            functions = self.kernel.functions
+            for depth in range(start, len(path) + 1):
+                handler = breakpoints.get(functions[path[depth - 1]].address)
+                if handler is not None:
+                    swapped = depth > 1 or path[0] != self.unswapped_entry
+                    self.kernel_path(cpu, task, path[:depth], True, swapped, outer_rbp)
+                    self.probes.fire_on(cpu.vcpu, handler)
+        self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
+
+    def _probed_functions(self) -> frozenset[str]:
+        """Names of the kernel functions with a dynamic probe at their entry (cached per probe set)."""
+        breakpoints = self.probes.breakpoints
+        key = tuple(breakpoints)
+        if key != self._probed_key:
+            self._probed_key = key
+            self._probed = frozenset(f.name for f in self.kernel.functions.values() if f.address in breakpoints)
+        return self._probed
