@@ -53,12 +53,12 @@ VALUE_TABLES = {
     ("machine/guest/linux.py", "_FAULT_HANDLERS"): "probe",  # the kernel's handler of each fault
     ("machine/guest/programs.py", "PROGRAMS"): "probe",  # how often a program provokes a fault
     ("machine/qemu/kernel.py", "FAULT_ENTRIES"): "fault",  # the kernel's IDT entry of each fault
-    ("machine/qemu/machine.py", "GDB_REGISTERS"): "global",  # the gdbstub's name of each register
-    ("machine/qemu/machine.py", "MONITOR_REGISTERS"): "global",  # the monitor's name of the others
-    ("machine/qemu/machine.py", "_QEMU_DESCRIPTIONS"): "global",
-    ("machine/qemu/machine.py", "QemuMachine.global_reader"): "global",
-    ("machine/qemu/machine.py", "QemuMachine._frame_action.action"): "global",  # registers from a frame
-    ("machine/qemu/machine.py", "_REFUSED"): "probe",  # why QEMU cannot fire a probe
+    ("machine/qemu/reads.py", "GDB_REGISTERS"): "global",  # the gdbstub's name of each register
+    ("machine/qemu/reads.py", "MONITOR_REGISTERS"): "global",  # the monitor's name of the others
+    ("machine/qemu/reads.py", "_QEMU_DESCRIPTIONS"): "global",
+    ("machine/qemu/reads.py", "Reads.global_reader"): "global",
+    ("machine/qemu/static_probes.py", "StaticProbes._frame_action.action"): "global",  # registers from a frame
+    ("machine/qemu/static_probes.py", "REFUSED"): "probe",  # why QEMU cannot fire a probe
 }
 
 # Emmett's own words, which include some that are also VP names ("do", "aggr").

@@ -6,6 +6,7 @@
 """
 
 from .config import QemuConfig, is_qemu_vmx, parse_qemu_vmx, read_qemu_vmx
-from .machine import QemuError, QemuMachine
+from .errors import QemuError
+from .machine import QemuMachine
 
 __all__ = ["QemuConfig", "QemuError", "QemuMachine", "is_qemu_vmx", "parse_qemu_vmx", "read_qemu_vmx"]

@@ -10,7 +10,6 @@ while the VM runs: packets go out only while it is stopped.
 from __future__ import annotations
 
 import re
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -212,6 +211,10 @@ class GdbStub:
             raise RSPTimeout("a single step did not finish")
         return reply
 
+    def selected_by_stop(self, reply: StopReply) -> None:
+        """QEMU selects the VCPU a stop reply names for the requests that follow: no `Hg` for it."""
+        self._selected = reply.thread
+
     def _require_stopped(self, what: str) -> None:
         if self.running:
             raise RSPError(f"'{what}' sent while the VM runs")
@@ -377,11 +380,3 @@ class GdbStub:
             self.running = False
             self.rsp.close()
 
-
-def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

@@ -127,6 +127,10 @@ class GuestKernel:
     def functions(self) -> list[tuple[str, int]]:
         return list(zip(self._text_names, self._text_addrs))
 
+    def data_symbols(self) -> list[tuple[int, str]]:
+        """(address, name) of the kernel's data symbols, by address."""
+        return sorted((addr, name) for addr, kind, name in self._table if kind in "dDbBrR" and addr >= KERNEL_SPACE)
+
     def function_end(self, name: str) -> int | None:
         start = self.symbols.get(name)
         if start is None:

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from .config import QemuConfig
@@ -137,14 +136,3 @@ class QemuProcess:
     def _remove_socket_dir(self) -> None:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-
-    def wait_console(self, text: str, timeout: float) -> bool:
-        """Wait until the guest's console shows `text` (the VM must be running)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.console_text():
-                return True
-            if not self.alive():
-                return False
-            time.sleep(0.05)
-        return text in self.console_text()
