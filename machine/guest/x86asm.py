@@ -55,7 +55,3 @@ def mov_edx_imm(value: int) -> bytes:
 def call_rel32(at: int, target: int) -> bytes:
     """call target, encoded at address `at` (5 bytes)."""
     return b"\xe8" + struct.pack("<i", target - (at + 5))
-
-
-def jmp_rel8(offset: int) -> bytes:
-    return b"\xeb" + struct.pack("<b", offset)
