@@ -48,6 +48,48 @@ def test_kernel_functions_are_their_code(booted):
     assert b"\xfb\xf4" in kernel.functions["default_idle"].code
 
 
+def test_every_kernel_function_decodes_whole_and_calls_its_callees_in_order(booted):
+    import capstone
+
+    kernel = booted.guest.kernel
+    decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    for func in kernel.functions.values():
+        insns = list(decoder.disasm(func.code, func.address))
+        assert sum(i.size for i in insns) == len(func.code), func.name  # no byte left undecoded
+        forms = [(i.mnemonic, i.op_str) for i in insns]
+        if func.name not in kernel.frameless:
+            assert forms[:2] == [("push", "rbp"), ("mov", "rbp, rsp")], func.name
+            assert forms[-2:] == [("leave", ""), ("ret", "")], func.name
+        called = [int(i.op_str, 16) for i in insns if i.mnemonic == "call" and i.op_str.startswith("0x")]
+        assert called == [kernel.functions[c].address for c in CALLS.get(func.name, [])], func.name
+        for callee, ret in func.call_sites.items():  # return addresses are just after a call
+            assert any(i.mnemonic == "call" and i.address + i.size == ret for i in insns), (func.name, callee)
+    getpid = [(i.mnemonic, i.op_str) for i in decoder.disasm(kernel.functions["sys_getpid"].code, 0)]
+    number = lambda n: f"{n:#x}" if n > 9 else str(n)  # as capstone writes displacements  # noqa: E731
+    assert getpid[2:4] == [("mov", f"rax, qword ptr gs:[{number(L.PERCPU_CURRENT_TASK)}]"),
+                           ("mov", f"eax, dword ptr [rax + {number(L.TASK_TGID)}]")]
+    halt = kernel.idle_halt
+    assert next(decoder.disasm(kernel_read(booted, halt, 1), halt)).mnemonic == "hlt"
+
+
+def test_every_kernel_path_the_guest_walks_follows_the_kernels_calls():
+    # So that every return address the model writes on a kernel stack is just after a real call.
+    from machine.guest.linux import LINUX_PATHS
+    from machine.guest.linux_syscalls import LINUX_SYSCALLS
+
+    p = LINUX_PATHS
+    paths = [p.idle, p.reschedule_ipi, p.page_fault, p.disk_done, p.net_receive,
+             p.timer + p.timekeeping, p.timer + p.tick_accounting,
+             (*p.device_irq, p.disk_driver), (*p.device_irq, p.net_driver),
+             ("generic_file_aio_read", p.disk_read_miss, *p.disk_submit), ("vfs_fsync", *p.disk_submit),
+             ("cpu_idle", *p.switch), ("do_wait", *p.switch), (*p.preempted, p.switch[0])]
+    paths += [(p.syscall_handler.format(name), *call.path) for name, call in LINUX_SYSCALLS.items()]
+    for path in paths:
+        for caller, callee in zip(path, path[1:]):
+            assert callee in CALLS.get(caller, ()), (path, caller, callee)
+    assert set(LINUX_SYSCALLS) <= set(SYSCALLS.values())
+
+
 def test_getguest_symbol_and_guest_probe_by_symbol_and_by_address():
     symbols = machine_for().guest.kernel.symbols
     text = (f'(vprobe GUEST:0x{symbols["sys_read"]:x} (printf "a %x\\n" RIP))'

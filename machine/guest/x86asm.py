@@ -3,7 +3,7 @@
 The simulated kernel's functions are real machine code, so that tools which
 decode guest code (offatret, offatstrcpy, offatseg, a disassembler in a
 pretty-printer) see what they would see in a real kernel.  Only the forms
-below are needed; the test suite checks each against capstone.
+below are needed; the tests decode the whole kernel with capstone.
 """
 
 from __future__ import annotations
