@@ -20,14 +20,13 @@ How each probe point is produced (`probe_points()` lists only these):
 What a real VM cannot fire (HV_*, In/Out, SMM_*, Disk_*, Guest_TripleFault)
 is refused at load with the reason (`static_probes.REFUSED`).  What a firing
 reads -- registers, debug registers, guest memory, once per stop -- is
-`reads.py`.  This module boots QEMU or attaches to one, finds out about the
-running guest (its VCPUs' host threads, KVM, the KASLR slide, its IDT and TSC
-rate), attaches and detaches scripts, and answers the tools.
+`reads.py`; what the running guest tells (its VCPUs' host threads, KVM, the
+KASLR slide, its IDT and TSC rate), `guest_info.py`.  This module boots QEMU
+or attaches to one, attaches and detaches scripts, and answers the tools.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Callable
 
@@ -44,6 +43,7 @@ from .config import QemuConfig
 from .dispatch import Dispatch
 from .errors import QemuError
 from .gdbstub import GdbStub, StopReply
+from .guest_info import guest_tsc_hz, host_threads, kaslr_slide, under_kvm
 from .kernel import GuestKernel
 from .reads import Reads, Vcpu
 from .rsp import Address, RSPError
@@ -96,15 +96,18 @@ class QemuMachine:
             self.stub.take_unsolicited()  # connecting paused the VM
             self.vcpus = [Vcpu(i, t) for i, t in enumerate(self.stub.threads)]
             self.current = self.vcpus[0]
-            self._host_threads()
+            host_threads(self.stub, self.vcpus)
             if config.attach is not None:
-                self._find_slide()
+                slide = kaslr_slide(self.stub, self.vcpus[0].thread, self.kernel)
+                if slide is not None:
+                    self.kernel.apply_slide(slide)
+                    self.slide_known = True
             # Under KVM breakpoints cost no translation flush, and watchpoints are scarce debug registers.
-            self.call_sites_enabled = config.call_sites and not self._under_kvm()
+            self.call_sites_enabled = config.call_sites and not under_kvm(self.process, self.stub)
         except BaseException:
             self.close()
             raise
-        self.tsc_hz = self._guest_tsc_hz()
+        self.tsc_hz = guest_tsc_hz(self.stub, self.vcpus[0].thread, self.kernel)
         self._globals = self.reads.offered_globals()
 
     def _connect(self, address: Address, timeout: float) -> GdbStub:
@@ -118,77 +121,6 @@ class QemuMachine:
                     raise QemuError(f"QEMU exited: {self.process.failure() or 'no message'}") from None
                 if time.monotonic() >= deadline:
                     raise QemuError(str(e)) from None
-
-    def _host_threads(self) -> None:
-        """Each VCPU's host thread (THREADID), from the monitor's `info cpus`."""
-        try:
-            text = self.stub.monitor("info cpus")
-        except RSPError:
-            return
-        for match in re.finditer(r"CPU #(\d+):.*?thread_id=(\d+)", text):
-            index = int(match.group(1))
-            if index < len(self.vcpus):
-                self.vcpus[index].host_tid = int(match.group(2))
-
-    def _under_kvm(self) -> bool:
-        if self.process is not None:
-            return self.process.accel == "kvm"
-        try:
-            return "kvm support: enabled" in self.stub.monitor("info kvm")
-        except RSPError:
-            return False
-
-    def _find_slide(self) -> None:
-        """KASLR: compare the guest's IDT entry for #DE with the symbol table's."""
-        expected = self.kernel.symbols.get("asm_exc_divide_error")
-        if expected is None:
-            return
-        gates = self.idt()
-        if not gates or 0 not in gates:
-            return
-        slide = (gates[0] - expected) & MASK64
-        if slide and slide < (1 << 31) or slide > MASK64 - (1 << 31):
-            self.kernel.apply_slide(slide if slide < (1 << 63) else slide - (1 << 64))
-            self.slide_known = True
-        elif not slide:
-            self.slide_known = True
-
-    def idt(self) -> dict[int, int]:
-        """vector -> handler address, from the guest's IDT (empty if the guest has none yet)."""
-        try:
-            text = self.stub.monitor("info registers")
-        except RSPError:
-            return {}
-        match = re.search(r"IDT=\s*([0-9a-fA-F]+)\s+([0-9a-fA-F]+)", text)
-        if not match:
-            return {}
-        base, limit = int(match.group(1), 16), int(match.group(2), 16)
-        if limit < 16 * 32 - 1:
-            return {}
-        try:
-            data = self.stub.read_memory(self.vcpus[0].thread, base, min(limit + 1, 4096))
-        except RSPError:
-            return {}
-        gates = {}
-        for vector in range(len(data) // 16):
-            gate = data[vector * 16:vector * 16 + 16]
-            if gate[5] & 0x80:  # present: the handler's offset is split over three fields
-                lo = int.from_bytes(gate[0:2], "little")
-                mid = int.from_bytes(gate[6:8], "little")
-                hi = int.from_bytes(gate[8:12], "little")
-                gates[vector] = lo | (mid << 16) | (hi << 32)
-        return gates
-
-    def _guest_tsc_hz(self) -> int:
-        addr = self.kernel.symbols.get("tsc_khz")
-        if addr is not None:
-            try:
-                khz = int.from_bytes(self.stub.read_memory(self.vcpus[0].thread, addr, 4), "little")
-                if khz:
-                    return khz * 1000
-            except RSPError:
-                pass
-        return 1_000_000_000  # before the guest has calibrated: nanoseconds
 
     # ---- the Backend protocol ----------------------------------------------------------
 

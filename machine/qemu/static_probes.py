@@ -25,6 +25,7 @@ import capstone
 from vp_runtime import GuestMemoryFault, ProbeSpec, spec
 
 from .breakpoints import Action, Handler
+from .guest_info import read_idt
 from .kernel import COMMON_IRQ_ENTRY, CR3_CANDIDATES, FAULT_ENTRIES, SYSVEC_VECTORS
 from .reads import Vcpu
 
@@ -131,7 +132,7 @@ class StaticProbes:
                 entries[symbols[name]] = vector
         common = symbols[COMMON_IRQ_ENTRY]
         stubs = symbols.get("irq_entries_start")
-        idt = self.m.idt()
+        idt = read_idt(self.m.stub, self.m.vcpus[0].thread)
         for vector, target in idt.items():
             if vector < FIRST_EXTERNAL_VECTOR or vector == LEGACY_SYSCALL_VECTOR:
                 continue
