@@ -10,6 +10,8 @@ switched task is void (the CPU's generation moved on).
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 from ..events import NS_PER_SEC, NS_PER_US
 from .state import CpuState
 
@@ -19,6 +21,7 @@ class Activity:
         self.g = guest
         self.exit_call = exit_call  # the system call a task ends with (Linux: exit_group)
         self.spawn_call = spawn_call  # the one that starts a child (Linux: clone)
+        self._mixes: dict[str, tuple[list[str], list[float]]] = {}  # program -> its calls and cumulative weights
 
     def schedule_step(self, cpu: CpuState) -> None:
         g = self.g
@@ -64,8 +67,10 @@ class Activity:
         if roll < program.fault_share:
             faults.user_page_fault(cpu, task)
         elif roll < program.fault_share + program.syscall_share and program.syscalls:
-            names = list(program.syscalls)
-            name = rng.choices(names, weights=[program.syscalls[n] for n in names])[0]
+            mix = self._mixes.get(program.comm)
+            if mix is None:
+                mix = self._mixes[program.comm] = (list(program.syscalls), list(accumulate(program.syscalls.values())))
+            name = rng.choices(mix[0], cum_weights=mix[1])[0]
             if not syscall(cpu, task, name):
                 return
         if cpu.current is task and cpu.generation == generation:

@@ -43,6 +43,7 @@ class Contexts:
         self.layout = layout
         self.probes = probes
         self.kwrite_u64 = kwrite_u64
+        self._shapes: dict[tuple[tuple[str, ...], bool], tuple[int, int | None, int]] = {}
         self._probed_key: tuple = ()
         self._probed: frozenset[str] = frozenset()
 
@@ -66,32 +67,44 @@ class Contexts:
         `outer_rbp` continues the frame chain below the kernel entry (the user's, after a
         system call or a fault from user mode).
         """
-        lay = self.layout
-        sp = task.stack + lay.thread_size - lay.regs_frame_size
+        path = tuple(path)
+        shape = self._shapes.get((path, at_entry))
+        if shape is None:
+            shape = self._shapes[(path, at_entry)] = self._shape(path, at_entry)
+        sp, rbp, rip = shape
         if outer_rbp is None:
             outer_rbp = task.user_rbp if cpu.mode == "user" else 0
-        rbp = outer_rbp
-        frameless = self.frameless
-        for i in range(1, len(path)):
-            sp -= 8
-            if i == len(path) - 1 and at_entry:
-                break
-            if path[i] not in frameless:
-                sp -= 8
-                rbp = sp
+        lay = self.layout
         r = cpu.vcpu.regs
-        target = self.kernel.functions[path[-1]]
-        r["RIP"] = target.address if at_entry else target.address + min(len(target.code) - 2, 8)
-        r["RSP"] = sp if at_entry else sp - 0x28
-        r["RBP"] = rbp
+        r["RIP"] = rip
+        r["RSP"] = task.stack + sp
+        r["RBP"] = outer_rbp if rbp is None else task.stack + rbp
         r["CS"], r["SS"] = lay.kernel_cs, lay.kernel_ss
         if swapped:
             r["GSBASE"], r["KERNELGSBASE"] = cpu.percpu, lay.user_gs_base
         else:  # the first instructions of an entry point, before swapgs
             r["GSBASE"], r["KERNELGSBASE"] = lay.user_gs_base, cpu.percpu
         cpu.mode = "kernel"
-        cpu.path, cpu.path_outer_rbp = tuple(path), outer_rbp
-        cpu.pending = (task, cpu.path, at_entry, outer_rbp)
+        cpu.path, cpu.path_outer_rbp = path, outer_rbp
+        cpu.pending = (task, path, at_entry, outer_rbp)
+
+    def _shape(self, path: tuple[str, ...], at_entry: bool) -> tuple[int, int | None, int]:
+        """Where `path` leaves RSP and RBP (offsets into the task's kernel stack; RBP None: no frame
+        pushed, so the frame below the path) and RIP: the same for every task, so computed once."""
+        lay = self.layout
+        sp = lay.thread_size - lay.regs_frame_size
+        rbp = None
+        for i in range(1, len(path)):
+            sp -= 8  # the return address
+            if i == len(path) - 1 and at_entry:
+                break
+            if path[i] not in self.frameless:
+                sp -= 8  # the saved frame pointer
+                rbp = sp
+        target = self.kernel.functions[path[-1]]
+        if at_entry:
+            return sp, rbp, target.address
+        return sp - 0x28, rbp, target.address + min(len(target.code) - 2, 8)
 
     def materialize(self, cpu: CpuState) -> None:
         """Write the pending kernel frames of `cpu` into its task's kernel stack."""
