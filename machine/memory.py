@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from vp_runtime import GuestMemoryFault
+from vp_runtime.spec import MASK64
 
 PAGE = 4096
 PAGE_SHIFT = 12
@@ -23,7 +24,6 @@ PTE_USER = 0x4
 PTE_ACCESSED = 0x20
 PTE_LARGE = 0x80  # PS: a 2 MiB page in a PD entry, 1 GiB in a PDPT entry
 ADDR_MASK = 0x000F_FFFF_FFFF_F000
-M64 = (1 << 64) - 1
 
 
 class PhysicalMemory:
@@ -79,7 +79,7 @@ class PhysicalMemory:
         return int.from_bytes(page[offset:offset + 8], "little")
 
     def write_u64(self, addr: int, value: int) -> None:
-        self.write(addr, (value & M64).to_bytes(8, "little"))
+        self.write(addr, (value & MASK64).to_bytes(8, "little"))
 
 
 class FrameAllocator:
@@ -153,7 +153,7 @@ class MMU:
         while size > 0:
             step = min(size, PAGE - (linear & (PAGE - 1)))
             out += self.memory.read(self.translate(cr3, linear), step)
-            linear = (linear + step) & M64
+            linear = (linear + step) & MASK64
             size -= step
         return out
 

@@ -303,7 +303,7 @@ class KernelImage:
         self._add_data("linux_banner", L.BANNER.encode() + b"\0", "R")
         cmdline = self._add_data("boot_command_line", L.COMMAND_LINE.encode() + b"\0", "D")
         self._add_data("saved_command_line", struct.pack("<Q", cmdline), "D")
-        self._add_data("jiffies", struct.pack("<Q", 0xFFFFFFFF_FFFB6C20 & ((1 << 64) - 1)), "D")
+        self._add_data("jiffies", struct.pack("<Q", 0xFFFFFFFF_FFFB6C20), "D")
         self._add_data("tsc_enabled", struct.pack("<I", 1), "d", 4)
         self._add_data("tsc_khz", struct.pack("<I", 0), "D", 4)
         self._add_data("current_tsc_khz", struct.pack("<I", 0), "D", 4)

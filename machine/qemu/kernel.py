@@ -14,6 +14,8 @@ import re
 from functools import cached_property
 from pathlib import Path
 
+from vp_runtime.spec import MASK64
+
 from ..symbols import parse_kallsyms
 from .btf import BTF
 from .guestlib import GuestLayout, emmett_preload, layout_from_btf, vp_library
@@ -96,7 +98,7 @@ class GuestKernel:
         if not slide:
             return
         self.slide += slide
-        self._table = [((a + slide) & 0xFFFFFFFFFFFFFFFF if a >= KERNEL_SPACE else a, k, n) for a, k, n in self._table]
+        self._table = [((a + slide) & MASK64 if a >= KERNEL_SPACE else a, k, n) for a, k, n in self._table]
         self._index()
 
     @cached_property

@@ -28,6 +28,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from vp_runtime.spec import MASK64
+
 from ..errors import MachineError
 
 __all__ = ["ElfSection", "KernelImage", "KernelImageError", "decompress_bzimage", "find_kallsyms"]
@@ -306,7 +308,7 @@ def _kallsyms_address(offset: int, base: int) -> int:
     # (per-CPU variables), negative ones count down from base - 1.
     if offset >= 0:
         return offset
-    return (base - 1 - offset) & 0xFFFFFFFFFFFFFFFF
+    return (base - 1 - offset) & MASK64
 
 
 def _plausible(addresses: list[int], names: list[bytes], text_start: int) -> bool:
