@@ -189,11 +189,6 @@ def command(file, output, code, include, define, symbols, memmodel, auto_aggr, i
     return 0
 
 
-def run(argv):
-    """emmettc with these arguments, in this process; returns the exit status."""
-    return command.main(list(argv), standalone_mode=False)
-
-
 def _resume_gc():
     """After the compiler's imports: collect garbage again, skipping the objects the imports made (gc.freeze).
 

@@ -208,6 +208,13 @@ class ToolMixin:
         prog = ctx.find_root().info_name if ctx is not None else self.name
         return f"{self.usage_of(ctx)}\n{prog}: error: {error.format_message()}\n"
 
+    def invoke(self, ctx: click.Context):
+        """The callback's exit status; Ctrl-C (or a SIGTERM made one) is 130, with nothing more said."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            return INTERRUPTED_STATUS
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Run the command: returns its exit status, or (`standalone_mode`) exits with it."""
         prog_name = prog_name or self.name

@@ -10,7 +10,6 @@ malformed command line).  The verbs keep the reference's spellings
 
 from __future__ import annotations
 
-import io
 import os
 import select
 import signal
@@ -387,11 +386,6 @@ def help_command(ctx: click.Context, name: str | None) -> int:
         raise click.UsageError(f"unknown command {name!r} (vmrun --help lists them)", ctx)
     click.echo(found.get_help(click.Context(found, info_name=found.name, parent=root)))
     return 0
-
-
-def run(argv: list[str], stdout, stderr) -> int:
-    """vmrun with these arguments and (binary) output streams; returns the exit status."""
-    return command.main(list(argv), "vmrun", standalone_mode=False, obj=Streams(io.BytesIO(), stdout, stderr))
 
 
 def main(argv: list[str] | None = None) -> None:
