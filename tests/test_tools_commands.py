@@ -152,7 +152,8 @@ def test_vprobe_aggr_reads_a_saved_log_in_process(tmp_path):
     log.write_text("hello\naggr: n (1 integer key) (0 string keys)\nn[0x1] == avg 2 count 3 min 1 max 3 latest 3\n")
     result = invoke("vprobe-aggr", log)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines()[:2] == ["hello", "aggr: n  (1 integer key, 0 string keys)  epoch 1  total count 3"]
+    assert result.stdout.splitlines()[:2] == [
+        "hello", "aggr: n  (1 integer key, 0 string keys)  epoch 1  total count 3"]
 
 
 def test_emmettc_compiles_in_process():

@@ -95,13 +95,17 @@ def package_version() -> str:
         return "(not installed)"
 
 
-def version_option(*more: Callable[[], str], group: str = "OPTIONS") -> Callable:
-    """--version: `PROG (vprobes-toolchain) VERSION`, then a line from each of `more`."""
+def version_option(*, with_vp: bool = False, group: str = "OPTIONS") -> Callable:
+    """--version: `PROG (vprobes-toolchain) VERSION`, and `VP 1.0` (the language's version) if `with_vp`."""
 
     def show(ctx: click.Context, param, value) -> None:
         if not value or ctx.resilient_parsing:
             return
-        lines = [f"{ctx.find_root().info_name} ({DISTRIBUTION}) {package_version()}"] + [line() for line in more]
+        lines = [f"{ctx.find_root().info_name} ({DISTRIBUTION}) {package_version()}"]
+        if with_vp:
+            from ..vm.machine_info import vp_version
+
+            lines.append(f"VP {vp_version()}")
         click.echo("\n".join(lines))
         ctx.exit(0)
 

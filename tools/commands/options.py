@@ -1,4 +1,4 @@
-"""Options `vprobe` shares with the printers of saved logs: output format, sorted aggregates (-a), formatted stacks (-s).
+"""Options `vprobe` shares with the printers of saved logs: the output format, sorted aggregates, stacks.
 
 Each function returns a decorator that adds its options to a click command,
 listed in the help under the title given.
@@ -44,7 +44,8 @@ def aggr_options(group: str = "SORTED AGGREGATES") -> Callable:
 
 
 def stack_options(group: str = "FORMATTED STACKS", *, with_top: bool = True) -> Callable:
-    """--folded, --dot (not both: `shape` checks), --offsets, --cumulative, and --top unless `with_top` is false."""
+    """--folded, --dot (not both: the command checks with `base.exclusive`), --offsets, --cumulative;
+    --top unless `with_top` is false."""
     options = [
         option("--folded", is_flag=True, group=group,
                help="print the flame-graph folded format: frame;frame;frame COUNT, outermost first"),

@@ -267,7 +267,7 @@ class VmrunGroup(ToolGroup):
 
         verbs = [CompletionItem(name, help=verb.get_short_help_str()) for name, verb in self.commands.items()
                  if not verb.hidden and name.lower().startswith(incomplete.lower())]
-        return verbs + super(click.Group, self).shell_complete(ctx, incomplete)
+        return verbs + super(click.Group, self).shell_complete(ctx, incomplete)  # click.Command's: the options
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(f"{name} {verb.synopsis}".rstrip(), verb.short_help or "")
@@ -281,19 +281,13 @@ class VmrunGroup(ToolGroup):
         return f"vmrun: Error: {error.format_message()}\n{self.usage_of(ctx)}\n"
 
 
-def vp_version_line() -> str:
-    from ..vm.machine_info import vp_version
-
-    return f"VP {vp_version()}"
-
-
 @click.group("vmrun", cls=VmrunGroup, synopsis="[-T ws] [--host-config FILE] COMMAND [PARAMETERS]",
              help=NAME, epilog=DESCRIPTION, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help", "-?"]})
 @option("-T", "host_type", metavar="TYPE", help="the host type (ws, server, fusion ...): accepted and ignored")
 @option("--host-config", type=click.Path(), metavar="FILE",
         help="the host configuration that holds vprobe.allow, for start (default /etc/vmware/config)")
-@version_option(vp_version_line)
+@version_option(with_vp=True)
 @click.pass_context
 def command(ctx: click.Context, host_type: str | None, host_config: str | None) -> int | None:
     if ctx.invoked_subcommand is None:  # no command: what there is, and the status of a usage error

@@ -118,17 +118,12 @@ class Seconds(click.ParamType):
         return seconds
 
 
-def vp_version_line() -> str:
-    from ..vm.machine_info import vp_version
-
-    return f"VP {vp_version()}"
-
-
 SCRIPT, VM, OUTPUT = "SCRIPT OPTIONS", "VM OPTIONS", "OUTPUT OPTIONS"
 
 
 @click.command("vprobe", cls=ToolCommand, synopsis="[options] [VM.vmx] [SCRIPT.emt ... | SCRIPT.vp ...]",
-               help=DESCRIPTION, epilog=EPILOG, help_group=OUTPUT, context_settings={"help_option_names": ["-h", "--help"]})
+               help=DESCRIPTION, epilog=EPILOG, help_group=OUTPUT,
+               context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("files", nargs=-1, type=click.Path(), metavar="[VM.vmx] SCRIPT")
 @option("-c", "--code", metavar="CODE", group=SCRIPT, help="run the Emmett program CODE (no script file)")
 @option("-i", "--stdin", is_flag=True, group=SCRIPT, help="read a VP script from standard input")
@@ -151,7 +146,7 @@ SCRIPT, VM, OUTPUT = "SCRIPT OPTIONS", "VM OPTIONS", "OUTPUT OPTIONS"
 @option("-a", "--aggregates", is_flag=True, group=OUTPUT, help="show the aggregates as sorted tables")
 @option("-s", "--stacks", is_flag=True, group=OUTPUT,
         help="show the guest stacks, symbolized and counted, when the script is unloaded")
-@version_option(vp_version_line, group=OUTPUT)
+@version_option(with_vp=True, group=OUTPUT)
 @aggr_options("SORTED AGGREGATES (-a)")
 @stack_options("FORMATTED STACKS (-s)", with_top=False)
 @click.pass_context

@@ -131,10 +131,10 @@ class VprobeRun:
         symbols = Symbolizer(self.symbols_text(vm)) if a.aggregates or a.stacks else None
         if a.aggregates:
             views.append(aggr.AggrView(self.out, symbolizer=symbols, by=a.sort, reverse=a.reverse,
-                                            top=a.top, fmt=a.format, live=self._tty() and not a.no_refresh))
+                                       top=a.top, fmt=a.format, live=self._tty() and not a.no_refresh))
         if a.stacks:
-            views.append(stacks.StackView(self.out, self.err, symbols, shape=shape(a.folded, a.dot), fmt=a.format, top=a.top,
-                                               offsets=a.offsets, cumulative=a.cumulative))
+            views.append(stacks.StackView(self.out, self.err, symbols, shape=shape(a.folded, a.dot), fmt=a.format,
+                                          top=a.top, offsets=a.offsets, cumulative=a.cumulative))
         if not views:
             views.append(JsonView(self.out))
         pipeline = Pipeline(views)
