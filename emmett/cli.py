@@ -115,7 +115,7 @@ def _import_compiler():
     try:
         from . import driver
         # Everything a compilation uses, imported here so its bytecode is cached too.
-        from . import emit, grammar, lexer, lower, parser, preprocess, sema, vp  # noqa: F401
+        from . import grammar, lexer, output, parser, preprocess, sema  # noqa: F401
     finally:
         sys.dont_write_bytecode, sys.pycache_prefix = saved
     return driver

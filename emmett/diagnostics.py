@@ -104,6 +104,12 @@ class Files:
         origin = self.origins[fid] if 0 <= fid < len(self.origins) else ()
         return origin + ((line, col),)
 
+    def token_end(self, pos):
+        """(line, column just past the token that starts at `pos`)."""
+        from .lexer import token_length
+        fid, line, col = pos
+        return line, col + token_length(self.line_text(fid, line), col)
+
     def line_text(self, fid, line):
         lines = self._lines.get(fid)
         if lines is None:
@@ -118,7 +124,7 @@ class CompileError(Exception):
 
 
 class Reporter:
-    """Collects diagnostics for one compilation."""
+    """Collects the diagnostics of one compilation (each distinct one once)."""
 
     def __init__(self, files):
         self.files = files
@@ -128,14 +134,24 @@ class Reporter:
         self.error_count = 0
         self._seen = set()
 
-    def error(self, pos, message, severity="error"):
+    def error(self, pos, message):
+        self._record(pos, message, "error")
+
+    def warning(self, pos, message):
+        self._record(pos, message, "warning")
+
+    def fail(self, pos, message):
+        """Report an error and abandon the current construct."""
+        self.error(pos, message)
+        raise CompileError(message)
+
+    def _record(self, pos, message, severity):
         fid, line, col = pos
         key = (fid, line, col, message)
         if key in self._seen:
             return
         self._seen.add(key)
-        name = self.files.names[fid] if 0 <= fid < len(self.files.names) else "<input>"
-        self.diagnostics.append(Diagnostic(name, line, col, message, self.files.line_text(fid, line), severity))
+        self.diagnostics.append(self.located(pos, message, severity))
         self.keys.append(self.files.reading_order(fid, line, col))
         if severity == "error":
             self.error_count += 1
@@ -150,10 +166,3 @@ class Reporter:
         fid, line, col = pos
         name = self.files.names[fid] if 0 <= fid < len(self.files.names) else "<input>"
         return Diagnostic(name, line, col, message, self.files.line_text(fid, line), severity)
-
-    def warning(self, pos, message):
-        self.error(pos, message, "warning")
-
-    def fail(self, pos, message):
-        self.error(pos, message)
-        raise CompileError(message)

@@ -1,4 +1,4 @@
-"""The compiler pipeline: preprocess, parse, analyse, lower, emit.
+"""The compiler pipeline: preprocess, parse, analyse, generate.
 
     emmett.compile(source, filename, options) -> CompileResult
 
@@ -6,13 +6,11 @@
 and an unexpected failure of the compiler itself becomes one located
 "internal error" diagnostic (`CompileResult.internal_error` is set).
 
-Locals and recursion: VP has globals and function parameters only.  Locals of
-probes and of functions that are not on a call-graph cycle become uniquely
-named globals (`f.x`), initialised where they are declared; locals of
-recursive functions become extra parameters that every call passes as 0 or
-"", so each activation has its own and a recursive call cannot clobber its
-caller's locals.  Implicitly declared variables (`_rval = ...` without a
-declaration) are globals, as in the reference's Emmett.
+The stages: `preprocess` (chunks of code lines with their macros), `lexer`
+and `parser` (the syntax tree of `syntax`), `sema.Program.analyse` (the
+analysis passes, listed in `sema`), `output.generate` (lowering and VP text).
+The guest preload library goes through the same stages before the program,
+and a program's own definitions replace the library's.
 """
 
 import gc
@@ -20,13 +18,11 @@ import os
 import sys
 
 from . import ctype as T
-from .diagnostics import CompileError, CompileOptions, CompileResult, Diagnostic, Files, Reporter
+from .diagnostics import CompileOptions, CompileResult, Diagnostic, Files, Reporter
 
 PRELOAD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preload")
 # The guest preload library: the default guest's (a 64-bit Linux), the only one so far.
 PRELOAD = "linux64.emt"
-
-MAX_PROBES = 32
 
 
 def compile(source, filename="<input>", options=None):  # noqa: A001 - the public API name
@@ -105,7 +101,28 @@ def read_symbols(path, files, reporter):
     return symbols
 
 
+def analyse(source, filename="<input>", options=None):
+    """The analysed `sema.Program` of `source`, its diagnostics in `.reporter` (None if it does not parse).
+
+    The front half of `compile`, for tools and tests that look at the analysis.
+    """
+    files = Files()
+    front = _front_end(source, filename, options or CompileOptions(), files, Reporter(files))
+    return front[0] if front is not None else None
+
+
 def _compile(source, filename, options, files, reporter):
+    from .output import generate
+
+    front = _front_end(source, filename, options, files, reporter)
+    if front is None:
+        return None
+    program, main_fid = front
+    return generate(program, options, main_fid)
+
+
+def _front_end(source, filename, options, files, reporter):
+    """(the analysed Program, the main file's id), or None when there is nothing to analyse."""
     from .lexer import TokenStream
     from .grammar import Grammar
     from .parser import parse
@@ -159,121 +176,11 @@ def _compile(source, filename, options, files, reporter):
         return None
 
     program = Program(reporter, options, symbols)
-    skip = program.top_level_names(externals_main)
-    program.declare(externals_pre, True, skip)
-    program.model = T.MEMMODELS[options.memmodel]
-    program.declare(externals_main, False)
-    program.resolve_all()
-    program.decide_implicit()
-    program.infer()
-    program.mark_reachable()
+    program.analyse(externals_pre, externals_main)
     if not program.probes:
         reporter.error((main_fid, 1, 1), "the program has no probe: VP needs at least one, "
                                          "e.g. VMM1Hz { printf(\"hello\\n\"); }")
-    return _lower_and_emit(program, options, main_fid)
-
-
-def _lower_and_emit(program, options, main_fid):
-    from .emit import assign_names, auto_aggr_probe, global_def, probe_spec, referenced_syms, render
-    from .lower import Lowerer
-    from .vp import MAX_NESTING, nesting
-
-    reporter = program.reporter
-    for fs in program.functions:
-        if fs.recursive and fs.ctx is not None:
-            for local in fs.ctx.locals:
-                if not local.static:
-                    local.hidden = True
-            count = len(fs.ctx.params) + sum(1 for s in fs.ctx.locals if s.hidden)
-            if count > 32:
-                reporter.error(fs.pos, f"recursive function '{fs.name}' has {count} parameters and locals; "
-                                       f"at most 32 fit in a VP function (its locals become parameters)")
-
-    lowerer = Lowerer(program)
-    emitted_functions = []
-    for fs in program.functions:
-        if fs.ctx is None or (fs.preload and not fs.reachable):
-            continue
-        body = lowerer.lower_function(fs)
-        if fs.reachable:
-            emitted_functions.append((fs, body))
-    specs = []
-    probe_forms = []
-    for probe in program.probes:
-        try:
-            spec = probe_spec(probe, program)
-        except CompileError:
-            spec = None
-        body = lowerer.lower_probe(probe)
-        specs.append(spec)
-        probe_forms.append((probe, spec, body))
-    total = len(program.probes) + (1 if options.auto_aggr else 0)
-    if total > MAX_PROBES:
-        where = program.probes[MAX_PROBES].pos if len(program.probes) > MAX_PROBES else (main_fid, 1, 1)
-        reporter.error(where, f"too many probes: {total}; VProbes allows at most {MAX_PROBES} per VM"
-                              + (" (counting the one -a adds)" if options.auto_aggr else ""))
-    if reporter.error_count:
-        return None
-
-    # Globals: declared ones of the program (not of an unused preload), and whatever emitted code uses.
-    fn_forms = [["defun", fs, None] + body for fs, body in emitted_functions]
-    pr_forms = [["vprobe", spec] + body for probe, spec, body in probe_forms]
-    used = referenced_syms(fn_forms + pr_forms)
-    aggregates = []
-    globals_ = []
-    for sym in program.global_order:
-        if sym.kind not in ("var", "aggr", "bag"):
-            continue
-        if sym.preload and id(sym) not in used:
-            continue
-        globals_.append(sym)
-    declared = {id(s) for s in globals_}
-    for sym in program.implicit.values():
-        if sym.kind == "var" and id(sym) in used and id(sym) not in declared:
-            globals_.append(sym)
-    for sym in globals_:
-        if sym.kind == "aggr":
-            aggregates.append(sym)
-    ctxs = [(fs.ctx, fs.name) for fs, _ in emitted_functions]
-    for probe, spec, _ in probe_forms:
-        ctxs.append((probe.ctx, _probe_prefix(spec)))
-    local_globals = []
-    for ctx, _ in ctxs:
-        for local in ctx.locals:
-            if not local.hidden and id(local) in used:
-                local_globals.append(local)
-            elif not local.hidden and local.static:
-                local_globals.append(local)
-    ctx_locals = [(ctx, prefix) for ctx, prefix in ctxs]
-    for ctx, _ in ctx_locals:
-        ctx.locals = [s for s in ctx.locals if s.hidden or id(s) in used or s.static]
-    functions = [fs for fs, _ in emitted_functions]
-    assign_names(program, globals_, functions, ctx_locals)
-
-    defs = [global_def(s) for s in globals_]
-    defs += [global_def(s) for s in local_globals]
-    if program.temp is not None and id(program.temp) in used:
-        defs.append(["defstring", program.temp])
-    for form, (fs, _) in zip(fn_forms, emitted_functions):
-        form[2] = [s for s in fs.ctx.params + [x for x in fs.ctx.locals if x.hidden]]
-    if options.auto_aggr and aggregates:
-        pr_forms.append(auto_aggr_probe(aggregates))
-    for form, (fs, _) in zip(fn_forms, emitted_functions):
-        if nesting(form) > MAX_NESTING:
-            reporter.error(fs.pos, f"the VP for '{fs.name}' nests more than {MAX_NESTING} levels deep, "
-                                   f"more than VP allows: move some of it into functions")
-    for form, (probe, _, _) in zip(pr_forms, probe_forms):
-        if nesting(form) > MAX_NESTING:
-            reporter.error(probe.pos, f"the VP for this probe nests more than {MAX_NESTING} levels deep, "
-                                      f"more than VP allows: move some of it into functions")
-    if reporter.error_count:
-        return None
-    return render(defs, fn_forms, pr_forms, options.indent)
-
-
-def _probe_prefix(spec):
-    text = spec or "probe"
-    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)
+    return program, main_fid
 
 
 __all__ = ["compile", "CompileOptions", "CompileResult", "Diagnostic"]

@@ -85,7 +85,7 @@ class Grammar:
 
     def p_memmodel(self, p):
         """memmodel_decl : MEMMODEL ID ';'"""
-        p[0] = S.MemModel(_pos(p, 1), p[2], _pos(p, 2))
+        p[0] = S.MemModel(_pos(p, 1), p[2], _pos(p, 2), _pos(p, 3))
 
     # ---- declarations ------------------------------------------------------------
 
@@ -99,11 +99,11 @@ class Grammar:
                     if d.name is not None:
                         self.typedefs.add(d.name)
                 break
-        p[0] = S.Declaration(specs[0].pos, specs, items)
+        p[0] = S.Declaration(specs[0].pos, specs, items, _pos(p, 3))
 
     def p_declaration_bare(self, p):
         """declaration : decl_specs ';'"""
-        p[0] = S.Declaration(p[1][0].pos, p[1], [])
+        p[0] = S.Declaration(p[1][0].pos, p[1], [], _pos(p, 2))
 
     def p_decl_specs_one(self, p):
         """decl_specs : decl_spec"""
@@ -287,15 +287,15 @@ class Grammar:
 
     def p_struct_spec_full(self, p):
         """struct_spec : struct_or_union tag '{' field_list '}'"""
-        p[0] = S.StructSpec(p[1][1], p[1][0], p[2], p[4])
+        p[0] = S.StructSpec(p[1][1], p[1][0], p[2], p[4], _pos(p, 5))
 
     def p_struct_spec_empty(self, p):
         """struct_spec : struct_or_union tag '{' '}'"""
-        p[0] = S.StructSpec(p[1][1], p[1][0], p[2], [])
+        p[0] = S.StructSpec(p[1][1], p[1][0], p[2], [], _pos(p, 4))
 
     def p_struct_spec_anon(self, p):
         """struct_spec : struct_or_union '{' field_list '}'"""
-        p[0] = S.StructSpec(p[1][1], p[1][0], None, p[3])
+        p[0] = S.StructSpec(p[1][1], p[1][0], None, p[3], _pos(p, 4))
 
     def p_struct_spec_ref(self, p):
         """struct_spec : struct_or_union tag"""
@@ -322,15 +322,15 @@ class Grammar:
 
     def p_field(self, p):
         """field : decl_specs field_declarators ';'"""
-        p[0] = S.FieldDecl(p[1][0].pos, p[1], p[2], None)
+        p[0] = S.FieldDecl(p[1][0].pos, p[1], p[2], None, _pos(p, 3))
 
     def p_field_anonymous(self, p):
         """field : decl_specs ';'"""
-        p[0] = S.FieldDecl(p[1][0].pos, p[1], [], None)
+        p[0] = S.FieldDecl(p[1][0].pos, p[1], [], None, _pos(p, 2))
 
     def p_field_at(self, p):
         """field : '@' at_value decl_specs field_declarators ';'"""
-        p[0] = S.FieldDecl(_pos(p, 1), p[3], p[4], p[2])
+        p[0] = S.FieldDecl(_pos(p, 1), p[3], p[4], p[2], _pos(p, 5))
 
     def p_at_value(self, p):
         """at_value : INT_LIT"""
@@ -361,12 +361,12 @@ class Grammar:
     def p_enum_spec_full(self, p):
         """enum_spec : ENUM tag '{' enum_list '}'
                      | ENUM tag '{' enum_list ',' '}'"""
-        p[0] = S.EnumSpec(_pos(p, 1), p[2], p[4])
+        p[0] = S.EnumSpec(_pos(p, 1), p[2], p[4], _pos(p, len(p) - 1))
 
     def p_enum_spec_anon(self, p):
         """enum_spec : ENUM '{' enum_list '}'
                      | ENUM '{' enum_list ',' '}'"""
-        p[0] = S.EnumSpec(_pos(p, 1), None, p[3])
+        p[0] = S.EnumSpec(_pos(p, 1), None, p[3], _pos(p, len(p) - 1))
 
     def p_enum_spec_ref(self, p):
         """enum_spec : ENUM tag"""
@@ -447,11 +447,11 @@ class Grammar:
 
     def p_compound(self, p):
         """compound_stmt : '{' block_items '}'"""
-        p[0] = S.Block(_pos(p, 1), p[2])
+        p[0] = S.Block(_pos(p, 1), p[2], _pos(p, 3))
 
     def p_compound_empty(self, p):
         """compound_stmt : '{' '}'"""
-        p[0] = S.Block(_pos(p, 1), [])
+        p[0] = S.Block(_pos(p, 1), [], _pos(p, 2))
 
     def p_block_items_one(self, p):
         """block_items : block_item"""
@@ -477,7 +477,7 @@ class Grammar:
     def p_statement_expr(self, p):
         """statement : expr ';'"""
         e = p.slice[1].value
-        p.slice[0].value = S.ExprStmt(e.pos, e)
+        p.slice[0].value = S.ExprStmt(e.pos, e, p.slice[2].pos)
 
     def p_statement_empty(self, p):
         """statement : ';'"""
@@ -493,11 +493,11 @@ class Grammar:
 
     def p_statement_return(self, p):
         """statement : RETURN expr ';'"""
-        p[0] = S.Return(_pos(p, 1), p[2])
+        p[0] = S.Return(_pos(p, 1), p[2], _pos(p, 3))
 
     def p_statement_return_void(self, p):
         """statement : RETURN ';'"""
-        p[0] = S.Return(_pos(p, 1), None)
+        p[0] = S.Return(_pos(p, 1), None, _pos(p, 2))
 
     def p_statement_error(self, p):
         """statement : error ';'"""
@@ -589,23 +589,23 @@ class Grammar:
 
     def p_expr_sizeof_type(self, p):
         """expr : SIZEOF '(' type_name ')' %prec SIZEOF_TYPE"""
-        p[0] = S.SizeOf(_pos(p, 1), p[3], None)
+        p[0] = S.SizeOf(_pos(p, 1), p[3], None, _pos(p, 4))
 
     def p_expr_index(self, p):
         """expr : expr '[' expr_list ']'"""
-        p[0] = S.Index(_pos(p, 2), p[1], p[3])
+        p[0] = S.Index(_pos(p, 2), p[1], p[3], _pos(p, 4))
 
     def p_expr_index_empty(self, p):
         """expr : expr '[' ']'"""
-        p[0] = S.Index(_pos(p, 2), p[1], [])
+        p[0] = S.Index(_pos(p, 2), p[1], [], _pos(p, 3))
 
     def p_expr_call(self, p):
         """expr : expr '(' expr_list ')'"""
-        p[0] = S.Call(p[1].pos, p[1], p[3])
+        p[0] = S.Call(p[1].pos, p[1], p[3], _pos(p, 4))
 
     def p_expr_call_empty(self, p):
         """expr : expr '(' ')'"""
-        p[0] = S.Call(p[1].pos, p[1], [])
+        p[0] = S.Call(p[1].pos, p[1], [], _pos(p, 3))
 
     def p_expr_member(self, p):
         """expr : expr '.' ID
@@ -639,6 +639,7 @@ class Grammar:
     def p_strings_more(self, p):
         """strings : strings STRING_LIT"""
         p[1].value += p[2]
+        p[1].last = _pos(p, 2)
         p[0] = p[1]
 
     def p_primary_paren(self, p):

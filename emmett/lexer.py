@@ -114,6 +114,24 @@ class _Rules:
         t.lexer.skip(1)
 
 
+_TOKEN_AT = None
+
+
+def token_length(text, col):
+    """The length of the token that starts at column `col` (1-based) of source line `text` (at least 1).
+
+    Ranges end where their last token ends: this finds that end from the
+    source line, by the token rules above, so nodes need not store it.
+    """
+    global _TOKEN_AT
+    if _TOKEN_AT is None:
+        operators = sorted((getattr(_Rules, "t_" + name) for name in OPERATOR_TOKENS), key=len, reverse=True)
+        shapes = [_Rules.t_NUMBER, _Rules.t_ID, _Rules.t_STRING, _Rules.t_CHAR, _Rules.t_UNTERMINATED]
+        _TOKEN_AT = re.compile("|".join(shapes + operators))
+    m = _TOKEN_AT.match(text, max(col - 1, 0))
+    return max(len(m.group()), 1) if m else 1
+
+
 _MASTER = None
 
 
@@ -162,7 +180,7 @@ def decode_number(text):
     return "int", value
 
 
-def decode_escapes(body, pos, report):
+def decode_escapes(body, pos, reporter):
     """The characters of a string or character literal body (C escapes)."""
     if "\\" not in body:
         return body
@@ -183,7 +201,7 @@ def decode_escapes(body, pos, report):
             while j < n and j < i + 4 and body[j] in "0123456789abcdefABCDEF":
                 j += 1
             if j == i + 2:
-                report(pos, "\\x escape without hex digits")
+                reporter.error(pos, "\\x escape without hex digits")
                 i += 2
                 continue
             out.append(chr(int(body[i + 2:j], 16)))
@@ -195,7 +213,7 @@ def decode_escapes(body, pos, report):
             out.append(chr(int(body[i + 1:j], 8) & 0xFF))
             i = j
         else:
-            report(pos, f"unknown escape sequence '\\{e}'", "warning")
+            reporter.warning(pos, f"unknown escape sequence '\\{e}'")
             out.append(e)
             i += 2
     return "".join(out)
@@ -234,8 +252,8 @@ class TokenStream:
     def lex_error(self, t, message):
         self.reporter.error(self.locate(t.lexpos), message)
 
-    def report(self, pos, message, severity="error"):
-        self.reporter.error(pos, message, severity)
+    def report(self, pos, message):
+        self.reporter.error(pos, message)
 
     # ---- raw tokens --------------------------------------------------------------
 
@@ -396,9 +414,9 @@ class TokenStream:
                 t.value = (value, t.value)
             elif ty == "STRING":
                 t.type = "STRING_LIT"
-                t.value = decode_escapes(t.value[1:-1], t.pos, self.report)
+                t.value = decode_escapes(t.value[1:-1], t.pos, self.reporter)
             elif ty == "CHAR":
-                text = decode_escapes(t.value[1:-1], t.pos, self.report)
+                text = decode_escapes(t.value[1:-1], t.pos, self.reporter)
                 if len(text) != 1:
                     self.report(t.pos, "a character constant holds exactly one character" if text
                                 else "empty character constant")
@@ -407,7 +425,7 @@ class TokenStream:
             elif ty == "UNTERMINATED":
                 self.report(t.pos, "unterminated string literal (strings end on the same line)")
                 t.type = "STRING_LIT"
-                t.value = decode_escapes(t.value[1:], t.pos, self.report)
+                t.value = decode_escapes(t.value[1:], t.pos, self.reporter)
             self.last_pos = t.pos
             return t
 

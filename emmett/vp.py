@@ -13,16 +13,10 @@ merge, and an `if`/`else if` chain becomes one `cond`.
 
 import re
 
-from vp_runtime import spec
-
-from .sema import fold_binary
-
-VP_RESERVED = spec.RESERVED_WORDS | frozenset(spec.GLOBALS)
+from .language import MASK64, MAX_NAME_BYTES, VP_RESERVED
 
 _RESERVED_UPPER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _NUMERIC = re.compile(r"[+-]?[0-9]")
-MAX_NAME_BYTES = spec.MAX_NAME_BYTES
-MAX_NESTING = spec.MAX_NESTING
 WIDTH = 79
 
 _INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
@@ -44,6 +38,33 @@ def is_const(x):
     return type(x) is int or type(x) is HexInt
 
 
+_FOLD = {
+    "+": lambda a, b: (a + b) & MASK64,
+    "-": lambda a, b: (a - b) & MASK64,
+    "*": lambda a, b: (a * b) & MASK64,
+    "/": lambda a, b: None if b == 0 else a // b,
+    "%": lambda a, b: None if b == 0 else a % b,
+    "<<": lambda a, b: (a << b) & MASK64 if b < 64 else 0,
+    ">>": lambda a, b: a >> b if b < 64 else 0,
+    "&": lambda a, b: a & b,
+    "|": lambda a, b: a | b,
+    "^": lambda a, b: a ^ b,
+    "&&": lambda a, b: 1 if a and b else 0,
+    "||": lambda a, b: 1 if a or b else 0,
+    "==": lambda a, b: int(a == b),
+    "!=": lambda a, b: int(a != b),
+    "<": lambda a, b: int(a < b),
+    ">": lambda a, b: int(a > b),
+    "<=": lambda a, b: int(a <= b),
+    ">=": lambda a, b: int(a >= b),
+}
+
+
+def fold_binary(op, a, b):
+    """`a op b` on VP's unsigned 64-bit integers; None for a division by zero."""
+    return _FOLD[op](a, b)
+
+
 def op(o, *args):
     """`(o args...)` folded: constants computed, same-operator nests flattened."""
     if o == "!" and len(args) == 1 and type(args[0]) is list and len(args[0]) == 3 and args[0][0] in _INVERSE:
@@ -55,7 +76,7 @@ def op(o, *args):
             if o == "!":
                 return 0 if v else 1
             if o == "~":
-                return v ^ 0xFFFFFFFFFFFFFFFF
+                return v ^ MASK64
         else:
             acc = args[0]
             for b in args[1:]:
@@ -76,7 +97,7 @@ def op(o, *args):
         # Gather the constant terms of a sum: (+ p 1188 4) is (+ p 1192).
         consts = [a for a in out[1:] if is_const(a)]
         if len(consts) > 1:
-            total = sum(consts) & 0xFFFFFFFFFFFFFFFF
+            total = sum(consts) & MASK64
             rest = [a for a in out[1:] if not is_const(a)]
             out = ["+"] + rest + ([total] if total else [])
             if len(out) == 2:

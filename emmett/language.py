@@ -1,0 +1,53 @@
+"""The VP language as the compiler sees it: read from the language's specification.
+
+`vp_runtime.spec` is the one place the language's names are written (the
+compiler imports nothing else of the runtime).  Here they take the shapes the
+passes use: built-in globals with their Emmett types, static probes, the VP
+builtins and the special forms an Emmett program calls like functions, the
+names VP reserves, the limits.  Emmett's own additions are `assert` and
+`exit`, and the guest helper functions its preload library defines.
+"""
+
+from vp_runtime import spec
+
+from . import ctype as T
+
+
+def _emmett_type(vp_type):
+    return T.STRING if vp_type == spec.STR else T.VPINT
+
+
+# Built-in global -> its Emmett type (RIP, TSC, ARG0... integers; PROBENAME a string).
+BUILTIN_GLOBALS = {name: _emmett_type(g.type) for name, g in spec.GLOBALS.items()}
+STATIC_PROBES = spec.STATIC_PROBES
+
+# VP's special forms that an Emmett program calls like functions: those whose
+# first argument names an aggregate or a bag (logaggr, clearaggr, baginsert, bagremove).
+CONTAINER_BUILTINS = frozenset(name for name, form in spec.SPECIAL_FORMS.items()
+                               if form.usage.split()[1].rstrip(")") in ("AGGREGATE", "BAG"))
+# Emmett's built-in functions: VP's builtins, those forms, and its own assert and exit.
+BUILTINS = frozenset(spec.BUILTINS) | CONTAINER_BUILTINS | {"assert", "exit"}
+# Builtins whose first argument is a variable they write, and its type.
+DEST_BUILTINS = {name: _emmett_type(b.params[0].type) for name, b in spec.BUILTINS.items()
+                 if b.params and b.params[0].destination}
+
+# Functions a guest preload library provides.
+GUEST_HELPERS = frozenset("curpid curprocname curtid curppid curthrptr".split())
+
+# Names a VP script may not define: forms, operators, builtins, built-in globals.
+VP_RESERVED = spec.RESERVED_WORDS | frozenset(spec.GLOBALS)
+
+# printf directives: the grammar (a regular expression), conversion -> argument type, refused conversions.
+PRINTF_DIRECTIVE = spec.printf.DIRECTIVE
+PRINTF_CONVERSIONS = {conv: "str" if t == spec.STR else "int" for conv, t in spec.printf.CONVERSIONS.items()}
+PRINTF_REFUSED = spec.printf.REFUSED_CONVERSIONS
+
+MASK64 = spec.MASK64
+MAX_PROBE_PARAMS = spec.PROBE_ARGS  # ARG0 to ARG9
+MAX_PROBES = spec.MAX_PROBES
+MAX_PARAMS = spec.MAX_ARGS  # of a VP function
+MAX_ARGS = spec.MAX_ARGS  # of a call
+MAX_STRING_BYTES = spec.MAX_STRING_BYTES
+MAX_NAME_BYTES = spec.MAX_NAME_BYTES
+MAX_NESTING = spec.MAX_NESTING
+MAX_KEYS = spec.MAX_KEYS  # of an aggregate

@@ -1,0 +1,290 @@
+"""Lowering of calls: user functions, and each of Emmett's builtins (a part of `lower.Lowerer`).
+
+Every builtin has its `b_NAME` method: it checks the number and the types of
+its arguments (printf formats against their arguments), and builds the VP
+call.  `assert` and `exit` are Emmett's own: VP cannot unload a script, so
+`exit()` aborts the firing with a fault that names it.
+"""
+
+import re
+
+from . import ctype as T
+from . import syntax as S
+from .diagnostics import CompileError
+from .language import BUILTINS, MAX_ARGS, PRINTF_CONVERSIONS, PRINTF_DIRECTIVE, PRINTF_REFUSED
+from .symbols import FuncSym, Sym
+from .vp import VStr, cond, do, op
+
+
+_DIRECTIVE = re.compile(PRINTF_DIRECTIVE, re.DOTALL)
+
+
+class Quiet(CompileError):
+    """An error already reported elsewhere (e.g. an undecidable implicit name)."""
+
+
+def is_intlike(t):
+    return isinstance(t, (T.IntType, T.PointerType))
+
+
+class CallLowering:
+    """The call and builtin methods of the Lowerer (they use its expression and conversion methods)."""
+
+    def __init__(self):
+        self._builtins = {name: getattr(self, "b_" + name) for name in BUILTINS}
+
+    def x_Call(self, e, ctx, discard):
+        target = e.sym
+        if target is None:
+            raise Quiet("")
+        if len(e.args) > MAX_ARGS:
+            self.fail(e.pos, f"too many arguments ({len(e.args)}); at most {MAX_ARGS} are allowed")
+        if isinstance(target, FuncSym):
+            return self.user_call(e, target, ctx, discard)
+        return self._builtins[target](e, ctx, discard)
+
+    def user_call(self, e, fs, ctx, discard):
+        params = fs.type.params
+        if len(e.args) != len(params):
+            self.fail(e.pos, f"'{fs.name}' takes {len(params)} argument{'s' if len(params) != 1 else ''}, "
+                             f"but {len(e.args)} {'are' if len(e.args) != 1 else 'is'} given")
+        if fs.ctx is None:
+            self.fail(e.pos, f"function '{fs.name}' is declared but never defined")
+        args = []
+        for (pname, ptype, _), a in zip(params, e.args):
+            form = self.expr(a, ctx)
+            t = a.type
+            args.append(self.convert(form, t, ptype, a.pos, ctx, f"argument '{pname}' of '{fs.name}'"))
+        if fs.recursive:
+            for local in fs.ctx.locals:
+                if local.hidden:
+                    args.append(VStr("") if isinstance(local.type, T.StringType) else 0)
+        return [fs] + args
+
+    def arity(self, e, low, high, usage):
+        n = len(e.args)
+        if n < low or (high is not None and n > high):
+            self.fail(e.pos, f"wrong number of arguments: {usage}")
+
+    def string_dest(self, a, ctx, what):
+        if type(a) is S.Name and isinstance(a.sym, Sym) and a.sym.kind in ("var", "local", "param"):
+            if a.sym.type is None:
+                raise Quiet("")
+            if not isinstance(a.sym.type, T.StringType):
+                self.fail(a.pos, f"{what} must be a string variable, but '{a.name}' is {T.describe(a.sym.type)}")
+            return a.sym
+        self.fail(a.pos, f"{what} must be a string variable")
+
+    def int_dest(self, a, ctx, what):
+        if type(a) is S.Name and isinstance(a.sym, Sym) and a.sym.kind in ("var", "local", "param"):
+            if a.sym.type is None:
+                raise Quiet("")
+            if not is_intlike(a.sym.type):
+                self.fail(a.pos, f"{what} must be an integer variable, but '{a.name}' is {T.describe(a.sym.type)}")
+            return a.sym
+        self.fail(a.pos, f"{what} must be an integer variable")
+
+    def format_args(self, name, fmt_node, rest, ctx):
+        ff = self.expr(fmt_node, ctx)
+        ft = fmt_node.type
+        fmt = self.as_string(ff, ft, fmt_node.pos, ctx, f"the format of {name}")
+        if type(fmt) is VStr:
+            kinds = format_kinds(fmt)
+            if isinstance(kinds, str):
+                self.fail(fmt_node.pos, f"bad {name} format: {kinds}")
+            if len(kinds) != len(rest):
+                self.fail(fmt_node.pos, f"the {name} format wants {len(kinds)} argument{'s' if len(kinds) != 1 else ''}, "
+                                        f"but {len(rest)} {'are' if len(rest) != 1 else 'is'} given")
+        else:
+            kinds = [None] * len(rest)
+        out = [fmt]
+        for n, (kind, a) in enumerate(zip(kinds, rest), 1):
+            form = self.expr(a, ctx)
+            t = a.type
+            what = f"{name} argument {n}"
+            if kind == "str":
+                out.append(self.as_string(form, t, a.pos, ctx, f"{what} (for a %s directive)"))
+            elif kind == "int":
+                if not is_intlike(t):
+                    self.fail(a.pos, f"{what} must be an integer (for the format's directive {n}), but this is {T.describe(t)}")
+                out.append(form)
+            else:
+                if not (is_intlike(t) or isinstance(t, T.StringType)):
+                    self.fail(a.pos, f"{what} must be an integer or a string, but this is {T.describe(t)}")
+                out.append(form)
+        return out
+
+    def b_printf(self, e, ctx, discard):
+        self.arity(e, 1, None, "printf(FORMAT, ARGS...)")
+        return ["printf"] + self.format_args("printf", e.args[0], e.args[1:], ctx)
+
+    def b_sprintf(self, e, ctx, discard):
+        self.arity(e, 2, None, "sprintf(STRING-VARIABLE, FORMAT, ARGS...)")
+        dest = self.string_dest(e.args[0], ctx, "the destination of sprintf")
+        return ["sprintf", dest] + self.format_args("sprintf", e.args[1], e.args[2:], ctx)
+
+    def b_logstr(self, e, ctx, discard):
+        self.arity(e, 1, 1, "logstr(STRING)")
+        form = self.expr(e.args[0], ctx)
+        t = e.args[0].type
+        return ["logstr", self.as_string(form, t, e.args[0].pos, ctx, "the argument of logstr")]
+
+    def b_logint(self, e, ctx, discard):
+        self.arity(e, 1, 1, "logint(INTEGER)")
+        form = self.expr(e.args[0], ctx)
+        t = e.args[0].type
+        return ["logint", self.as_int(form, t, e.args[0].pos, "the argument of logint")]
+
+    def b_strcmp(self, e, ctx, discard):
+        self.arity(e, 2, 2, "strcmp(STRING, STRING)")
+        forms = []
+        for a in e.args:
+            form = self.expr(a, ctx)
+            t = a.type
+            forms.append(self.as_string(form, t, a.pos, ctx, "an argument of strcmp"))
+        return ["strcmp"] + forms
+
+    def b_getguest(self, e, ctx, discard):
+        self.arity(e, 1, 1, 'getguest(ADDRESS) or getguest("SYMBOL")')
+        form = self.expr(e.args[0], ctx)
+        t = e.args[0].type
+        if not (is_intlike(t) or isinstance(t, T.StringType)):
+            self.fail(e.args[0].pos, f"getguest takes an address or a symbol name, not {T.describe(t)}")
+        return ["getguest", form]
+
+    def b_getguestphys(self, e, ctx, discard):
+        self.arity(e, 1, 1, "getguestphys(PHYSICAL-ADDRESS)")
+        form = self.expr(e.args[0], ctx)
+        t = e.args[0].type
+        return ["getguestphys", self.as_int(form, t, e.args[0].pos, "the address given to getguestphys")]
+
+    def b_getgueststr(self, e, ctx, discard):
+        self.arity(e, 2, 3, 'getgueststr(STRING-VARIABLE, ADDRESS), getgueststr(STRING-VARIABLE, MAX-LENGTH, ADDRESS) '
+                            'or getgueststr(STRING-VARIABLE, "SYMBOL" [, OFFSET])')
+        dest = self.string_dest(e.args[0], ctx, "the destination of getgueststr")
+        rest = []
+        for i, a in enumerate(e.args[1:]):
+            form = self.expr(a, ctx)
+            t = a.type
+            if isinstance(t, T.StringType):
+                if i != 0:
+                    self.fail(a.pos, "only the second argument of getgueststr may be a symbol name")
+            elif not is_intlike(t):
+                self.fail(a.pos, f"getgueststr takes addresses, lengths and symbol names, not {T.describe(t)}")
+            rest.append(form)
+        return ["getgueststr", dest] + rest
+
+    def b_gueststack(self, e, ctx, discard):
+        self.arity(e, 1, 1, "gueststack(STRING-VARIABLE)")
+        return ["gueststack", self.string_dest(e.args[0], ctx, "the destination of gueststack")]
+
+    def b_getsystemtime(self, e, ctx, discard):
+        self.arity(e, 0, 1, "getsystemtime() or getsystemtime(INTEGER-VARIABLE)")
+        if e.args:
+            return ["getsystemtime", self.int_dest(e.args[0], ctx, "the destination of getsystemtime")]
+        return ["getsystemtime"]
+
+    def _offset(self, e, ctx, name):
+        self.arity(e, 1, 1, f'{name}("FUNCTION")')
+        form = self.expr(e.args[0], ctx)
+        t = e.args[0].type
+        return [name, self.as_string(form, t, e.args[0].pos, ctx, f"the function named to {name}")]
+
+    def b_offatret(self, e, ctx, discard):
+        return self._offset(e, ctx, "offatret")
+
+    def b_offatstrcpy(self, e, ctx, discard):
+        return self._offset(e, ctx, "offatstrcpy")
+
+    def b_offatseg(self, e, ctx, discard):
+        return self._offset(e, ctx, "offatseg")
+
+    def container_arg(self, a, kind, what):
+        """The aggregate (`kind` "aggr") or bag ("bag") that argument `a` names."""
+        if type(a) is S.Name and isinstance(a.sym, Sym):
+            if a.sym.kind == kind:
+                return a.sym
+            if a.sym.kind in ("implicit", "error"):
+                raise Quiet("")
+        self.fail(a.pos, f"{what} takes {'an aggregate' if kind == 'aggr' else 'a bag'}")
+
+    def _aggregate_op(self, e, name):
+        self.arity(e, 1, 1, f"{name}(AGGREGATE)")
+        return [name, self.container_arg(e.args[0], "aggr", name)]
+
+    def b_logaggr(self, e, ctx, discard):
+        return self._aggregate_op(e, "logaggr")
+
+    def b_clearaggr(self, e, ctx, discard):
+        return self._aggregate_op(e, "clearaggr")
+
+    def b_baginsert(self, e, ctx, discard):
+        self.arity(e, 3, 3, "baginsert(BAG, KEY, VALUE)")
+        bag = self.container_arg(e.args[0], "bag", "baginsert")
+        out = ["baginsert", bag]
+        for a, what in zip(e.args[1:], ("a bag key", "a bag value")):
+            form = self.expr(a, ctx)
+            t = a.type
+            out.append(self.as_int(form, t, a.pos, what))
+        return out
+
+    def b_bagremove(self, e, ctx, discard):
+        self.arity(e, 2, 2, "bagremove(BAG, KEY)")
+        bag = self.container_arg(e.args[0], "bag", "bagremove")
+        form = self.expr(e.args[1], ctx)
+        t = e.args[1].type
+        return ["bagremove", bag, self.as_int(form, t, e.args[1].pos, "a bag key")]
+
+    def b_assert(self, e, ctx, discard):
+        self.arity(e, 1, None, "assert(CONDITION [, FORMAT, ARGS...])")
+        test = self.condition(e.args[0], ctx)
+        fid, line, col = e.pos
+        where = f"{self.reporter.files.names[fid]}:{line}:{col}"
+        if len(e.args) > 1:
+            parts = self.format_args("assert", e.args[1], e.args[2:], ctx)
+            if type(parts[0]) is VStr:
+                message = ["printf", VStr(f"assertion failed at {where}: " + parts[0] + "\n")] + parts[1:]
+            else:
+                message = do([["printf", VStr(f"assertion failed at {where}: ")], ["printf"] + parts,
+                              ["printf", VStr("\n")]])
+        else:
+            message = ["printf", VStr(f"assertion failed at {where}\n")]
+        return cond([(op("!", test), do([message, exit_form()]))])
+
+    def b_exit(self, e, ctx, discard):
+        self.arity(e, 0, 0, "exit()")
+        return exit_form()
+
+
+def exit_form():
+    """VP cannot unload itself; exit() aborts the current firing with a fault that names it."""
+    return ["getguest", VStr("exit()")]
+
+
+def format_kinds(fmt):
+    """The argument kinds ("int"/"str") a printf format takes, or an error message (VP's directive grammar)."""
+    kinds = []
+    i = 0
+    while True:
+        j = fmt.find("%", i)
+        if j < 0:
+            return kinds
+        m = _DIRECTIVE.match(fmt, j)
+        conv = m.group("conversion")
+        if conv is None:
+            if m.end() == j + 1:
+                return "'%' at the end of the format string (write %% for a percent sign)"
+            return f"incomplete directive '{fmt[j:]}' at the end of the format string"
+        for part in ("width", "precision"):
+            if m.group(part) == "*":
+                kinds.append("int")
+        directive = fmt[j:m.end()]
+        if conv == "%":
+            if m.end() != j + 2:
+                return f"bad directive '{directive}'"
+        elif conv in PRINTF_CONVERSIONS:
+            kinds.append(PRINTF_CONVERSIONS[conv])
+        else:
+            why = PRINTF_REFUSED.get(conv)
+            return f"unknown conversion '{directive}'" + (f" ({why})" if why else "")
+        i = m.end()
