@@ -31,6 +31,22 @@ BUILTINS = frozenset(spec.BUILTINS) | CONTAINER_BUILTINS | {"assert", "exit"}
 DEST_BUILTINS = {name: _emmett_type(b.params[0].type) for name, b in spec.BUILTINS.items()
                  if b.params and b.params[0].destination}
 
+# Builtins and forms whose first operand is what they write or name, or their format:
+# the VP printer keeps it beside the head when a form spans lines.
+FIRST_OPERAND_NAMED = frozenset(
+    [name for name, b in spec.BUILTINS.items() if b.params and (b.params[0].destination or b.params[0].type == spec.FORMAT)]
+    + [name for name, form in spec.SPECIAL_FORMS.items()
+       if form.usage.split()[1].rstrip(")") in ("VARIABLE", "NAME", "AGGREGATE", "BAG")])
+
+# The top-level forms with a body (defun, vprobe): the printer always gives them lines of their own.
+BODY_FORMS = frozenset(name for name, form in spec.TOP_LEVEL_FORMS.items() if "BODY..." in form.usage)
+
+# Probe kinds: the VP kind of each guest-address probe by what fires it (execute, read,
+# write), and the periodic kind with its interval.
+ADDRESS_PROBE_KINDS = {k.fires: name for name, k in spec.PROBE_KINDS.items() if k.param == spec.ADDRESS}
+INTERVAL_PROBE_KIND = next(name for name, k in spec.PROBE_KINDS.items() if k.param == spec.INTERVAL)
+EXECUTE, READ, WRITE = spec.EXECUTE, spec.READ, spec.WRITE
+
 # Functions a guest preload library provides.
 GUEST_HELPERS = frozenset("curpid curprocname curtid curppid curthrptr".split())
 

@@ -18,7 +18,7 @@ statement.  Calls and builtins are lowered in `lower_calls`.
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
-from .language import MASK64, MAX_ARGS, MAX_KEYS, MAX_STRING_BYTES
+from .language import DEST_BUILTINS, MASK64, MAX_ARGS, MAX_KEYS, MAX_STRING_BYTES
 from .lower_calls import CallLowering, Quiet, is_intlike
 from .returns import always_returns, end_of_body, restructure_block
 from .symbols import FuncSym, Sym, where
@@ -725,7 +725,7 @@ class Lowerer(CallLowering):
         if T.is_char_pointer(vt) and ctx.model.accessor == "getguest":
             return ["getgueststr", sym, vf]
         if type(vf) is list and len(vf) == 3 and vf[0] == "do" and vf[2] is self.p.temp \
-                and type(vf[1]) is list and vf[1][0] in ("sprintf", "getgueststr") and vf[1][1] is self.p.temp:
+                and type(vf[1]) is list and type(vf[1][0]) is str and DEST_BUILTINS.get(vf[1][0]) is T.STRING and vf[1][1] is self.p.temp:
             return [vf[1][0], sym] + vf[1][2:]
         return None
 

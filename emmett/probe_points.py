@@ -10,12 +10,14 @@ is `GUEST:`, `READ:`/`WRITE:` are `GUEST_READ:`/`GUEST_WRITE:`, `OFFSET:` a
 A name that is not a probe point is reported, and `CompileError` raised.
 """
 
-from .language import MASK64, STATIC_PROBES
+from .language import ADDRESS_PROBE_KINDS, EXECUTE, INTERVAL_PROBE_KIND, MASK64, READ, STATIC_PROBES, WRITE
 
 DOMAINS = ("VMM", "VMX", "GUEST")
 LATER_FORMS = ("ENTER", "EXIT", "OFFSET", "READ", "WRITE", "TIMER", "PROFILE")
-_GUEST_KINDS = {"GUEST": "GUEST", "GUEST_READ": "GUEST_READ", "GUEST_WRITE": "GUEST_WRITE", "ENTER": "GUEST",
-                "READ": "GUEST_READ", "WRITE": "GUEST_WRITE"}
+# Emmett's guest-address kinds, and the VP kind each is: VP's own, and ENTER: READ: WRITE:.
+_GUEST_KINDS = {**{vp: vp for vp in ADDRESS_PROBE_KINDS.values()},
+                "ENTER": ADDRESS_PROBE_KINDS[EXECUTE], "READ": ADDRESS_PROBE_KINDS[READ],
+                "WRITE": ADDRESS_PROBE_KINDS[WRITE]}
 
 
 def probe_spec(probe, program):
@@ -74,20 +76,18 @@ class ProbeName:
 
     # ---- one method per kind -----------------------------------------------------------------
 
-    def k_USEC(self, kind, args, domain):
+    def k_interval(self, kind, args, domain):
         self.need(kind, args, 1)
         value, k, apos = args[0]
         if k != "INT" or value[0] == 0:
-            self.fail(apos, f"probe '{self.text}': USEC: needs a positive number of microseconds")
-        return f"USEC:{value[0]}"
+            self.fail(apos, f"probe '{self.text}': {kind}: needs a positive number of microseconds")
+        return f"{INTERVAL_PROBE_KIND}:{value[0]}"
 
-    def k_GUEST(self, kind, args, domain):
+    def k_guest(self, kind, args, domain):
         self.need(kind, args, 1)
         if kind == "ENTER" and domain not in (None, "GUEST"):
             self.fail(self.pos, f"probe '{self.text}': ENTER probes are guest probes (GUEST:ENTER:symbol)")
         return f"{_GUEST_KINDS[kind]}:{self.guest_location(args[0])}"
-
-    k_GUEST_READ = k_GUEST_WRITE = k_ENTER = k_READ = k_WRITE = k_GUEST
 
     def k_EXIT(self, kind, args, domain):
         self.fail(self.pos, f"probe '{self.text}': function-return probes (EXIT:) are not supported by this VP "
@@ -118,7 +118,7 @@ class ProbeName:
             self.fail(apos, f"probe '{self.text}': VMX timers run once a second only (VMX:TIMER:1sec)")
         if domain == "GUEST":
             self.fail(self.pos, f"probe '{self.text}': timers run in the VMM (VMM:TIMER:...) or the VMX")
-        return f"USEC:{usec}"
+        return f"{INTERVAL_PROBE_KIND}:{usec}"
 
     k_PROFILE = k_TIMER
 
@@ -134,5 +134,8 @@ class ProbeName:
         return value
 
 
-# The kinds of probe point a name can start with, and the method that reads each.
-KINDS = {name[2:]: method for name, method in vars(ProbeName).items() if name.startswith("k_")}
+# The kinds of probe point a name can start with, and the method that reads each:
+# VP's own kinds (from the language's specification) and Emmett's.
+KINDS = {name[2:]: method for name, method in vars(ProbeName).items() if name[2:].isupper()}
+KINDS.update(dict.fromkeys(_GUEST_KINDS, ProbeName.k_guest))
+KINDS[INTERVAL_PROBE_KIND] = ProbeName.k_interval

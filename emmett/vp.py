@@ -13,7 +13,7 @@ merge, and an `if`/`else if` chain becomes one `cond`.
 
 import re
 
-from .language import MASK64, MAX_NAME_BYTES, VP_RESERVED
+from .language import BODY_FORMS, FIRST_OPERAND_NAMED, MASK64, MAX_NAME_BYTES, VP_RESERVED
 
 _RESERVED_UPPER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _NUMERIC = re.compile(r"[+-]?[0-9]")
@@ -216,7 +216,8 @@ class Printer:
     def lines(self, x, col, out, prefix):
         """Append `x` to `out` starting at column `col` (the first line continues `prefix`)."""
         s = self.flat(x)
-        if type(x) is not list or len(x) <= 1 or (col + len(s) <= self.width and x[0] not in ("defun", "vprobe")):
+        if type(x) is not list or len(x) <= 1 or (
+                col + len(s) <= self.width and not (type(x[0]) is str and x[0] in BODY_FORMS)):
             out.append(prefix + s)
             return
         head = x[0]
@@ -229,10 +230,7 @@ class Printer:
         elif head == "vprobe":
             out.append(f"{prefix}(vprobe {atom(x[1])}")
             body = x[2:]
-        elif head in ("do", "cond"):
-            out.append(f"{prefix}({head}")
-            body = x[1:]
-        elif type(head) is str and head in ("aggr", "sprintf", "getgueststr", "setint", "setstr", "baginsert", "printf"):
+        elif type(head) is str and head in FIRST_OPERAND_NAMED:
             first = " ".join(self.flat(i) for i in x[:2])
             out.append(f"{prefix}({first}")
             body = x[2:]
