@@ -45,12 +45,13 @@ from typing import Callable
 from vp_runtime.errors import Diagnostic
 
 from .guest.programs import WORKLOADS as GUEST_WORKLOADS
-from vp_runtime.limits import DEFAULT_BAG_BYTES, DEFAULT_MAX_CODE_BYTES, MAX_CODE_BYTES_LIMIT, LoadConfig
+from vp_runtime.limits import (DEFAULT_BAG_BYTES, DEFAULT_MAX_CALLS_PER_FIRING, DEFAULT_MAX_CODE_BYTES,
+                               DEFAULT_MAX_OPS_PER_FIRING, MAX_CODE_BYTES_LIMIT, LoadConfig)
 
 __all__ = [
     "ACCEPTED_KEY_PATTERNS", "DEFAULT_HOST_CONFIG", "KNOWN_KEYS", "VMConfig", "VProbesDisabled", "VmxError",
     "WORKLOADS", "HV_VENDORS", "check_enabled", "default_config", "guest_os_supported",
-    "host_allows_vprobes", "parse_vmx", "read_vmx",
+    "host_allows_vprobes", "parse_vmx", "read_vmx", "script_limits",
 ]
 
 DEFAULT_HOST_CONFIG = Path("/etc/vmware/config")
@@ -132,6 +133,8 @@ class VMConfig:
     syscalls: Path | None = None
     max_code_bytes: int = DEFAULT_MAX_CODE_BYTES
     bag_bytes: int = DEFAULT_BAG_BYTES
+    max_ops_per_firing: int = DEFAULT_MAX_OPS_PER_FIRING
+    max_calls_per_firing: int = DEFAULT_MAX_CALLS_PER_FIRING
     charge_probe_time: bool = True
     warnings: tuple[Diagnostic, ...] = ()
 
@@ -141,7 +144,14 @@ class VMConfig:
 
     def load_config(self) -> LoadConfig:
         """The settings a script loads under on this VM."""
-        return LoadConfig(max_code_bytes=self.max_code_bytes, bag_bytes=self.bag_bytes)
+        return script_limits(self)
+
+
+def script_limits(config) -> LoadConfig:
+    """The vprobe.* limits of a VM's configuration (simulated or QEMU) as the runtime takes them."""
+    return LoadConfig(max_code_bytes=config.max_code_bytes, bag_bytes=config.bag_bytes,
+                      max_ops_per_firing=config.max_ops_per_firing,
+                      max_calls_per_firing=config.max_calls_per_firing)
 
 
 def default_config(directory: Path | None = None) -> VMConfig:
@@ -377,6 +387,10 @@ KNOWN_KEYS: dict[str, tuple[str, str, Callable[[str, str, _Context], object]]] =
         ("vprobe.syscalls", "syscalls", _existing_file),
         ("vprobe.maxCodeBytes", "max_code_bytes", _max_code_bytes),
         ("vprobe.bagBytes", "bag_bytes", _bag_bytes),
+        # The most VP operations one firing may execute by its bound at load (default 1,000,000).
+        ("vprobe.maxOpsPerFiring", "max_ops_per_firing", _ranged(1, None)),
+        # The most calls of recursive functions one firing may make (default 10,000).
+        ("vprobe.maxCallsPerFiring", "max_calls_per_firing", _ranged(1, None)),
         ("vprobe.chargeProbeTime", "charge_probe_time", _flag),
     )
 }

@@ -180,6 +180,15 @@ def test_load_config_carries_the_vprobe_limits(tmp_path):
     assert load(tmp_path, "", "b.vmx").load_config() == LoadConfig()
 
 
+def test_the_work_limits_of_a_firing(tmp_path):
+    c = load(tmp_path, 'vprobe.maxOpsPerFiring = "5000"\nvprobe.maxCallsPerFiring = "0x100"\n')
+    assert c.load_config() == LoadConfig(max_ops_per_firing=5000, max_calls_per_firing=256)
+    d = one_error(tmp_path, 'vprobe.maxCallsPerFiring = "0"\n')
+    assert where(d) == (1, 28) and "vprobe.maxCallsPerFiring 0 is out of range (at least 1)" in d.message
+    d = one_error(tmp_path, 'vprobe.maxOpsPerFiring = "lots"\n')
+    assert "invalid number 'lots' for vprobe.maxOpsPerFiring" in d.message
+
+
 # ---------------------------------------------------------------------------
 # Syntax: case, comments, quoting.
 

@@ -400,3 +400,163 @@ def test_operators_match_a_reference_evaluator(trees):
                 (render(tree), line)
         else:
             assert line == expected, render(tree)
+
+
+# ---- the cost bound against the operations a firing executes --------------------------------------------
+
+def executed_operations(tree, env: dict, count: list) -> int:
+    """`reference_eval`, counting VP operations as vp_runtime.cost defines them (one per node, one per
+    operator step), along the path the evaluation takes."""
+    if isinstance(tree, int) or tree == "x":
+        count[0] += 1
+        return reference_eval(tree, env)
+    op, args = tree[0], tree[1:]
+    op = ALIAS.get(op, op)
+    if op == "cond":
+        count[0] += 1
+        for test, body in args:
+            if executed_operations(test, env, count):
+                return executed_operations(body, env, count)
+        return 0
+    if op in ("&&", "||"):
+        count[0] += len(args) - 1
+        for a in args:
+            truth = bool(executed_operations(a, env, count))
+            if truth == (op == "||"):
+                return int(truth)
+        return int(op == "&&")
+    count[0] += max(1, len(args) - 1) if op not in ("setint", "do") else 1
+    if op in ("~", "!", "setint"):
+        value = executed_operations(args[0], env, count)
+        if op == "setint":
+            env["x"] = value
+            return value
+        return value ^ U64 if op == "~" else int(not value)
+    if op == "do":
+        return [executed_operations(a, env, count) for a in args][-1]
+    values = [executed_operations(a, env, count) for a in reversed(args)][::-1]
+    acc = values[0]
+    for v in values[1:]:
+        acc = _step(op, acc, v)
+    return acc
+
+
+def _branches(tree) -> bool:
+    return not isinstance(tree, (int, str)) and (ALIAS.get(tree[0], tree[0]) in ("cond", "&&", "||") or
+                                                 any(_branches(a) for a in (tree[1:] if tree[0] != "cond" else
+                                                                            [p for c in tree[1:] for p in c])))
+
+
+@settings(PROPERTY, max_examples=300)
+@given(st.lists(expr_trees, min_size=1, max_size=4))
+def test_the_cost_bound_covers_what_a_firing_executes(trees):
+    """The bound at load is never below the operations a firing takes, and is exact for code without
+    branches (printf and its format add two)."""
+    text = "(definteger x 5)\n" + "\n".join(f'(vprobe VMXLoad (printf "%u\\n" {render(t)}))' for t in trees)
+    try:
+        script = load(text, backend=FakeBackend(), filename="e.vp")
+    except VPLoadError:
+        return  # nested too deep (the operators test covers it)
+    env = {"x": 5}
+    for tree, cost in zip(trees, script.costs):
+        count = [2]
+        try:
+            executed_operations(tree, env, count)
+        except _Fault:
+            pass
+        assert cost.bounded and cost.operations >= count[0], render(tree)
+        if not _branches(tree) and not any(isinstance(t, tuple) and t[0] in ("/", "%", "div", "mod")
+                                           for t in _subtrees(tree)):
+            assert cost.operations == count[0], render(tree)
+
+
+def _subtrees(tree):
+    yield tree
+    if isinstance(tree, tuple):
+        for a in tree[1:]:
+            if isinstance(a, tuple) and tree[0] == "cond":
+                yield from (s for part in a for s in _subtrees(part))
+            else:
+                yield from _subtrees(a)
+
+
+# ---- long literals --------------------------------------------------------------------------------------
+
+@st.composite
+def number_tokens(draw) -> tuple[str, int | None]:
+    """A token that starts like a number, of any length (past Python's 4,300-digit limit for
+    decimal strings), and its value when it is a literal that fits in 64 bits."""
+    sign = draw(st.sampled_from(["", "-", "+"]))
+    hexadecimal = draw(st.booleans())
+    zeros = "0" * draw(st.sampled_from([0, 1, 5, 4300, 4301, 6000]))
+    alphabet = "0123456789abcdefABCDEF" if hexadecimal else "0123456789"
+    length = draw(st.sampled_from([1, 2, 16, 17, 19, 20, 21, 4300, 4301, 5000]))
+    digits = draw(st.text(alphabet, min_size=1, max_size=8)) * (length // 8 + 1)
+    digits = digits[:length]
+    suffix = draw(st.sampled_from(["", "", "USEC", "z", "x1"]))
+    token = sign + ("0x" if hexadecimal else "") + zeros + digits + suffix
+    value = None
+    if not suffix:
+        magnitude = sum(int(d, 16) * 16 ** i for i, d in enumerate(reversed(digits))) if hexadecimal else \
+            int(digits.lstrip("0") or "0") if len(digits) <= 4000 else None
+        if magnitude is not None and magnitude <= U64:
+            value = (-magnitude if sign == "-" else magnitude) & U64
+    return token, value
+
+
+@settings(PROPERTY, max_examples=150)
+@given(number_tokens())
+def test_number_tokens_of_any_length_load_or_give_a_short_located_error(case):
+    token, value = case
+    text = f"(vprobe VMXLoad (printf \"%u\" {token}))"
+    out: list[str] = []
+    try:
+        script = load(text, backend=FakeBackend(), filename="n.vp", log_sink=out.append)
+    except VPLoadError as e:
+        (d,) = e.diagnostics
+        assert (d.file, d.line, d.col) == ("n.vp", 1, 30) and len(d.message) < 160, d.message
+        assert value is None
+        return
+    assert value is not None, token[:60]
+    script.handler("VMXLoad")()
+    script.flush()
+    assert "".join(out) == str(value)
+
+
+# ---- deep and long recursion ----------------------------------------------------------------------------
+
+@st.composite
+def recursive_programs(draw) -> tuple[str, LoadConfig]:
+    """Functions calling themselves and each other, linearly or as trees (fib-like), with arguments
+    from small to huge, under budgets and depths from tiny to beyond the host stack."""
+    n = draw(st.integers(1, 3))
+    funcs = []
+    for i in range(n):
+        fanout = draw(st.integers(1, 3))
+        calls = " ".join(f"(r{draw(st.integers(0, n - 1))} (- k {draw(st.integers(1, 2))}))" for _ in range(fanout))
+        funcs.append(f"(defun r{i} (k) (cond ((< k 1) 1) (1 (+ 1 {calls}))))")
+    args = draw(st.lists(st.sampled_from([0, 3, 12, 40, 5000, 0xffffffffffffffff]), min_size=1, max_size=3))
+    body = " ".join(f'(printf "%d;" (r0 {a}))' for a in args)
+    config = LoadConfig(max_call_depth=draw(st.sampled_from([1, 8, 128, 10 ** 6])),
+                        max_calls_per_firing=draw(st.sampled_from([1, 50, 10_000, 10 ** 6])),
+                        max_ops_per_firing=10 ** 12)
+    return "\n".join(funcs) + f'\n(vprobe VMXLoad {body} (logstr "end"))\n(vprobe VMXLoad (logstr "|next"))', config
+
+
+@settings(PROPERTY, max_examples=60)
+@given(recursive_programs())
+def test_recursion_of_any_shape_ends_each_firing_cleanly(case):
+    text, config = case
+    out: list[str] = []
+    script = load(text, config, backend=FakeBackend(), filename="r.vp", log_sink=out.append)
+    (cost, _) = script.costs
+    assert not cost.bounded and cost.max_calls == config.max_calls_per_firing
+    for _ in range(2):
+        script.handler("VMXLoad")()
+        script.end_firing()
+    log = "".join(out)
+    assert log.count("|next") == 2
+    for line in log.splitlines():  # output, or output cut by one fault line; the next probe runs
+        assert re.fullmatch(r"(\d+;)*(end)?(\|next)?|vprobe error: probe VMXLoad aborted at r\.vp:[1-3]:8: "
+                            r"(work budget exhausted|VP stack overflow): .*", line), line
+    assert script._namespace_ref["_depth"] == [0]  # every activation was unwound

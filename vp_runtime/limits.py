@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .spec.limits import (  # noqa: F401 - re-exported
-    BAG_PAIR_BYTES, DEFAULT_BAG_BYTES, DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_CODE_BYTES, MAX_ARGS, MAX_CODE_BYTES_LIMIT,
-    MAX_KEYS, MAX_NAME_BYTES, MAX_PROBES, MAX_STACK_FRAMES, MAX_STRING_BYTES,
+    BAG_PAIR_BYTES, DEFAULT_BAG_BYTES, DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_CALLS_PER_FIRING, DEFAULT_MAX_CODE_BYTES,
+    DEFAULT_MAX_OPS_PER_FIRING, MAX_ARGS, MAX_CODE_BYTES_LIMIT, MAX_DECODE_BYTES, MAX_KEYS, MAX_NAME_BYTES, MAX_PROBES,
+    MAX_STACK_FRAMES, MAX_STRING_BYTES,
 )
 from .spec.limits import VERSION as CURRENT_VERSION  # noqa: F401
 
@@ -23,6 +24,8 @@ class LoadConfig:
     max_code_bytes: int = DEFAULT_MAX_CODE_BYTES
     bag_bytes: int = DEFAULT_BAG_BYTES
     max_call_depth: int = DEFAULT_MAX_CALL_DEPTH
+    max_ops_per_firing: int = DEFAULT_MAX_OPS_PER_FIRING
+    max_calls_per_firing: int = DEFAULT_MAX_CALLS_PER_FIRING
 
     def __post_init__(self):
         if not 0 < self.max_code_bytes <= MAX_CODE_BYTES_LIMIT:
@@ -31,3 +34,7 @@ class LoadConfig:
             raise ValueError("vprobe.bagBytes must not be negative")
         if self.max_call_depth < 1:
             raise ValueError("the VP call depth must be at least 1")
+        if self.max_ops_per_firing < 1:
+            raise ValueError("vprobe.maxOpsPerFiring must be at least 1")
+        if self.max_calls_per_firing < 1:
+            raise ValueError("vprobe.maxCallsPerFiring must be at least 1")

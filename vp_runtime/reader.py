@@ -114,10 +114,26 @@ def parse_integer(token: str) -> int | None:
         return None
     sign = -1 if token[0] == "-" else 1
     digits = token.lstrip("+-")
-    magnitude = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 10)
+    hexadecimal = digits[:2].lower() == "0x"
+    # Leading zeros aside, a 64-bit value has at most 16 hex or 20 decimal digits: longer
+    # literals are refused before any conversion (Python limits decimal ones to 4,300 digits).
+    significant = (digits[2:] if hexadecimal else digits).lstrip("0") or "0"
+    if len(significant) > (16 if hexadecimal else 20):
+        raise ValueError(token)
+    magnitude = int(significant, 16 if hexadecimal else 10)
     if magnitude > MASK64:
         raise ValueError(token)
     return (sign * magnitude) & MASK64
+
+
+_QUOTE_CHARS = 40
+
+
+def _quoted(token: str) -> str:
+    """`token` in quotes for a message; a long one is cut, and its length said."""
+    if len(token) <= _QUOTE_CHARS:
+        return f"'{token}'"
+    return f"'{token[:_QUOTE_CHARS]}...' ({len(token):,} characters)"
 
 
 def read(source: Source) -> list[List]:
@@ -189,11 +205,11 @@ def read(source: Source) -> list[List]:
             try:
                 value = parse_integer(token)
             except ValueError:
-                raise source.error(pos, f"integer literal {token} does not fit in 64 bits") from None
+                raise source.error(pos, f"integer literal {_quoted(token)} does not fit in 64 bits") from None
             if value is not None:
                 node = Int(*pos, value)
             elif _LOOKS_NUMERIC.match(token):
-                raise source.error(pos, f"bad number '{token}'")
+                raise source.error(pos, f"bad number {_quoted(token)}")
             else:
                 node = Sym(*pos, token)
             (stack[-1].items if stack else top).append(node)

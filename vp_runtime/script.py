@@ -16,6 +16,7 @@ from .backend import Backend, CatalogBackend
 from .builtins import Builtins, builtin_namespace
 from .probe_points import ProbeSpec
 from .checker import check
+from .cost import ProbeCost, probe_costs
 from .errors import Diagnostic, VPFault, VPLoadError
 from .limits import LoadConfig
 from .reader import Source, as_log_text, read
@@ -53,8 +54,11 @@ class Script:
                  log_sink: Callable[[str], None]):
         forms = read(source)
         program, self.warnings = check(source, forms, backend)
+        self.costs = probe_costs(program, config.max_calls_per_firing)
+        _check_costs(source, self.costs, config)
+        budgeted = frozenset(i for i, cost in enumerate(self.costs) if not cost.bounded)
         # Fault lines go to the log, which holds bytes one per character: the file name too.
-        translation = translate(program, as_log_text(source.filename), source.display_col)
+        translation = translate(program, as_log_text(source.filename), source.display_col, budgeted)
         try:
             code = compile(translation.source, "<vp script>", "exec")
         except (SyntaxError, RecursionError, MemoryError, ValueError):
@@ -107,12 +111,17 @@ class Script:
         def overflow(where: str):
             raise VPFault(f"VP stack overflow: recursion deeper than {config.max_call_depth} calls", where)
 
+        def exhausted(where: str):
+            raise VPFault(f"work budget exhausted: more than {config.max_calls_per_firing} calls of recursive "
+                          f"functions in one firing (vprobe.maxCallsPerFiring)", where)
+
         ns.update({
             "_logaggr": logaggr, "_clearaggr": clearaggr, "_aggr_add": aggregate_add, "_Cell": Cell,
             "_set": _set_cell, "_Fault": VPFault, "_RecursionError": RecursionError, "_Exception": Exception,
             "_fault": self._report_fault, "_stack_fault": _stack_fault, "_internal_fault": _internal_fault,
             "_host_overflow": _host_overflow,
             "_depth": [0], "_max_depth": config.max_call_depth, "_overflow": overflow,
+            "_calls_left": 0, "_max_calls": config.max_calls_per_firing, "_exhausted": exhausted,
             "_probename_box": [""],
         })
         return ns
@@ -156,6 +165,27 @@ class Script:
 
     def flush(self) -> None:
         self.log.flush()
+
+
+def _check_costs(source: Source, costs: list[ProbeCost], config: LoadConfig) -> None:
+    """Refuse a script one firing of which could execute more than `config.max_ops_per_firing`
+    VP operations; with recursion, under the call budget."""
+    limit = config.max_ops_per_firing
+    errors = []
+    for cost in costs:
+        if cost.worst_case <= limit:
+            continue
+        line, col = cost.pos
+        if cost.bounded:
+            why = f"probe {cost.probe} may execute up to {cost.operations:,} VP operations in one firing"
+        else:
+            why = (f"probe {cost.probe} calls recursive functions ({', '.join(cost.recursion)}), one call of which "
+                   f"may execute up to {cost.per_call:,} VP operations: with the budget of {cost.max_calls:,} calls "
+                   f"(vprobe.maxCallsPerFiring) a firing may execute up to {cost.worst_case:,}")
+        errors.append(source.diagnostic(line, col, f"{why}, more than this VM allows ({limit:,}, "
+                                                   f"vprobe.maxOpsPerFiring)"))
+    if errors:
+        raise VPLoadError(errors)
 
 
 def _set_cell(cell: Cell, value: str) -> str:

@@ -10,7 +10,10 @@ Python of its own.
 
 Integers are Python ints kept in 0 .. 2**64-1: `+ - * <<` are masked, the rest
 cannot leave the range.  Division and modulo by zero, guest reads, symbol
-look-ups and deep recursion raise VPFault carrying the VP position.
+look-ups and deep recursion raise VPFault carrying the VP position.  Functions on a
+call-graph cycle also count their calls against the firing's budget (`_calls_left`,
+set by each probe that can reach one), so recursion cannot make a firing run long;
+code without recursion carries neither check.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ class Translation:
 
 
 class Translator:
-    def __init__(self, program: ir.Program, filename: str, column=None):
+    def __init__(self, program: ir.Program, filename: str, column=None, budgeted=frozenset()):
         self.program = program
+        self.budgeted = budgeted  # indexes of the probes that can reach recursive functions
         self.filename = filename
         # Maps a node's (line, byte column) to the column shown to people.
         self.column = column or (lambda line, col: col)
@@ -396,6 +400,10 @@ class Translator:
         start = len(self.out)
         indent = 1
         if func.recursive:
+            # The work budget: what no bound at load covers is counted (probes reset it).
+            self.assigned_globals.add("_calls_left")
+            self.emit(1, "_calls_left -= 1")
+            self.emit(1, f"if _calls_left < 0: _exhausted({self.where(func.pos)})")
             self.emit(1, f"if _depth[0] >= _max_depth: _overflow({self.where(func.pos)})")
             self.emit(1, "_depth[0] += 1")
             self.emit(1, "try:")
@@ -419,6 +427,9 @@ class Translator:
         start = len(self.out)
         if self.store_probe_name:
             self.emit(1, f"_probename_box[0] = {self.probe_name_const}")
+        if index in self.budgeted:
+            self.assigned_globals.add("_calls_left")
+            self.emit(1, "_calls_left = _max_calls")
         self.emit(1, "try:")
         before = len(self.out)
         for e in probe.body:
@@ -495,5 +506,7 @@ BUILTIN_CODE = {
 RUNTIME_VALUES = {"PROBENAME": Translator.probe_name}
 
 
-def translate(program: ir.Program, filename: str, column=None) -> Translation:
-    return Translator(program, filename, column).translate()
+def translate(program: ir.Program, filename: str, column=None, budgeted=frozenset()) -> Translation:
+    """`program` as Python source; the probes whose indexes are in `budgeted` (those that can
+    reach a recursive function) start each firing with a fresh call budget."""
+    return Translator(program, filename, column, budgeted).translate()

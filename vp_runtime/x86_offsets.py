@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 import capstone
 from capstone import x86 as _x86
 
+from .limits import MAX_DECODE_BYTES
+
 __all__ = [
     "MAX_CODE_BYTES",
     "OffsetNotFound",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 #: How many bytes of a function are decoded at most.
-MAX_CODE_BYTES = 512
+MAX_CODE_BYTES = MAX_DECODE_BYTES
 
 _MASK64 = (1 << 64) - 1
 _MASK32 = (1 << 32) - 1

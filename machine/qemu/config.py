@@ -24,6 +24,8 @@ The same `key = "value"` syntax as the simulated machine's `.vmx`
     vprobe.enable    = "TRUE"
     vprobe.guestSyms = "System.map"               # optional: otherwise read from the kernel image
     vprobe.outFile   = "vprobe.out"
+    vprobe.maxOpsPerFiring = "1000000"            # and vprobe.maxCallsPerFiring, maxCodeBytes, bagBytes:
+                                                  # the script limits of machine/vmx.py
 
 A `.vmx` that sets any `qemu.` key describes a QEMU VM (`is_qemu_vmx`).
 Relative paths are the VM directory's.
@@ -36,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vp_runtime.errors import Diagnostic
-from vp_runtime.limits import DEFAULT_BAG_BYTES, DEFAULT_MAX_CODE_BYTES, LoadConfig
+from vp_runtime.limits import (DEFAULT_BAG_BYTES, DEFAULT_MAX_CALLS_PER_FIRING, DEFAULT_MAX_CODE_BYTES,
+                               DEFAULT_MAX_OPS_PER_FIRING, LoadConfig)
 
 from ..vmx import KNOWN_KEYS as _VMX_KEYS
-from ..vmx import VmxError, build_config, read_settings
+from ..vmx import VmxError, build_config, read_settings, script_limits
 from ..vmx import _existing_file, _flag, _integer, _output_file, _Parser, _Problem, _read_text
 
 __all__ = ["QEMU_KEYS", "QemuConfig", "is_qemu_vmx", "parse_qemu_vmx", "read_qemu_vmx"]
@@ -76,6 +79,8 @@ class QemuConfig:
     syscalls: Path | None = None
     max_code_bytes: int = DEFAULT_MAX_CODE_BYTES
     bag_bytes: int = DEFAULT_BAG_BYTES
+    max_ops_per_firing: int = DEFAULT_MAX_OPS_PER_FIRING
+    max_calls_per_firing: int = DEFAULT_MAX_CALLS_PER_FIRING
     warnings: tuple[Diagnostic, ...] = field(default=())
 
     def __post_init__(self):
@@ -85,7 +90,7 @@ class QemuConfig:
             object.__setattr__(self, "console", self.directory / f"{self.display_name}.console.log")
 
     def load_config(self) -> LoadConfig:
-        return LoadConfig(max_code_bytes=self.max_code_bytes, bag_bytes=self.bag_bytes)
+        return script_limits(self)
 
     @property
     def command_line(self) -> str:
@@ -176,7 +181,8 @@ QEMU_KEYS = {
 }
 # Keys of the simulated machine's .vmx that mean the same here.
 _SHARED = ("displayname", "vprobe.enable", "vprobe.vpfile", "vprobe.outfile", "vprobe.guestsyms",
-           "vprobe.syscalls", "vprobe.maxcodebytes", "vprobe.bagbytes")
+           "vprobe.syscalls", "vprobe.maxcodebytes", "vprobe.bagbytes", "vprobe.maxopsperfiring",
+           "vprobe.maxcallsperfiring")
 # Keys of the simulated machine that a real VM ignores silently.
 _SIMULATION_ONLY = ("guestos", "sim.workload", "sim.seed", "sim.tschz", "sim.timerhz", "sim.hvvendor",
                     "vprobe.chargeprobetime")

@@ -7,11 +7,19 @@ for follow it).  A *destination* parameter is a variable the builtin writes
 (a string or integer variable, named, not an expression).  When a builtin's
 destination is optional and left out, the builtin returns the value it would
 have written instead of 1.  `role` names the parameter in messages
-("the destination of sprintf must be a string variable").
+("the destination of sprintf must be a string variable").  `guest_words` is
+the most 8-byte words of guest memory one call may read (the cost model,
+vp_runtime/cost.py, counts them as operations).
 """
 
+from .limits import MAX_DECODE_BYTES, MAX_STACK_FRAMES, MAX_STRING_BYTES
 from .records import Record
 from .values import ADDRESS, FORMAT, INT, STR
+
+_WORD = 8
+_STRING_WORDS = -(-(MAX_STRING_BYTES + 1) // _WORD)  # a string and its NUL
+_STACK_WORDS = 2 * MAX_STACK_FRAMES  # each frame: the saved frame pointer and the return address
+_CODE_WORDS = MAX_DECODE_BYTES // _WORD  # the function's code, decoded
 
 
 class Param(Record):
@@ -23,9 +31,10 @@ class Param(Record):
 
 
 class Builtin(Record):
-    """A builtin: its parameters, its result type, what it does and how it is called."""
+    """A builtin: its parameters, its result type, what it does, how it is called, and the
+    guest memory one call may read (in 8-byte words)."""
 
-    __slots__ = ("name", "params", "result", "description", "usage")
+    __slots__ = ("name", "params", "result", "description", "usage", "guest_words")
 
 
 def _usage(name: str, params) -> str:
@@ -37,8 +46,8 @@ def _usage(name: str, params) -> str:
     return f"({' '.join(words)})"
 
 
-def _builtin(name, result, params, description, usage=None) -> Builtin:
-    return Builtin(name, tuple(params), result, description, usage or _usage(name, params))
+def _builtin(name, result, params, description, usage=None, guest_words=0) -> Builtin:
+    return Builtin(name, tuple(params), result, description, usage or _usage(name, params), guest_words)
 
 
 def _dest(name: str, type_: str, optional: bool = False) -> Param:
@@ -56,24 +65,27 @@ BUILTINS = {b.name: b for b in (
              "compare two strings: 0 if equal, 1 if the first is greater, 2^64-1 if it is less"),
     _builtin("getguest", INT, [Param("ADDRESS", ADDRESS, "the argument")],
              "eight bytes of guest memory at a linear address or a guest symbol",
-             usage='(getguest ADDRESS) or (getguest "SYMBOL")'),
+             usage='(getguest ADDRESS) or (getguest "SYMBOL")', guest_words=1),
     _builtin("getgueststr", INT,
              [_dest("STRING-VARIABLE", STR), Param("ADDRESS", ADDRESS, "an argument"),
               Param("OFFSET", INT, "the last argument", optional=True)],
              "copy a NUL-terminated string (at most 255 bytes) from a guest linear address, from a "
              "guest symbol plus an optional offset, or of at most MAX-LENGTH bytes, into a string variable",
              usage='(getgueststr STRING-VARIABLE ADDRESS), (getgueststr STRING-VARIABLE "SYMBOL" [OFFSET]) '
-                   'or (getgueststr STRING-VARIABLE MAX-LENGTH ADDRESS)'),
+                   'or (getgueststr STRING-VARIABLE MAX-LENGTH ADDRESS)', guest_words=_STRING_WORDS),
     _builtin("gueststack", INT, [_dest("STRING-VARIABLE", STR)],
-             "the guest's stack from a frame-pointer walk, as GUEST_0xADDR_0xADDR..., innermost first"),
+             "the guest's stack from a frame-pointer walk, as GUEST_0xADDR_0xADDR..., innermost first",
+             guest_words=_STACK_WORDS),
     _builtin("getguestphys", INT, [Param("PHYSICAL-ADDRESS", INT, "the address")],
-             "eight bytes of guest memory at a physical address"),
+             "eight bytes of guest memory at a physical address", guest_words=1),
     _builtin("getsystemtime", INT, [_dest("INTEGER-VARIABLE", INT, optional=True)],
              "host time in microseconds"),
     _builtin("offatret", INT, [Param('"SYMBOL"', STR, "the function name")],
-             "the structure offset the named guest function loads its return value from"),
+             "the structure offset the named guest function loads its return value from",
+             guest_words=_CODE_WORDS),
     _builtin("offatstrcpy", INT, [Param('"SYMBOL"', STR, "the function name")],
-             "the structure offset the named guest function copies a string from"),
+             "the structure offset the named guest function copies a string from", guest_words=_CODE_WORDS),
     _builtin("offatseg", INT, [Param('"SYMBOL"', STR, "the function name")],
-             "the displacement of the first %fs:/%gs: memory operand of the named guest function"),
+             "the displacement of the first %fs:/%gs: memory operand of the named guest function",
+             guest_words=_CODE_WORDS),
 )}

@@ -34,3 +34,14 @@ DEFAULT_MAX_CALL_DEPTH = 128
 
 # How many frames `gueststack` asks the machine for (the string is cut to 255 bytes).
 MAX_STACK_FRAMES = 32
+
+# How many bytes of a function offatret, offatstrcpy and offatseg decode at most.
+MAX_DECODE_BYTES = 512
+
+# The work of one probe firing, in VP operations (vp_runtime/cost.py).  A probe
+# may execute at most DEFAULT_MAX_OPS_PER_FIRING by its bound at load
+# (vprobe.maxOpsPerFiring); calls of functions on a call-graph cycle, which no
+# bound at load covers, are counted as the probe runs, and a firing that makes
+# more than DEFAULT_MAX_CALLS_PER_FIRING of them is aborted (vprobe.maxCallsPerFiring).
+DEFAULT_MAX_OPS_PER_FIRING = 1_000_000
+DEFAULT_MAX_CALLS_PER_FIRING = 10_000
