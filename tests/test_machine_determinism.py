@@ -5,7 +5,7 @@ from __future__ import annotations
 from machine.guest import layout as L
 from vp_runtime import load
 
-from test_machine_support import machine_for, run_script, sample
+from test_machine_support import machine_for, run_script, sample, with_guest_library
 
 # Reads the clocks, registers, guest memory and stacks, from many kinds of probe.
 BUSY = """
@@ -80,3 +80,31 @@ def test_probes_do_not_change_what_the_guest_does():
     assert (busy.guest.next_pid, busy.guest.next_io_id) == (quiet.guest.next_pid, quiet.guest.next_io_id)
     assert [c.current.pid for c in busy.guest.cpus] == [c.current.pid for c in quiet.guest.cpus]
     assert [v.regs for v in busy.vcpus] == [v.regs for v in quiet.vcpus]
+
+
+def test_a_run_that_gives_way_between_events_is_the_same_run():
+    """The background VM gives way to its socket between two events (EventQueue.run_until_or):
+    stopping anywhere and going on changes nothing a script sees."""
+    def log_of(step) -> str:
+        m = machine_for()
+        out: list[str] = []
+        script = load(with_guest_library(CLOCKLESS.encode(), m.guest_library_vp().encode()), m.load_config,
+                      backend=m, filename="t.vp", log_sink=out.append)
+        m.attach(script)
+        step(m, 2 * 10 ** 9)
+        m.detach()
+        return "".join(out)
+
+    def in_pieces(m, end_ns: int) -> None:
+        count = [0]
+
+        def every_seventh() -> bool:
+            count[0] += 1
+            return count[0] % 7 == 0
+        pieces = 1
+        while not m.events.run_until_or(end_ns, every_seventh):
+            pieces += 1
+        assert pieces > 100 and m.now_ns == end_ns
+
+    whole = log_of(lambda m, end_ns: m.events.run_until(end_ns))
+    assert len(whole) > 1000 and log_of(in_pieces) == whole

@@ -221,7 +221,9 @@ def test_vprobe_load_only_and_reset(vm, tmp_path):
     script = tmp_path / "b.vp"
     script.write_text(SCRIPT_B)
     status, out, err = vprobe("-l", vm.vmx, script)
-    assert (status, out) == (0, "") and "loaded into web01.vmx" in err
+    assert status == 0 and "loaded into web01.vmx" in err
+    # What was loaded: each probe, where it is, and the most a firing of it executes.
+    assert out.splitlines()[1:] == [f"VMXLoad    {script}:1:9  2", f"VMXUnload  {script}:2:9  2"]
     vm.wait_log("B loaded")
     assert vprobe("-r", vm.vmx) == (0, "", f"vprobe: unloaded the script in {vm.vmx}\n")
     vm.wait_log("B bye")

@@ -250,7 +250,10 @@ def test_reset_needs_a_running_vm(tmp_path):
 
 def test_load_only_on_the_embedded_machine_checks_the_script(tmp_path):
     good = vprobe("-l", write(tmp_path / "g.vp", "(vprobe VMM1Hz (logint 1))"))
-    assert good.status == 0 and good.out == b"" and good.err.startswith("vprobe: the script loads")
+    assert good.status == 0 and good.err.startswith("vprobe: the script loads")
+    header, row = good.out.decode().splitlines()
+    assert header.split() == "PROBE AT VP OPERATIONS PER FIRING, AT MOST".split()
+    assert row == f"VMM1Hz  {tmp_path / 'g.vp'}:1:9  2"
     bad = vprobe("-l", write(tmp_path / "b.vp", "(vprobe VMM1Hz (logint zork))"))
     assert bad.status == 1 and bad.err.startswith(f"{tmp_path / 'b.vp'}:1:24: error: unknown name 'zork'")
 

@@ -173,6 +173,19 @@ def test_integers_mix_hex_and_decimal_and_negatives_wrap():
     assert loaded.fire() == "25 18446744073709551615 ffffffffffff0000\n"
 
 
+def test_literals_of_any_length():
+    # Leading zeros do not count: thousands of them still spell a 64-bit value.
+    loaded = Loaded(f"(vprobe VMXLoad (printf \"%u %u\" {'0' * 5000}42 -0x{'0' * 5000}1))")
+    assert loaded.fire() == "42 18446744073709551615"
+    # Past Python's 4,300-digit limit for decimal strings: a located error that quotes a part.
+    for token in ("9" * 4301, "9" * 4301 + "USEC", "0x" + "f" * 5000):
+        text = f"(vprobe VMXLoad\n   (logint {token}))"
+        diag = reader_error(text)
+        assert (diag.line, diag.col) == (2, 12)
+        assert token[:40] in diag.message and f"({len(token):,} characters)" in diag.message
+        assert len(diag.message) < 120
+
+
 @pytest.mark.parametrize("token", ["12abc", "0x", "0xg1", "1.5", "-5x", "+0x1q", "0x1.0"])
 def test_malformed_numbers_are_errors(token):
     text = f"(vprobe VMXLoad (logint {token}))"

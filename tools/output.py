@@ -2,7 +2,8 @@
 
 VP strings are bytes (held as Latin-1 text), so the log is written back as
 the same bytes.  A reader that goes away (`vprobe ... | head`) stops the
-output quietly instead of raising.
+output quietly instead of raising; an output that cannot be written (a full
+disk) stops it too, and `error` says why, for the command to report.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class LogStream:
     def __init__(self, out: BinaryIO):
         self.out = out
         self.broken = False
+        self.error: str | None = None  # why writing failed (a full disk ...), if it did
 
     def write(self, text: str) -> None:
         if self.broken:
@@ -28,6 +30,9 @@ class LogStream:
             self.out.write(text.encode(self.encoding, self.errors))
             self.out.flush()
         except BrokenPipeError:
+            self._reader_gone()
+        except OSError as e:  # the output cannot take more: stop writing; the command says so
+            self.error = e.strerror or str(e)
             self._reader_gone()
 
     def _reader_gone(self) -> None:
@@ -44,6 +49,9 @@ class LogStream:
         try:
             self.out.flush()
         except BrokenPipeError:
+            self._reader_gone()
+        except OSError as e:
+            self.error = e.strerror or str(e)
             self._reader_gone()
 
 
@@ -63,20 +71,6 @@ class MessageStream(LogStream):
 def log_text_as_message(text: str) -> str:
     """Log text (bytes as Latin-1) as the text it spells in UTF-8, for a message."""
     return text.encode("latin-1", "replace").decode("utf-8", "replace")
-
-
-class LogFile:
-    """The VM's log file (vprobe.out), appended to and flushed line by line."""
-
-    def __init__(self, path):
-        self.file = open(path, "ab")
-
-    def write(self, text: str) -> None:
-        self.file.write(text.encode("latin-1"))
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
 
 
 class Tee:

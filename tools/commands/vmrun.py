@@ -22,9 +22,10 @@ import click
 
 from ..errors import LoadFailed, ToolError
 from ..output import MessageStream
-from ..views.listings import format_globals, format_probes, format_version
+from ..views.listings import format_costs, format_globals, format_probes, format_version
 from ..vm import control
 from ..vm.control import NotResponding, NotRunning
+from ..vm.owned_files import open_append
 from .base import Streams, ToolCommand, ToolGroup, option, version_option, write_message, write_rows
 
 START_TIMEOUT_S = 30.0
@@ -88,11 +89,12 @@ class Vmrun:
     def start(self, vmx: str, window: str | None = None) -> int:
         """Power the VM on in the background (`window`, gui or nogui, is VMware's and changes nothing)."""
         from machine.vms import read_vm_config
-        from machine.vmx import VmxError
+        from machine.vmx import VmxError, host_allows_vprobes
 
         paths = control.vm_paths(vmx)
         try:
             config = read_vm_config(str(paths.vmx))
+            host_allows_vprobes(self.host_config)  # a bad --host-config fails now, not at the first load
         except VmxError as e:
             self.err.write(e.format() + "\n")
             return 1
@@ -106,11 +108,16 @@ class Vmrun:
         if self.host_config:
             command[-1:-1] = ["--host-config", os.path.abspath(self.host_config)]
         try:
-            with open(paths.logfile, "ab") as daemon_log:
+            daemon_log = open_append(paths.logfile, "the VM's own log")
+            try:
                 process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=daemon_log, stderr=daemon_log,
                                            pass_fds=(write_end,), start_new_session=True, cwd=paths.directory)
-        except OSError as e:
+            finally:
+                os.close(daemon_log)
+        except (OSError, ToolError) as e:
             os.close(read_end)
+            if isinstance(e, ToolError):
+                raise
             raise ToolError(f"cannot start the VM: {e.strerror or e}") from None
         finally:
             os.close(write_end)
@@ -192,7 +199,14 @@ class Vmrun:
         return 0
 
     def vprobereset(self, vmx: str) -> int:
-        self._ask(vmx, {"op": "reset"})
+        lost = self._ask(vmx, {"op": "reset"}).get("lost")
+        if lost:
+            self.err.write(f"vmrun: warning: {lost}\n")
+        return 0
+
+    def vprobelistloaded(self, vmx: str) -> int:
+        answer = self._ask(vmx, {"op": "loaded"})
+        self.out.write(format_costs(answer.get("costs", [])))
         return 0
 
     def vprobeload(self, vmx: str, text: str) -> int:
@@ -364,6 +378,11 @@ add_verb("vprobeListProbes", Vmrun.vprobelistprobes, "VM.vmx", "list the probe p
          "List the probe points the VM offers, one a line, with what each is.", vmx())
 add_verb("vprobeListGlobals", Vmrun.vprobelistglobals, "VM.vmx", "list the built-in globals",
          "List the built-in globals the VM offers, with their type and scope.", vmx())
+add_verb("vprobeListLoaded", Vmrun.vprobelistloaded, "VM.vmx",
+         "list the probes of the script that runs, each with the most VP operations one firing can execute",
+         "List the probes of the script that runs in the VM: each probe point, where it\n"
+         "is in the script, and the most VP operations one firing of it can execute\n"
+         "(its bound at load; with recursion, under vprobe.maxCallsPerFiring).", vmx())
 
 
 @command.command("help", cls=ToolCommand, synopsis="[COMMAND]", short_help="describe vmrun, or one command",

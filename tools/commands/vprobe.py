@@ -135,7 +135,8 @@ SCRIPT, VM, OUTPUT = "SCRIPT OPTIONS", "VM OPTIONS", "OUTPUT OPTIONS"
              "machine; real seconds on a QEMU VM); without it, run in real time until Ctrl-C")
 @option("-l", "--load-only", is_flag=True, group=VM,
         help="load the script into the running VM and return without streaming (the "
-             "output goes to its vprobe.out); on the embedded machine: only check that it loads")
+             "output goes to its vprobe.out); on the embedded machine: only check that it loads. "
+             "Either way, list each probe with the most VP operations one firing can execute")
 @option("-r", "--reset", is_flag=True, group=VM, help="unload whatever script runs in the VM")
 @option("-p", "--list-probes", is_flag=True, group=VM, help="list the probe points the VM offers")
 @option("-g", "--list-globals", is_flag=True, group=VM, help="list the built-in globals with type and scope")

@@ -16,7 +16,7 @@ from ..output import LogStream, MessageStream
 from ..scripts.sources import SourceFile, compile_emmett, compiled_name, is_emmett, needs_auto_aggr, read_sources
 from ..views import aggr, stacks
 from ..views.json_view import JsonView
-from ..views.listings import format_globals, format_probes
+from ..views.listings import format_costs, format_globals, format_probes
 from ..views.pipeline import Pipeline
 from ..views.symbolize import Symbolizer
 from ..vm.machine_info import read_symbol_file
@@ -165,9 +165,13 @@ class VprobeRun:
             vm = self.embedded(vmx)
             config_vp_file = vm.config.vp_file if not (a.stdin or a.code is not None) else None
         try:
-            return self.run_on(vm, vmx, scripts, config_vp_file)
+            status = self.run_on(vm, vmx, scripts, config_vp_file)
         finally:
             vm.close(self.warn)  # a VM powered on here is powered off (a QEMU VM it booted, too)
+        if self.out.error is not None:
+            self.warn(f"vprobe: cannot write the output: {self.out.error}; the rest of it was dropped")
+            return status or 1
+        return status
 
     def run_on(self, vm, vmx: str | None, scripts: list[str], config_vp_file) -> int:
         a = self.args
@@ -181,12 +185,14 @@ class VprobeRun:
             self.out.close()
             return 0
         if a.reset:
-            unloaded = vm.reset()
+            unloaded = vm.reset(self.warn)
             self.warn(f"vprobe: {'unloaded the script' if unloaded else 'no script was loaded'} in {vmx}")
             return 0
         files = self.script_files(scripts, vm, config_vp_file)
         if a.load_only:
-            self.warn(f"vprobe: {vm.load_only(files, self.warn)}")
+            message, costs = vm.load_only(files, self.warn)
+            MessageStream(self.stdout).write(format_costs(costs))
+            self.warn(f"vprobe: {message}")
             return 0
         sink, finish = self.sink(vm)
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from vp_runtime import VPLoadError, load
-from vp_runtime.reader import as_log_text
+from vp_runtime.reader import as_log_text, for_display
 
 from ..errors import LoadFailed, ToolError
 from .guest_library import defined_and_called, library_needed
@@ -144,6 +144,16 @@ def load_program(program: SourceMap, machine, sink: Callable[[str], None]):
     except VPLoadError as e:
         raise LoadFailed("\n".join(program.map_diagnostic(d).format() for d in e.diagnostics)) from None
     return script, [program.map_diagnostic(w).format() for w in script.warnings]
+
+
+def cost_rows(program: SourceMap, script) -> list[list[str]]:
+    """Each probe of `script` (loaded from `program`): [probe point, FILE:LINE:COL in the user's
+    files, the most VP operations a firing executes (vp_runtime.cost)]."""
+    rows = []
+    for cost in script.costs:
+        at = program.map_diagnostic(script.source.diagnostic(*cost.pos, ""))
+        rows.append([for_display(cost.probe), f"{at.file}:{at.line}:{at.col}", cost.describe()])
+    return rows
 
 
 # ---- Emmett -----------------------------------------------------------------------------------

@@ -23,16 +23,21 @@ carry script text or log text hold bytes as Latin-1 characters.
     symbols                     -> text (the guest symbols, /proc/kallsyms format)
     preload                     -> text (the guest's Emmett preload, or null: the compiler's default)
     load  sources=[{name,text}] [stream] [duration] [library]
-                                -> warnings (a failed load: error, diagnostics)
-    reset                       -> unloaded (whether a script was loaded)
+                                -> warnings, costs (a failed load: error, diagnostics)
+    loaded                      -> script (its description), costs (a script must be loaded)
+    reset                       -> unloaded (whether a script was loaded) [lost]
     stop                        -> the VM powers off after answering
+
+`costs` are rows [probe, FILE:LINE:COL, the most VP operations a firing of it
+executes]; `lost` says how many lines of the script's log the VM's log file
+could not take (a full disk), when there were any.
 
 A `load` with `"stream": true` keeps the connection: the daemon then sends
 `{"event": "log", "data": TEXT}` for each write of the script's log,
 `{"event": "tick"}` every second of silence, and finally
 `{"event": "unloaded", "reason": R}` (R: "unload", "duration", "reset",
-"replaced", "stopped", "disconnected", "crashed") once the script is unloaded
-and its last output sent.  The client may send `{"op": "unload"}` on that
+"replaced", "stopped", "disconnected", "crashed"; and `lost`, as above) once
+the script is unloaded and its last output sent.  The client may send `{"op": "unload"}` on that
 connection; closing it unloads the script too.  With `duration` the daemon
 unloads the script after that many simulated seconds (real seconds on a
 QEMU VM).
@@ -53,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ToolError
+from .owned_files import create_new, read_owned
 
 TIMEOUT_S = 10.0
 STALL_S = 10.0
@@ -163,7 +169,10 @@ def pid_alive(pid: int, start: str) -> bool:
 
 
 def check_vm_directory(paths: VMPaths) -> None:
-    """The VM's directory must be this user's and not writable by everyone (it holds the socket)."""
+    """The VM's directory must be this user's and not writable by everyone, unless it is sticky:
+    it holds the socket, and other users must not be able to replace the VM's files there.
+    (In a sticky directory they can still plant files under the VM's names before it starts;
+    every one of them is opened as `owned_files` opens, which refuses what was planted.)"""
     directory = paths.directory
     try:
         st = os.stat(directory)
@@ -178,8 +187,8 @@ def check_vm_directory(paths: VMPaths) -> None:
 
 
 def write_pidfile(path: Path) -> None:
-    """Create the pid file for this process; FileExistsError if there is one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create the pid file for this process; FileExistsError if there is one (or a link)."""
+    fd = create_new(path, "the pid file")
     with os.fdopen(fd, "w") as f:
         f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
 
@@ -187,19 +196,27 @@ def write_pidfile(path: Path) -> None:
 def record_vm_process(paths: VMPaths, pid: int) -> None:
     """Add the VM's own process (QEMU) to this daemon's pid file, as its second line."""
     path = paths.pidfile
-    first = path.read_text().splitlines()[0]
+    first = _pidfile_lines(path)[0]
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    check_owned(tmp, "a temporary pid file")
+    remove_quietly(tmp)  # one of ours, left by a daemon that had this pid
+    fd = create_new(tmp, "a temporary pid file")
     with os.fdopen(fd, "w") as f:
         f.write(f"{first}\nvm {pid} {process_start_time(pid)}\n")
     os.replace(tmp, path)
 
 
+def _pidfile_lines(path: Path) -> list[str] | None:
+    """The lines of a pid file, None if there is none; ToolError if it is not one of ours."""
+    data = read_owned(path, "the pid file")
+    return None if data is None else data.decode("ascii", "replace").splitlines() or [""]
+
+
 def read_vm_process(path: Path) -> tuple[int, str] | None:
     """The VM process (QEMU) a pid file names: (pid, start time), or None."""
     try:
-        lines = path.read_text().splitlines()
-    except OSError:
+        lines = _pidfile_lines(path) or []
+    except ToolError:
         return None
     for line in lines[1:]:
         parts = line.split()
@@ -229,29 +246,48 @@ def end_process(pid: int, start: str, timeout: float) -> bool:
 
 
 def read_pidfile(path: Path) -> tuple[int, str] | None:
-    try:
-        text = path.read_text()
-    except (FileNotFoundError, NotADirectoryError):
+    """(pid, start time) from a pid file ((0, "") if it holds no pid); None if there is none."""
+    lines = _pidfile_lines(path)
+    if lines is None:
         return None
-    except OSError as e:
-        raise ToolError(f"cannot read {path}: {e.strerror or e}") from None
-    lines = text.splitlines()
-    parts = lines[0].split() if lines else []
+    parts = lines[0].split()
     if not parts or not parts[0].isdigit():
         return (0, "")
     return int(parts[0]), parts[1] if len(parts) > 1 else ""
 
 
 def check_owned(path: Path, what: str) -> os.stat_result | None:
-    """lstat `path` (None if absent); it must belong to this user."""
+    """lstat `path` (None if absent); it must be this user's, and no symbolic link."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as e:
+        raise ToolError(cannot_look(path, what, e)) from None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = f" (to {os.readlink(path)})"
+        except OSError:
+            target = ""
+        raise ToolError(f"{what} {path} is a symbolic link{target}, not a file a VM made: refusing to use it "
+                        f"(remove it; another user may have planted it)")
     if st.st_uid != os.getuid():
-        raise ToolError(f"{what} {path} belongs to another user (uid {st.st_uid}): "
-                        f"only the user who started a VM can control it")
+        raise ToolError(f"{what} {path} belongs to another user (uid {st.st_uid}): only the user who started "
+                        f"a VM can control it, and no VM of yours can run under that name there")
     return st
+
+
+def cannot_look(path: Path, what: str, error: OSError) -> str:
+    """Why `path` cannot be looked at, saying whose its directory is when that is the reason."""
+    reason = error.strerror or str(error)
+    if isinstance(error, PermissionError):
+        try:
+            st = os.stat(path.parent)
+            reason += (f": its directory {path.parent} is uid {st.st_uid}'s, mode {stat.S_IMODE(st.st_mode):04o} "
+                       f"(only the user who started a VM can control it)")
+        except OSError:
+            pass
+    return f"cannot look at {what} {path}: {reason}"
 
 
 def daemon_pid(paths: VMPaths) -> int | None:
@@ -299,9 +335,11 @@ def connect(paths: VMPaths, timeout: float = TIMEOUT_S) -> socket.socket:
     """A connection to the VM's daemon.  Raises NotRunning or NotResponding."""
     name = paths.vmx.name
     st = check_owned(paths.socket, "the control socket")
-    if st is None or not stat.S_ISSOCK(st.st_mode):
-        alive = clean_stale(paths) if st is None else daemon_pid(paths) is not None
-        if alive:
+    if st is not None and not stat.S_ISSOCK(st.st_mode):
+        raise ToolError(f"the control socket {paths.socket} is not a socket but a "
+                        f"{_file_kind(st)}: no VM made it (remove it)")
+    if st is None:
+        if clean_stale(paths):
             raise NotResponding(f"the VM {name} is starting or stopping (no control socket yet)")
         raise NotRunning(f"the VM {name} is not running")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -321,6 +359,15 @@ def connect(paths: VMPaths, timeout: float = TIMEOUT_S) -> socket.socket:
         sock.close()
         raise ToolError(f"cannot connect to the VM {name}: {e.strerror or e}") from None
     return sock
+
+
+def _file_kind(st: os.stat_result) -> str:
+    mode = st.st_mode
+    for test, kind in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return "file of another kind"
 
 
 def request(paths: VMPaths, message: dict, timeout: float = TIMEOUT_S) -> dict:

@@ -39,10 +39,10 @@ from machine.vms import read_vm_config
 from machine.vmx import VmxError, host_allows_vprobes
 
 from ..errors import LoadFailed, ToolError, machine_failure
-from ..output import LogFile
-from ..scripts.sources import SourceFile, load_program, machine_library, read_sources, vp_program
+from ..scripts.sources import SourceFile, cost_rows, load_program, machine_library, read_sources, vp_program
 from . import control
 from .control import TICK_S, TIMEOUT_S, VMPaths, encode
+from .log_file import open_log_file
 from .machine_info import global_rows, probe_rows, vm_symbol_text, vp_version
 from .pacing import Pacer
 from .targets import close_quietly, power_on
@@ -51,10 +51,16 @@ NS_PER_S = 1_000_000_000
 MAX_BUFFERED = 32 << 20  # bytes a client may leave unread before it is dropped
 DRAIN_S = 2.0  # how long a stopping VM waits to send what it still owes
 REALTIME_SLICE_S = 0.05  # a QEMU VM runs this long between two looks at the socket
+SERVE_S = 0.05  # a simulated machine runs at most this long (and one firing) between two looks at it
 
 
 def log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} vm_daemon[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+    """A line of the daemon's own log (its stderr, NAME.vmrun.log); a log that cannot be written
+    (a full disk) loses the line, never the VM."""
+    try:
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} vm_daemon[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class Conn:
@@ -128,18 +134,21 @@ class Session:
         self.conn = conn
         self.description = description
         self.until_ns: int | None = None
+        self.costs: list = []  # its probes and their bounds (sources.cost_rows)
 
     def sink(self, text: str) -> None:
         self.daemon.log_file.write(text)
         if self.conn is not None:
             self.conn.send({"event": "log", "data": text})
 
-    def end(self, reason: str, error: str | None = None) -> None:
+    def end(self, reason: str, error: str | None = None, lost: str | None = None) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             message = {"event": "unloaded", "reason": reason}
             if error:
                 message["error"] = error
+            if lost:
+                message["lost"] = lost
             conn.send(message)
             conn.finish()
 
@@ -155,10 +164,10 @@ class Daemon:
         self._library: SourceFile | None = None
         self.machine_closed = False
         try:
-            self.log_file = LogFile(config.out_file)
-        except OSError as e:
+            self.log_file = open_log_file(config.out_file, log)
+        except ToolError:
             self.close_machine()
-            raise ToolError(f"cannot write {config.out_file}: {e.strerror or e}") from None
+            raise
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
         self.conns: set[Conn] = set()
@@ -170,19 +179,20 @@ class Daemon:
     # ---- the socket ---------------------------------------------------------------------------
 
     def bind(self) -> None:
+        """Create the control socket, mode 0600 (from the umask: a chmod by name could follow a link)."""
         path = self.paths.socket
-        control.remove_quietly(path)  # we hold the pid file: a socket here is stale
+        if control.check_owned(path, "the control socket") is not None:  # no link, no other user's file
+            control.remove_quietly(path)  # we hold the pid file: a socket here is stale
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
             with control.socket_address(path) as address:
-                sock.bind(address)
+                sock.bind(address)  # never follows a link: fails if anything is there
         except OSError as e:
             sock.close()
             raise ToolError(f"cannot create the control socket {path}: {e.strerror or e}") from None
         finally:
             os.umask(old_umask)
-        os.chmod(path, 0o600)
         sock.listen(16)
         sock.setblocking(False)
         self.listener = sock
@@ -218,6 +228,7 @@ class Daemon:
         conn = Conn(self, sock)
         self.conns.add(conn)
         self.selector.register(sock, selectors.EVENT_READ, conn)
+        self.readable(conn)  # the request often came with the connection: answer it before the next slice
 
     def readable(self, conn: Conn) -> None:
         try:
@@ -324,7 +335,8 @@ class Daemon:
         duration = message.get("duration")
         if not isinstance(duration, (int, float)) or isinstance(duration, bool) or not 0 <= duration < 1e9:
             duration = None
-        conn.send({"ok": True, "warnings": warnings})
+        session.costs = cost_rows(program, script)
+        conn.send({"ok": True, "warnings": warnings, "costs": session.costs})
         if stream:
             conn.streaming = True
         else:
@@ -344,9 +356,17 @@ class Daemon:
 
     def op_reset(self, conn, message) -> dict:
         loaded = self.session is not None
-        if loaded:
-            self.unload("reset")
-        return {"ok": True, "unloaded": loaded}
+        lost = self.unload("reset") if loaded else None
+        answer = {"ok": True, "unloaded": loaded}
+        if lost:
+            answer["lost"] = lost
+        return answer
+
+    def op_loaded(self, conn, message) -> dict:
+        """The loaded script: its description and its probes with their bounds."""
+        if self.session is None:
+            return {"ok": False, "error": f"no script is loaded in {self.paths.vmx.name}"}
+        return {"ok": True, "script": self.session.description, "costs": self.session.costs}
 
     def op_stop(self, conn, message) -> dict:
         self.stopping = True
@@ -391,27 +411,38 @@ class Daemon:
         self.machine_closed = True
         close_quietly(self.machine, log)
 
-    def unload(self, reason: str) -> None:
+    def unload(self, reason: str) -> str | None:
+        """Unload the script (its unload probes fire); returns what its log lost, if anything."""
         session, self.session = self.session, None
         if session is None:
-            return
-        log(f"unloaded {session.description} ({reason})")
+            return None
         self.guarded(self.machine.detach)
-        session.end(reason)
+        lost = self.log_file.take_losses()
+        log(f"unloaded {session.description} ({reason})" + (f"; {lost}" if lost else ""))
+        session.end(reason, lost=lost)
+        return lost
 
     def run_slice(self) -> None:
+        """Run the machine a slice of simulated time, or less: it gives way after `SERVE_S` of
+        wall time (between two events, so at most one firing later), and the socket is served."""
         if self.realtime:
             self.run_real_slice()
             return
         machine = self.machine
-        target = machine.now_ns + round(self.pacer.slice_s * NS_PER_S)
+        start_ns = machine.now_ns
+        end_ns = start_ns + round(self.pacer.slice_s * NS_PER_S)
         session = self.session
-        if session is not None and session.until_ns is not None and session.until_ns <= target:
-            self.guarded(lambda: advance_to(machine, session.until_ns))
-            if self.session is session:
-                self.unload("duration")
-        self.guarded(lambda: advance_to(machine, target))
-        self.pacer.ran(self.pacer.slice_s)
+        if session is not None and session.until_ns is not None:
+            end_ns = min(end_ns, session.until_ns)
+        give_way_at = time.monotonic() + SERVE_S
+        reached = [False]
+
+        def run() -> None:
+            reached[0] = machine.events.run_until_or(end_ns, lambda: time.monotonic() >= give_way_at)
+        self.guarded(run)
+        if reached[0] and session is not None and self.session is session and session.until_ns == end_ns:
+            self.unload("duration")
+        self.pacer.ran((machine.now_ns - start_ns) / NS_PER_S)
 
     def run_real_slice(self) -> None:
         """A QEMU VM: let it run `REALTIME_SLICE_S` (less when a script's duration ends sooner)."""
@@ -479,12 +510,6 @@ class Daemon:
         log("powered off")
 
 
-def advance_to(machine, time_ns: int) -> None:
-    """Run the machine up to simulated time `time_ns` exactly (events due then included)."""
-    if time_ns > machine.now_ns:
-        machine.events.run_until(time_ns)
-
-
 def _peer_is_us(sock: socket.socket) -> bool:
     """Whether the peer of a connection runs as this user (SO_PEERCRED where there is one)."""
     option = getattr(socket, "SO_PEERCRED", None)
@@ -533,6 +558,10 @@ def start(vmx: str, host_config: str | None) -> tuple[Daemon, list[str]]:
     except VmxError as e:
         raise ToolError(e.format()) from None
     warnings: list[str] = []  # the .vmx's own warnings are vmrun's to show
+    try:
+        host_allows_vprobes(host_config)  # a bad host configuration fails the start, not the first load
+    except VmxError as e:
+        raise ToolError(e.format()) from None
     control.check_vm_directory(paths)
     _claim(paths)
     daemon = None
@@ -573,6 +602,7 @@ def _load_vp_file(daemon: Daemon, path: str) -> list[str]:
         script, warnings = load_program(program, daemon.machine, session.sink)
     except (LoadFailed, ToolError) as e:
         return [f"vprobe.vpFile {path} did not load:\n{e.message}"]
+    session.costs = cost_rows(program, script)
     daemon.session = session
     daemon.machine.attach(script)
     return warnings

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LoadFailed, ToolError, machine_failure
-from ..output import LogFile, Tee
-from ..scripts.sources import SourceFile, load_program, machine_library, vp_program
+from ..output import Tee
+from ..scripts.sources import SourceFile, cost_rows, load_program, machine_library, vp_program
 from . import control
 from .control import STALL_S, TIMEOUT_S, LineReader, VMPaths, encode
+from .log_file import open_log_file
 from .machine_info import global_rows, probe_rows, read_symbol_file, vm_symbol_text
 from .pacing import Pacer
 
@@ -89,25 +90,26 @@ class EmbeddedVM:
         return self._library
 
     def load(self, files: list[SourceFile], sink: Sink, warn: Warn):
-        script, warnings = load_program(vp_program(files, library=self.library), self.machine, sink)
+        """The loaded script, and the program it was loaded from (its files, for locations)."""
+        program = vp_program(files, library=self.library)
+        script, warnings = load_program(program, self.machine, sink)
         for w in warnings:
             warn(w)
-        return script
+        return script, program
 
-    def load_only(self, files: list[SourceFile], warn: Warn) -> str:
-        self.load(files, lambda text: None, warn)
-        return "the script loads; no VM runs in the background for it, so nothing was left running"
+    def load_only(self, files: list[SourceFile], warn: Warn) -> tuple[str, list]:
+        """Check that the script loads: a message, and its probes with their bounds (cost rows)."""
+        script, program = self.load(files, lambda text: None, warn)
+        return ("the script loads; no VM runs in the background for it, so nothing was left running",
+                cost_rows(program, script))
 
     def run(self, files: list[SourceFile], sink: Sink, duration: float | None, warn: Warn) -> int:
         log_file = None
         if self.write_out_file:
-            try:
-                log_file = LogFile(self.config.out_file)
-            except OSError as e:
-                raise ToolError(f"cannot write {self.config.out_file}: {e.strerror or e}") from None
+            log_file = open_log_file(self.config.out_file, lambda message: warn(f"vprobe: warning: {message}"))
             sink = Tee(sink, log_file.write)
         try:
-            script = self.load(files, sink, warn)
+            script, _ = self.load(files, sink, warn)
             status = 0
             try:
                 self.machine.attach(script)
@@ -124,6 +126,10 @@ class EmbeddedVM:
             except Exception as e:
                 if status == 0:
                     status = self._failed(e, warn)
+            lost = log_file.take_losses() if log_file is not None else None
+            if lost is not None:  # the lines are complete on this command's output
+                warn(f"vprobe: {lost}")
+                status = status or 1
         finally:
             if log_file is not None:
                 log_file.close()
@@ -237,8 +243,12 @@ class RunningVM:
     def close(self, warn: Warn | None = None) -> None:
         """Nothing to do: the VM runs on in the background."""
 
-    def reset(self) -> bool:
-        return bool(self._ask({"op": "reset"}).get("unloaded"))
+    def reset(self, warn: Warn) -> bool:
+        """Unload the VM's script; whether one was loaded.  What its log lost goes to `warn`."""
+        answer = self._ask({"op": "reset"})
+        if answer.get("lost"):
+            warn(f"vprobe: {answer['lost']}")
+        return bool(answer.get("unloaded"))
 
     @staticmethod
     def _load_request(files: list[SourceFile], **fields) -> dict:
@@ -256,10 +266,11 @@ class RunningVM:
         for w in answer.get("warnings", ()):
             warn(w)
 
-    def load_only(self, files: list[SourceFile], warn: Warn) -> str:
+    def load_only(self, files: list[SourceFile], warn: Warn) -> tuple[str, list]:
         answer = control.request(self.paths, self._load_request(files))
         self._check_loaded(answer, warn)
-        return f"loaded into {self.paths.vmx.name}; its output goes to the VM's vprobe.out"
+        return (f"loaded into {self.paths.vmx.name}; its output goes to the VM's vprobe.out",
+                answer.get("costs", []))
 
     def run(self, files: list[SourceFile], sink: Sink, duration: float | None, warn: Warn) -> int:
         """Load with a stream; show the log until the script is unloaded."""
@@ -316,6 +327,9 @@ class RunningVM:
                  "reset": f"the script was unloaded from {name} (vprobeReset)"}
         if reason in notes:
             warn(f"vprobe: {notes[reason]}")
+        if message.get("lost"):  # the VM's log file lost lines this stream carried
+            warn(f"vprobe: {message['lost']}")
+            return 1
         return 0
 
 
