@@ -73,7 +73,7 @@ def test_vmrun_lists_its_verbs_as_the_reference_spells_them():
     verbs = [line.split()[0] for line in text.split("\nCOMMANDS:\n")[1].split("\n\n")[0].splitlines()
              if line.startswith("  ") and not line.startswith("   ")]
     assert verbs == ["start", "stop", "list", "vprobeVersion", "vprobeLoad", "vprobeLoadFile", "vprobeReset",
-                     "vprobeListProbes", "vprobeListGlobals", "help"]
+                     "vprobeListProbes", "vprobeListGlobals", "vprobeListLoaded", "help"]
 
 
 def test_vmrun_describes_one_verb():
@@ -179,7 +179,7 @@ def test_completion_of_options_choices_verbs_and_memory_models():
     assert complete("vprobe", "vprobe -f ") == ["text", "json"]
     assert complete("vprobe-aggr", "vprobe-aggr --sort l") == ["latest"]
     assert complete("vmrun", "vmrun vprobel") == ["vprobeLoad", "vprobeLoadFile", "vprobeListProbes",
-                                                  "vprobeListGlobals"]
+                                                  "vprobeListGlobals", "vprobeListLoaded"]
     assert complete("vmrun", "vmrun stop web01.vmx ") == ["soft", "hard"]
     assert complete("emmettc", "emmettc -m guest3") == ["guest32"]
 
