@@ -18,7 +18,8 @@ ALLOWED = {
     "scripts": {"errors"},
     "views": {"errors", "output", "log"},
     "vm": {"errors", "output", "scripts"},
-    "commands": {"errors", "output", "scripts", "vm", "log", "views"},
+    "fleet": {"errors", "scripts", "log"},
+    "commands": {"errors", "output", "scripts", "vm", "log", "views", "fleet"},
 }
 
 

@@ -2,6 +2,9 @@
 
 Aggregates are plain dicts (key -> [count, sum, min, max, latest]) so that the
 translated code can update them inline; this module owns their log format.
+A script loaded with an aggregate clock (for tools that merge the aggregates
+of several VMs) keeps a sixth field, the clock's value at the entry's last
+update, and keeps what `clearaggr` clears in the table's run totals.
 """
 
 from __future__ import annotations
@@ -24,13 +27,30 @@ class Cell:
 class AggregateTable:
     """One aggregate's entries; keys are a scalar for one key, a tuple otherwise."""
 
-    __slots__ = ("name", "int_keys", "str_keys", "entries")
+    __slots__ = ("name", "int_keys", "str_keys", "entries", "cleared")
 
-    def __init__(self, name: str, int_keys: int, str_keys: int):
+    def __init__(self, name: str, int_keys: int, str_keys: int, *, keep_run_totals: bool = False):
         self.name = name
         self.int_keys = int_keys
         self.str_keys = str_keys
         self.entries: dict = {}
+        # What clearaggr took away, folded together (None: not kept).
+        self.cleared: dict | None = {} if keep_run_totals else None
+
+    def clear(self) -> None:
+        """`clearaggr`: empty the table (keeping its entries in the run totals, if they are kept)."""
+        if self.cleared is not None:
+            fold_entries(self.cleared, self.entries)
+        self.entries.clear()
+
+    def run_totals(self) -> dict:
+        """Every update of the run, cleared or not: key -> [count, sum, min, max, latest, stamp].
+
+        Only for a table that keeps its run totals (a script loaded with an aggregate clock).
+        """
+        totals = {key: list(entry) for key, entry in self.cleared.items()}
+        fold_entries(totals, self.entries)
+        return totals
 
     def format(self) -> str:
         """The `logaggr` block: header, then one line per entry in first-insertion order."""
@@ -38,7 +58,8 @@ class AggregateTable:
         lines = [f"aggr: {self.name} ({ni} integer key{'' if ni == 1 else 's'}) "
                  f"({ns} string key{'' if ns == 1 else 's'})"]
         single = ni + ns == 1
-        for key, (count, total, low, high, latest) in self.entries.items():
+        for key, entry in self.entries.items():
+            count, total, low, high, latest = entry[:5]
             parts = (key,) if single else key
             shown = [f"0x{k:x}" for k in parts[:ni]] + [f'"{k}"' for k in parts[ni:]]
             lines.append(f"{self.name}[{', '.join(shown)}] == avg {total // count} count {count} "
@@ -46,11 +67,27 @@ class AggregateTable:
         return "\n".join(lines) + "\n"
 
 
-def aggregate_add(entries: dict, key, value: int) -> int:
-    """Add `value` under `key` (used where an `aggr` form's value is needed; statements inline this)."""
+def fold_entries(into: dict, later: dict) -> None:
+    """Add stamped entries `later` (updated after those of `into`, on the same VM) to `into`."""
+    for key, entry in later.items():
+        have = into.get(key)
+        if have is None:
+            into[key] = list(entry)
+            continue
+        have[0] += entry[0]
+        have[1] += entry[1]
+        have[2] = min(have[2], entry[2])
+        have[3] = max(have[3], entry[3])
+        have[4] = entry[4]
+        have[5] = entry[5]
+
+
+def aggregate_add(entries: dict, key, value: int, clock: Callable[[], int] | None = None) -> int:
+    """Add `value` under `key` (used where an `aggr` form's value is needed; statements inline
+    this); `clock` is the script's aggregate clock, if it has one."""
     entry = entries.get(key)
     if entry is None:
-        entries[key] = [1, value, value, value, value]
+        entries[key] = [1, value, value, value, value] if clock is None else [1, value, value, value, value, clock()]
     else:
         entry[0] += 1
         entry[1] += value
@@ -59,6 +96,8 @@ def aggregate_add(entries: dict, key, value: int) -> int:
         elif value > entry[3]:
             entry[3] = value
         entry[4] = value
+        if clock is not None:
+            entry[5] = clock()
     return 1
 
 

@@ -47,10 +47,13 @@ class Translation:
 
 
 class Translator:
-    def __init__(self, program: ir.Program, filename: str, column=None, budgeted=frozenset()):
+    def __init__(self, program: ir.Program, filename: str, column=None, budgeted=frozenset(), *,
+                 stamped: bool = False):
         self.program = program
         self.budgeted = budgeted  # indexes of the probes that can reach recursive functions
         self.filename = filename
+        # Aggregate entries also record the aggregate clock (`_clock`) at each update.
+        self.stamped = stamped
         # Maps a node's (line, byte column) to the column shown to people.
         self.column = column or (lambda line, col: col)
         self.names: dict[int, str] = {}
@@ -239,7 +242,8 @@ class Translator:
         return f"{self.name(e.func)}({', '.join(args)})"
 
     def x_AggrAdd(self, e: ir.AggrAdd) -> str:
-        return f"_aggr_add({self.name(e.aggr)}, {self.key(e)}, {self.x(e.value)})"
+        clock = ", _clock" if self.stamped else ""
+        return f"_aggr_add({self.name(e.aggr)}, {self.key(e)}, {self.x(e.value)}{clock})"
 
     def key(self, e: ir.AggrAdd) -> str:
         keys = [self.x(k) for k in e.int_keys + e.str_keys]
@@ -251,7 +255,7 @@ class Translator:
         return f"_logaggr(A{self.name(e.aggr)})"
 
     def x_AggrClear(self, e: ir.AggrClear) -> str:
-        return f"_clearaggr({self.name(e.aggr)})"
+        return f"_clearaggr(A{self.name(e.aggr)})"
 
     def x_BagInsert(self, e: ir.BagInsert) -> str:
         return f"{self.name(e.bag)}.insert({self.x(e.key)}, {self.x(e.value)})"
@@ -359,7 +363,7 @@ class Translator:
                     isinstance(e, ir.BuiltinRef) and e.name not in self.readers):
                 return  # nothing to do, nothing that can fault
             if isinstance(e, ir.AggrClear):
-                self.emit(indent, f"{self.name(e.aggr)}.clear()")
+                self.emit(indent, f"A{self.name(e.aggr)}.clear()")
                 return
             self.emit(indent, self.x(e))
             return
@@ -374,12 +378,13 @@ class Translator:
     def aggregate_update(self, e: ir.AggrAdd, indent: int) -> None:
         """The inline form of `aggr`: the hot path of most scripts."""
         table = self.name(e.aggr)
-        for line in (
+        stamp = ", _clock()" if self.stamped else ""
+        lines = [
             f"_k = {self.key(e)}",
             f"_v = {self.x(e.value)}",
             f"_e = {table}.get(_k)",
             "if _e is None:",
-            f"    {table}[_k] = [1, _v, _v, _v, _v]",
+            f"    {table}[_k] = [1, _v, _v, _v, _v{stamp}]",
             "else:",
             "    _e[0] += 1",
             "    _e[1] += _v",
@@ -388,7 +393,10 @@ class Translator:
             "    elif _v > _e[3]:",
             "        _e[3] = _v",
             "    _e[4] = _v",
-        ):
+        ]
+        if self.stamped:
+            lines.append("    _e[5] = _clock()")
+        for line in lines:
             self.emit(indent, line)
 
     # ---- definitions -----------------------------------------------------------
@@ -506,7 +514,9 @@ BUILTIN_CODE = {
 RUNTIME_VALUES = {"PROBENAME": Translator.probe_name}
 
 
-def translate(program: ir.Program, filename: str, column=None, budgeted=frozenset()) -> Translation:
+def translate(program: ir.Program, filename: str, column=None, budgeted=frozenset(), *,
+              stamped: bool = False) -> Translation:
     """`program` as Python source; the probes whose indexes are in `budgeted` (those that can
-    reach a recursive function) start each firing with a fresh call budget."""
-    return Translator(program, filename, column, budgeted).translate()
+    reach a recursive function) start each firing with a fresh call budget; `stamped`: aggregate
+    entries also record the aggregate clock (see `vp_runtime.load`)."""
+    return Translator(program, filename, column, budgeted, stamped=stamped).translate()

@@ -130,17 +130,20 @@ def vp_program(files: list[SourceFile], *, library: Library = None) -> SourceMap
     return program
 
 
-def load_program(program: SourceMap, machine, sink: Callable[[str], None]):
+def load_program(program: SourceMap, machine, sink: Callable[[str], None], *,
+                 aggregate_clock: Callable[[], int] | None = None):
     """Load `program` for `machine`, its log to `sink`; returns (Script, warnings as text).
 
     Raises LoadFailed with the diagnostics, located in the user's files.
+    `aggregate_clock` stamps aggregate updates and keeps run totals (see
+    `vp_runtime.load`), for results merged across VMs.
     """
     def mapped_sink(text: str) -> None:
         sink(program.map_log(text))
 
     try:
         script = load(program.text, machine.load_config, backend=machine, filename=CONCAT_NAME,
-                      log_sink=mapped_sink)
+                      log_sink=mapped_sink, aggregate_clock=aggregate_clock)
     except VPLoadError as e:
         raise LoadFailed("\n".join(program.map_diagnostic(d).format() for d in e.diagnostics)) from None
     return script, [program.map_diagnostic(w).format() for w in script.warnings]

@@ -1,0 +1,150 @@
+"""Running a fleet on Dask: one task per VM, merges as a tree on the workers, failures by name.
+
+The client submits one task per VM (`worker.run_member`) with the program
+scattered to every worker once, then merges results as they come: each time
+two results are ready it submits a merge of the two (`merge.merge`), which
+runs on a worker; the merge of merges is the fleet's result, and it is the
+only thing the client fetches, besides nothing more than the status of each
+task.  The tree's shape follows the order in which VMs finish, which does
+not matter: the merge is commutative and associative.
+
+A task that fails (every worker that ran it died: Dask runs a task again
+elsewhere when its worker dies, up to `distributed.scheduler.allowed-failures`
+times) is reported by the names of the VMs it covered, and the rest of the
+fleet's result still comes back, marked incomplete.  Workers that died
+during the run are reported too, with the VMs they were running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ..errors import ToolError
+from .members import Member
+from .merge import Partial, failed_vm, merge
+from .result import FleetResult, WorkerLoss
+from .worker import Program, run_member
+
+DEFAULT_MAX_LINES = 10_000
+CONNECT_TIMEOUT_S = 10
+
+Progress = Callable[[int, int], None]  # (VMs done, VMs in the fleet)
+
+
+@contextlib.contextmanager
+def local_client(workers: int | None = None, *, processes: bool = True) -> Iterator:
+    """A Dask client of a cluster started on this machine (one single-threaded worker per core)."""
+    from distributed import Client, LocalCluster
+
+    count = workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=processes, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def remote_client(address: str) -> Iterator:
+    """A Dask client of the existing cluster whose scheduler is at `address`."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ToolError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    with client:
+        yield client
+
+
+@dataclass
+class _Task:
+    future: object
+    orders: list[int]  # the VMs whose results it holds
+    is_vm: bool
+
+
+def run_fleet(client, members: list[Member], program: Program, duration: float, *,
+              max_lines: int = DEFAULT_MAX_LINES, by_vm: bool = False,
+              progress: Progress | None = None) -> FleetResult:
+    """Run `program` on every member for `duration` simulated seconds; the merged result."""
+    from distributed import as_completed
+
+    if not members:
+        raise ToolError("the fleet has no VM")
+    names = {m.order: m.name for m in members}
+    token = uuid.uuid4().hex[:12]
+    started = time.time()
+    shared = client.scatter(program, broadcast=True, hash=False)
+    tasks: dict[str, _Task] = {}
+    for m in members:
+        future = client.submit(run_member, m, shared, duration, max_lines, by_vm, key=f"fleet-vm-{m.order}-{token}")
+        tasks[future.key] = _Task(future, [m.order], True)
+    pending = as_completed([t.future for t in tasks.values()])
+    ready: list[_Task] = []
+    failed: list[Partial] = []
+    done = merges = 0
+    for future in pending:
+        task = tasks.pop(future.key)
+        if task.is_vm:
+            done += 1
+            if progress is not None:
+                progress(done, len(members))
+        if future.status == "finished":
+            ready.append(task)
+        else:
+            why = _task_failure(future, task)
+            failed.extend(failed_vm(order, names[order], why, max_lines) for order in task.orders)
+        while len(ready) >= 2:
+            a, b = ready.pop(), ready.pop()
+            merges += 1
+            joined = client.submit(merge, a.future, b.future, key=f"fleet-merge-{merges}-{token}")
+            tasks[joined.key] = _Task(joined, a.orders + b.orders, False)
+            pending.add(joined)
+    result = ready[0].future.result() if ready else None
+    for part in failed:
+        result = part if result is None else merge(result, part)
+    return FleetResult.from_partial(result, duration, _lost_workers(client, started, token, names))
+
+
+def _task_failure(future, task: _Task) -> str:
+    """Why a task came back without a result, as said of each VM it covered."""
+    try:
+        error = future.exception()
+    except Exception as e:  # cancelled, or the scheduler lost it
+        error = e
+    kind = type(error).__name__
+    if kind == "KilledWorker":
+        why = "every worker that ran it died"
+    else:
+        why = f"{kind}: {error}" if str(error) else kind
+    return why if task.is_vm else f"merging its result failed: {why}"
+
+
+def _lost_workers(client, since: float, token: str, names: dict[int, str]) -> tuple[WorkerLoss, ...]:
+    """The workers that died (were not closed on purpose) during the run, with the VMs they ran."""
+    try:
+        events = client.get_events("all")
+    except Exception:  # an old or busy scheduler: the failed VMs are still reported by name
+        return ()
+    lost = []
+    for stamp, event in events:
+        if stamp < since or not isinstance(event, dict) or event.get("action") != "remove-worker":
+            continue
+        if event.get("expected"):
+            continue
+        running = []
+        for key in event.get("processing-tasks", ()):
+            parts = str(key).split("-")
+            if len(parts) == 4 and parts[:2] == ["fleet", "vm"] and parts[3] == token and parts[2].isdigit():
+                running.append(names[int(parts[2])])
+        lost.append(WorkerLoss(str(event.get("worker", "?")), tuple(running)))
+    return tuple(lost)
