@@ -43,7 +43,8 @@ def local_client(workers: int | None = None, *, processes: bool = True) -> Itera
     from distributed import Client, LocalCluster
 
     count = workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=processes, dashboard_address=None,
+    # The scheduler always serves HTTP (its dashboard, when bokeh is there): on a free local port.
+    cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=processes, dashboard_address="127.0.0.1:0",
                            silence_logs=logging.ERROR)
     try:
         with Client(cluster) as client:
@@ -83,6 +84,7 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
     names = {m.order: m.name for m in members}
     token = uuid.uuid4().hex[:12]
     started = time.time()
+    workers = set(client.scheduler_info()["workers"])  # whose deaths to look for at the end
     shared = client.scatter(program, broadcast=True, hash=False)
     tasks: dict[str, _Task] = {}
     for m in members:
@@ -101,7 +103,9 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
         if future.status == "finished":
             ready.append(task)
         else:
-            why = _task_failure(future, task)
+            why, worker = _task_failure(future, task)
+            if worker:
+                workers.add(worker)
             failed.extend(failed_vm(order, names[order], why, max_lines) for order in task.orders)
         while len(ready) >= 2:
             a, b = ready.pop(), ready.pop()
@@ -112,39 +116,53 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
     result = ready[0].future.result() if ready else None
     for part in failed:
         result = part if result is None else merge(result, part)
-    return FleetResult.from_partial(result, duration, _lost_workers(client, started, token, names))
+    workers.update(client.scheduler_info()["workers"])
+    lost = _lost_workers(client, sorted(workers), started, token, names)
+    return FleetResult.from_partial(result, duration, lost)
 
 
-def _task_failure(future, task: _Task) -> str:
-    """Why a task came back without a result, as said of each VM it covered."""
+def _task_failure(future, task: _Task) -> tuple[str, str | None]:
+    """Why a task came back without a result, as said of each VM it covered; the worker it died on."""
     try:
         error = future.exception()
     except Exception as e:  # cancelled, or the scheduler lost it
         error = e
     kind = type(error).__name__
+    worker = None
     if kind == "KilledWorker":
-        why = "every worker that ran it died"
+        worker = getattr(error, "last_worker", None)
+        worker = getattr(worker, "address", worker)
+        why = "every worker that ran it died" + (f" (the last: {worker})" if worker else "")
     else:
         why = f"{kind}: {error}" if str(error) else kind
-    return why if task.is_vm else f"merging its result failed: {why}"
+    return (why if task.is_vm else f"merging its result failed: {why}"), worker
 
 
-def _lost_workers(client, since: float, token: str, names: dict[int, str]) -> tuple[WorkerLoss, ...]:
-    """The workers that died (were not closed on purpose) during the run, with the VMs they ran."""
-    try:
-        events = client.get_events("all")
-    except Exception:  # an old or busy scheduler: the failed VMs are still reported by name
-        return ()
+def _lost_workers(client, workers: list[str], since: float, token: str,
+                  names: dict[int, str]) -> tuple[WorkerLoss, ...]:
+    """The workers that died (were not closed on purpose) during the run, with the VMs they ran.
+
+    Each worker's own event topic says when it was removed and what it was running."""
     lost = []
-    for stamp, event in events:
-        if stamp < since or not isinstance(event, dict) or event.get("action") != "remove-worker":
+    for address in workers:
+        try:
+            events = client.get_events(address)
+        except Exception:  # the scheduler cannot say: the failed VMs are still reported by name
             continue
-        if event.get("expected"):
-            continue
-        running = []
-        for key in event.get("processing-tasks", ()):
-            parts = str(key).split("-")
-            if len(parts) == 4 and parts[:2] == ["fleet", "vm"] and parts[3] == token and parts[2].isdigit():
-                running.append(names[int(parts[2])])
-        lost.append(WorkerLoss(str(event.get("worker", "?")), tuple(running)))
+        for stamp, event in events:
+            if stamp < since or not isinstance(event, dict) or event.get("action") != "remove-worker":
+                continue
+            if event.get("expected"):
+                continue
+            lost.append(WorkerLoss(address, _vm_names(event.get("processing-tasks", ()), token, names)))
     return tuple(lost)
+
+
+def _vm_names(keys, token: str, names: dict[int, str]) -> tuple[str, ...]:
+    """The VMs of this run among task keys `fleet-vm-ORDER-TOKEN`, in fleet order."""
+    orders = []
+    for key in keys:
+        parts = str(key).split("-")
+        if len(parts) == 4 and parts[:2] == ["fleet", "vm"] and parts[3] == token and parts[2].isdigit():
+            orders.append(int(parts[2]))
+    return tuple(names[o] for o in sorted(orders))

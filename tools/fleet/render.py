@@ -1,0 +1,72 @@
+"""A fleet's result as the log's events and as JSON lines, every object naming its VM.
+
+Printed lines are prefixed with their VM's name (`web01: tick`), fault lines
+too.  The merged aggregates become ordinary aggregate blocks (`log.parse.
+AggrBlock`, with the exact sum's average), so every view of a log (`-a`
+tables, `-s` stacks) shows them as it shows one VM's.
+
+In JSON (`-f json`), each line is `{"type": "log"|"error", "vm": NAME,
+"guest_ns": N, ...}` (the single-VM fields, plus its VM and the guest time
+it was written at); each merged aggregate is `{"type": "aggr", "vm": null,
+...}` whose entries also carry the exact `sum` and `latest_vm`; with the
+per-VM breakdown, each VM's own tables follow with `"vm": NAME`; last comes
+`{"type": "fleet", ...}`: how many VMs ran, which failed and why, whether the
+result is complete, the lines left out by the bound, the workers lost.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..log.json_lines import dumps, to_json
+from ..log.parse import AggrBlock, AggrEntry, Event, LogText, parse_fault
+from .result import FleetResult, MergedAggregate
+
+
+def line_event(text: str) -> Event:
+    fault = parse_fault(text)
+    return fault if fault is not None else LogText(text)
+
+
+def prefixed(result: FleetResult) -> Iterator[Event]:
+    """The printed lines, each prefixed with its VM's name."""
+    for line in result.lines:
+        yield line_event(f"{result.vm_name(line.order)}: {line.text}")
+
+
+def block(table: MergedAggregate) -> AggrBlock:
+    """A merged aggregate as the block `logaggr` would have written for it."""
+    entries = [AggrEntry(e.keys, e.avg, e.count, e.min, e.max, e.latest) for e in table.entries]
+    return AggrBlock(table.name, table.int_keys, table.str_keys, entries)
+
+
+def aggregate_json(table: MergedAggregate, vm: str | None) -> dict:
+    obj = to_json(block(table))
+    for shown, entry in zip(obj["entries"], table.entries):
+        shown["sum"] = entry.sum
+        shown["latest_vm"] = entry.latest_vm
+    return {"type": "aggr", "vm": vm, **{k: v for k, v in obj.items() if k != "type"}}
+
+
+def summary_json(result: FleetResult) -> dict:
+    return {
+        "type": "fleet", "vms": len(result.vms), "ran": sum(vm.ok for vm in result.vms),
+        "duration": result.duration, "complete": not result.incomplete,
+        "failed": [{"vm": vm.name, "error": vm.error} for vm in result.failed],
+        "lines": sum(vm.lines for vm in result.vms), "dropped_lines": result.dropped_lines,
+        "faults": sum(vm.faults for vm in result.vms),
+        "lost_workers": [{"worker": w.address, "running": list(w.running)} for w in result.lost_workers],
+    }
+
+
+def json_lines(result: FleetResult) -> Iterator[str]:
+    """The whole result, one JSON object per line."""
+    for line in result.lines:
+        obj = to_json(line_event(line.text))
+        yield dumps({"type": obj.pop("type"), "vm": result.vm_name(line.order), "guest_ns": line.stamp, **obj})
+    for table in result.aggregates:
+        yield dumps(aggregate_json(table, None))
+    for name, tables in (result.by_vm or {}).items():
+        for table in tables:
+            yield dumps(aggregate_json(table, name))
+    yield dumps(summary_json(result))
