@@ -194,21 +194,15 @@ def dask_processes(tmp_path):
         procs.stop()
 
 
-def test_a_real_scheduler_and_workers_give_the_same_result(dask_processes, reference):
-    procs = dask_processes(2)
-    with remote_client(procs.address) as client:
-        client.wait_for_workers(2, timeout=60)
-        result = run_fleet(client, seeded(3, None), program(), DURATION, by_vm=True)
-    assert output(result) == output(reference)
-
-
-def test_a_worker_that_dies_is_named_and_its_vms_are_marked_failed(dask_processes, reference):
+def test_real_scheduler_and_worker_processes_and_a_worker_that_dies(dask_processes, reference):
     # No second chance for a task whose worker dies, so that the loss shows in the result.
     procs = dask_processes(2, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
     killed = []
     members = seeded(6, None)
     with remote_client(procs.address) as client:
         client.wait_for_workers(2, timeout=60)
+        # the same bytes as on the LocalCluster
+        assert output(run_fleet(client, seeded(3, None), program(), DURATION, by_vm=True)) == output(reference)
         pids = client.run(os.getpid)
 
         def progress(done: int, total: int) -> None:

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import click
 
 from .base import Streams, ToolCommand, exclusive, option, version_option
+from ..fleet.merge import DEFAULT_MAX_LINES
 from .options import aggr_options, format_option, stack_options
 
 DESCRIPTION = """\
@@ -76,6 +77,10 @@ EXAMPLES
         Which system calls can be probed.
     echo '(vprobe VMM1Hz (printf "tick\\n"))' | vprobe -i -d 2
         A VP script from standard input.
+    vprobe --fleet 100 -d 5 -a strace.emt
+        The script on 100 default VMs (seeds 0..99) on a local Dask
+        cluster, their aggregates merged into one table (--by-vm: each
+        VM's too); --fleet 'vms/*.vmx' runs the .vmx files a glob names.
 
 FILES
     VM.vmx                  the VM: vprobe.enable, vprobe.outFile, vprobe.guestSyms ...
@@ -119,6 +124,7 @@ class Seconds(click.ParamType):
 
 
 SCRIPT, VM, OUTPUT = "SCRIPT OPTIONS", "VM OPTIONS", "OUTPUT OPTIONS"
+FLEET = "FLEET (one script on many simulated VMs, on Dask)"
 
 
 @click.command("vprobe", cls=ToolCommand, synopsis="[options] [VM.vmx] [SCRIPT.emt ... | SCRIPT.vp ...]",
@@ -150,6 +156,18 @@ SCRIPT, VM, OUTPUT = "SCRIPT OPTIONS", "VM OPTIONS", "OUTPUT OPTIONS"
 @version_option(with_vp=True, group=OUTPUT)
 @aggr_options("SORTED AGGREGATES (-a)")
 @stack_options("FORMATTED STACKS (-s)", with_top=False)
+@option("--fleet", metavar="N|DIR|GLOB", group=FLEET,
+        help="run the script on N VMs (the VM.vmx given, or the default machine, with sim.seed "
+             "0 .. N-1), or on each .vmx file of DIR or matching GLOB; the results are merged "
+             "into one (needs -d)")
+@option("--scheduler", metavar="ADDRESS", group=FLEET,
+        help="run on the Dask cluster whose scheduler is at ADDRESS (default: a local cluster, "
+             "one worker per core)")
+@option("--workers", type=click.IntRange(min=1), metavar="N", group=FLEET, help="workers of the local cluster")
+@option("--max-lines", type=click.IntRange(min=1), metavar="N", group=FLEET,
+        help=f"keep at most N printed lines of the whole fleet, the first in guest time "
+             f"(default {DEFAULT_MAX_LINES})")
+@option("--by-vm", is_flag=True, group=FLEET, help="show each VM's own aggregates after the merged ones")
 @click.pass_context
 def command(ctx: click.Context, **options) -> int:
     exclusive(ctx, "folded", "dot")

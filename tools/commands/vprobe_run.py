@@ -23,6 +23,7 @@ from ..vm.machine_info import read_symbol_file
 from ..vm.targets import EmbeddedVM, find_vm
 from .base import Streams
 from .options import shape
+from .vprobe_fleet import check_fleet_usage, run_fleet_command
 
 
 class _Plain(ToolError):
@@ -156,7 +157,10 @@ class VprobeRun:
         a = self.args
         vmx, scripts = self.split_files()
         self.check_usage(scripts, vmx)
+        check_fleet_usage(a)
         self.host_allows()
+        if a.fleet is not None:
+            return run_fleet_command(self, vmx, scripts)
         vm = find_vm(vmx)
         config_vp_file = None
         if vm is None:

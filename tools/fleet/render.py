@@ -1,9 +1,11 @@
 """A fleet's result as the log's events and as JSON lines, every object naming its VM.
 
-Printed lines are prefixed with their VM's name (`web01: tick`), fault lines
-too.  The merged aggregates become ordinary aggregate blocks (`log.parse.
-AggrBlock`, with the exact sum's average), so every view of a log (`-a`
-tables, `-s` stacks) shows them as it shows one VM's.
+As a log (`log_text`): printed lines are prefixed with their VM's name
+(`web01: tick`), fault lines too; the merged aggregates follow as the blocks
+`logaggr` writes (the average from the exact sum and count), then, with the
+per-VM breakdown, each VM's own as `NAME@VM` — so every view of a log (`-a`
+tables, `-s` stacks, `vprobe-aggr` on a saved copy) shows them as it shows
+one VM's.
 
 In JSON (`-f json`), each line is `{"type": "log"|"error", "vm": NAME,
 "guest_ns": N, ...}` (the single-VM fields, plus its VM and the guest time
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from vp_runtime.state import AggregateTable
+
 from ..log.json_lines import dumps, to_json
 from ..log.parse import AggrBlock, AggrEntry, Event, LogText, parse_fault
 from .result import FleetResult, MergedAggregate
@@ -28,10 +32,24 @@ def line_event(text: str) -> Event:
     return fault if fault is not None else LogText(text)
 
 
-def prefixed(result: FleetResult) -> Iterator[Event]:
-    """The printed lines, each prefixed with its VM's name."""
+def log_block(table: MergedAggregate, vm: str | None = None) -> str:
+    """A merged aggregate as the block `logaggr` writes (named `NAME@VM` for one VM's own table)."""
+    single = table.int_keys + table.str_keys == 1
+    shown = AggregateTable(table.name if vm is None else f"{table.name}@{vm}", table.int_keys, table.str_keys)
+    for e in table.entries:
+        shown.entries[e.keys[0] if single else e.keys] = [e.count, e.sum, e.min, e.max, e.latest]
+    return shown.format()
+
+
+def log_text(result: FleetResult) -> Iterator[str]:
+    """The result as a log: the prefixed lines, the merged tables, then each VM's (when kept)."""
     for line in result.lines:
-        yield line_event(f"{result.vm_name(line.order)}: {line.text}")
+        yield f"{result.vm_name(line.order)}: {line.text}"
+    for table in result.aggregates:
+        yield log_block(table)
+    for name, tables in (result.by_vm or {}).items():
+        for table in tables:
+            yield log_block(table, name)
 
 
 def block(table: MergedAggregate) -> AggrBlock:

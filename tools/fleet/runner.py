@@ -1,12 +1,14 @@
 """Running a fleet on Dask: one task per VM, merges as a tree on the workers, failures by name.
 
 The client submits one task per VM (`worker.run_member`) with the program
-scattered to every worker once, then merges results as they come: each time
-two results are ready it submits a merge of the two (`merge.merge`), which
-runs on a worker; the merge of merges is the fleet's result, and it is the
-only thing the client fetches, besides nothing more than the status of each
-task.  The tree's shape follows the order in which VMs finish, which does
-not matter: the merge is commutative and associative.
+scattered to every worker once, then merges results as they come, as a
+balanced tree: when two results of the same height in the tree are ready
+(two VMs, two merges of two VMs ...) it submits a merge of the two
+(`merge.merge`), which runs on a worker; at the end what is left is merged
+smallest first.  The root is the fleet's result, and it is the only result
+the client fetches (of the other tasks it sees only their status).  The
+tree's shape follows the order in which VMs finish, which does not matter:
+the merge is commutative and associative.
 
 A task that fails (every worker that ran it died: Dask runs a task again
 elsewhere when its worker dies, up to `distributed.scheduler.allowed-failures`
@@ -18,6 +20,7 @@ during the run are reported too, with the VMs they were running.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -54,12 +57,12 @@ def local_client(workers: int | None = None, *, processes: bool = True) -> Itera
 
 
 @contextlib.contextmanager
-def remote_client(address: str) -> Iterator:
+def remote_client(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
     """A Dask client of the existing cluster whose scheduler is at `address`."""
     from distributed import Client
 
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        client = Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as e:
         raise ToolError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     with client:
@@ -71,6 +74,7 @@ class _Task:
     future: object
     orders: list[int]  # the VMs whose results it holds
     is_vm: bool
+    level: int = 0  # its height in the merge tree (a VM's result: 0)
 
 
 def run_fleet(client, members: list[Member], program: Program, duration: float, *,
@@ -91,29 +95,37 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
         future = client.submit(run_member, m, shared, duration, max_lines, by_vm, key=f"fleet-vm-{m.order}-{token}")
         tasks[future.key] = _Task(future, [m.order], True)
     pending = as_completed([t.future for t in tasks.values()])
-    ready: list[_Task] = []
+    ready: dict[int, _Task] = {}  # a finished result waiting for a partner, by its level in the tree
     failed: list[Partial] = []
-    done = merges = 0
-    for future in pending:
-        task = tasks.pop(future.key)
-        if task.is_vm:
-            done += 1
-            if progress is not None:
-                progress(done, len(members))
-        if future.status == "finished":
-            ready.append(task)
-        else:
-            why, worker = _task_failure(future, task)
-            if worker:
-                workers.add(worker)
-            failed.extend(failed_vm(order, names[order], why, max_lines) for order in task.orders)
-        while len(ready) >= 2:
-            a, b = ready.pop(), ready.pop()
-            merges += 1
-            joined = client.submit(merge, a.future, b.future, key=f"fleet-merge-{merges}-{token}")
-            tasks[joined.key] = _Task(joined, a.orders + b.orders, False)
-            pending.add(joined)
-    result = ready[0].future.result() if ready else None
+    done = 0
+    merge_keys = itertools.count(1)
+
+    def join(a: _Task, b: _Task) -> None:  # `pending` takes the merge: the loop goes on until none is left
+        joined = client.submit(merge, a.future, b.future, key=f"fleet-merge-{next(merge_keys)}-{token}")
+        tasks[joined.key] = _Task(joined, a.orders + b.orders, False, max(a.level, b.level) + 1)
+        pending.add(joined)
+
+    while True:
+        for future in pending:
+            task = tasks.pop(future.key)
+            if task.is_vm:
+                done += 1
+                if progress is not None:
+                    progress(done, len(members))
+            if future.status != "finished":
+                why, worker = _task_failure(future, task)
+                if worker:
+                    workers.add(worker)
+                failed.extend(failed_vm(order, names[order], why, max_lines) for order in task.orders)
+            elif task.level in ready:  # two results of one level: merge them, one level up
+                join(ready.pop(task.level), task)
+            else:
+                ready[task.level] = task
+        if len(ready) <= 1:
+            break
+        low, high = sorted(ready)[:2]  # what is left at the end: the smallest two, until one remains
+        join(ready.pop(low), ready.pop(high))
+    result = next(iter(ready.values())).future.result() if ready else None
     for part in failed:
         result = part if result is None else merge(result, part)
     workers.update(client.scheduler_info()["workers"])

@@ -97,7 +97,8 @@ def run_member(member: Member, program: Program, duration: float, max_lines: int
     lines = LineCollector(member, lambda: machine.now_ns, max_lines)
     source = vp_program(list(program.files), library=lambda: machine_library(machine))
     try:
-        script, load_warnings = load_program(source, machine, lines.sink, aggregate_clock=lambda: machine.now_ns)
+        # Its warnings were said once, when the client checked that the program loads.
+        script, _ = load_program(source, machine, lines.sink, aggregate_clock=lambda: machine.now_ns)
     except LoadFailed as e:
         return failed_vm(member.order, member.name, e.text, max_lines, warnings)
     error = None
@@ -112,7 +113,7 @@ def run_member(member: Member, program: Program, duration: float, max_lines: int
         error = error or _failure(e)
     lines.finish()
     outcome = VMOutcome(member.order, member.name, error=error, simulated_s=machine.now_ns / 1e9,
-                        lines=lines.count, faults=lines.faults, warnings=warnings + tuple(load_warnings))
+                        lines=lines.count, faults=lines.faults, warnings=warnings)
     aggregates, per_vm = {}, None
     if error is None:
         aggregates = _stamped(script, member.order)

@@ -1,0 +1,87 @@
+"""`vprobe --fleet` from the command line: output naming each VM, failures, usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vprobe_tools.errors import ToolError
+from vprobe_tools.fleet.runner import remote_client
+
+BIN = Path(sys.executable).parent
+
+SCRIPT = b"""(defaggr calls 0 1)
+(vprobe GUEST:system_call (aggr calls () ((curprocname)) 1))
+(vprobe VMX1Hz (printf "tick %s\\n" (curprocname)))
+(vprobe VMXUnload (printf "%d\\n" (/ 1 0)))
+"""
+
+
+def vprobe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "vprobe"), *args], capture_output=True, cwd=cwd, timeout=300)
+
+
+def test_text_output_prefixes_lines_and_shows_merged_and_per_vm_tables(tmp_path):
+    (tmp_path / "s.vp").write_bytes(SCRIPT)
+    run = vprobe("--fleet", "2", "--workers", "1", "-d", "2.5", "-a", "--by-vm", "s.vp", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr.decode()
+    out = run.stdout.decode()
+    assert "vm-0: tick swapper\nvm-1: tick swapper\n" in out
+    # the division by zero at unload: a fault line naming its VM
+    assert "vm-1: vprobe error: probe VMXUnload aborted at s.vp:4:" in out
+    titles = [line.split("  ")[0] for line in out.splitlines() if line.startswith("aggr: ")]
+    assert titles == ["aggr: calls", "aggr: calls@vm-0", "aggr: calls@vm-1"]
+    merged, vm0, vm1 = (int(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line.startswith("aggr: "))
+    assert merged == vm0 + vm1 > 0
+    assert run.stderr == b""
+
+
+def test_json_names_the_vm_everywhere_and_a_failed_vm_makes_the_result_incomplete(tmp_path):
+    (tmp_path / "s.vp").write_bytes(SCRIPT)
+    vms = tmp_path / "vms"
+    vms.mkdir()
+    (vms / "web01.vmx").write_text('vprobe.enable = "TRUE"\n')
+    (vms / "web02.vmx").write_text('vprobe.enable = "FALSE"\n')
+    run = vprobe("--fleet", "vms", "--workers", "1", "-d", "2", "-f", "json", "s.vp", cwd=tmp_path)
+    assert run.returncode == 1
+    objects = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert all("vm" in o for o in objects if o["type"] != "fleet")
+    assert {o["vm"] for o in objects if o["type"] in ("log", "error")} == {"web01"}
+    assert [o["type"] for o in objects if o["type"] == "error"] == ["error"]
+    (table,) = [o for o in objects if o["type"] == "aggr"]
+    assert table["vm"] is None and all(e["latest_vm"] == "web01" and e["sum"] == e["count"]
+                                       for e in table["entries"])
+    summary = objects[-1]
+    assert summary["type"] == "fleet" and summary["complete"] is False and summary["ran"] == 1
+    assert summary["failed"][0]["vm"] == "web02"
+    err = run.stderr.decode()
+    assert "vprobe: VM web02 failed: VProbes are not enabled" in err
+    assert "incomplete: 1 of 2 VMs failed" in err
+
+
+def test_usage_errors_come_before_any_cluster(tmp_path):
+    (tmp_path / "s.vp").write_bytes(SCRIPT)
+    (tmp_path / "typo.vp").write_bytes(b"(vprobe VMX1Hz (printf \"x\" (nosuch)))\n")
+    cases = {
+        ("--fleet", "2", "s.vp"): "--fleet needs -d SECONDS",
+        ("--by-vm", "-d", "1", "s.vp"): "--by-vm needs --fleet",
+        ("--fleet", "2", "-d", "1", "-p"): "-p does not go with --fleet",
+        ("--fleet", "0", "-d", "1", "s.vp"): "give from 1 to",
+        ("--fleet", "none/*.vmx", "-d", "1", "s.vp"): "no such folder, and no file matches it",
+        ("--fleet", "2", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "-d", "1", "s.vp"): "not both",
+        ("--fleet", "2", "-d", "1", "typo.vp"): "typo.vp:1:29: error: call to undefined function 'nosuch'",
+    }
+    for args, message in cases.items():
+        run = vprobe(*args, cwd=tmp_path)
+        assert run.returncode == 1 and message in run.stderr.decode(), (args, run.stderr)
+        assert b"Traceback" not in run.stderr
+
+
+def test_an_unreachable_scheduler_is_a_plain_error():
+    with pytest.raises(ToolError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        with remote_client("tcp://127.0.0.1:9", timeout=0.5):
+            pass
