@@ -18,7 +18,8 @@ import time
 from ..errors import ToolError
 from ..fleet import render
 from ..fleet.members import Member, members
-from ..fleet.runner import DEFAULT_MAX_LINES, local_client, remote_client, run_fleet
+from ..fleet.merge import DEFAULT_MAX_LINES
+from ..fleet.runner import local_client, remote_client, run_fleet
 from ..fleet.worker import Program
 
 FLEET_ONLY = ("scheduler", "workers", "max_lines", "by_vm")

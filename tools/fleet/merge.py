@@ -28,6 +28,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+DEFAULT_MAX_LINES = 10_000  # printed lines of a whole fleet the client takes (--max-lines)
+
 # One merged aggregate entry: (count, sum, min, max, latest, stamp, order) —
 # the stamp is the guest time of the latest update, order the VM it came from.
 Entry = tuple[int, int, int, int, int, int, int]

@@ -30,11 +30,10 @@ from typing import Callable, Iterator
 
 from ..errors import ToolError
 from .members import Member
-from .merge import Partial, failed_vm, merge
+from .merge import DEFAULT_MAX_LINES, Partial, failed_vm, merge
 from .result import FleetResult, WorkerLoss
 from .worker import Program, run_member
 
-DEFAULT_MAX_LINES = 10_000
 CONNECT_TIMEOUT_S = 10
 
 Progress = Callable[[int, int], None]  # (VMs done, VMs in the fleet)
