@@ -7,13 +7,17 @@ process per worker) and warms it up with a small fleet (neither is timed), then 
 boots for S simulated seconds with a script counting system calls by process
 and page faults by address, and the merged result comes back.  It prints the
 wall time of each, VMs per second and the speed-up from 1 to 2 workers.
-Rounds alternate 1, 2, 2, 1 ... so that machine noise hits both alike; the
-best round of each counts.  The two results must be the same bytes.
+For scale it also runs the same VMs without Dask, in 1 and in 2 plain
+processes (each its share of the VMs, nothing merged): the speed-up this
+host gives two processes at the time.  Rounds alternate 1, 2, 2, 1 ... so
+that machine noise hits all alike; the best round of each counts.  The two
+merged results must be the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -24,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vprobe_tools.fleet import render  # noqa: E402
 from vprobe_tools.fleet.members import seeded  # noqa: E402
 from vprobe_tools.fleet.runner import local_client, run_fleet  # noqa: E402
-from vprobe_tools.fleet.worker import Program  # noqa: E402
+from vprobe_tools.fleet.worker import Program, run_members  # noqa: E402
 from vprobe_tools.scripts.sources import SourceFile  # noqa: E402
 
 SCRIPT = b"""(defaggr calls 0 1)
@@ -48,6 +52,21 @@ def one_run(workers: int, vms: int, seconds: float) -> tuple[float, bytes]:
     return wall, "".join(render.json_lines(result)).encode()
 
 
+def _run_share(args: tuple[int, int, int, float]) -> None:
+    share, processes, vms, seconds = args
+    members = seeded(vms, None)[share::processes]
+    run_members(members, Program((SourceFile("bench.vp", SCRIPT),)), seconds, 10_000, False)
+
+
+def bare_run(processes: int, vms: int, seconds: float) -> float:
+    """The same VMs in `processes` plain processes, no Dask (the pool's start-up not timed)."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pool.map(_run_share, [(i, processes, 2 * processes, 0.1) for i in range(processes)])  # warm up
+        start = time.perf_counter()
+        pool.map(_run_share, [(i, processes, vms, seconds) for i in range(processes)])
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=1000)
@@ -55,20 +74,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each configuration (default 2)")
     opts = parser.parse_args()
     print(f"{opts.vms} VMs x {opts.seconds:g} simulated s, {os.cpu_count()} cores; best of {opts.rounds} rounds")
-    best = {1: float("inf"), 2: float("inf")}
-    outputs = {}
+    configs = [("dask", 1), ("dask", 2), ("bare", 1), ("bare", 2)]
+    best = dict.fromkeys(configs, float("inf"))
+    outputs = []
     for r in range(opts.rounds):
-        for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
-            wall, out = one_run(workers, opts.vms, opts.seconds)
-            outputs.setdefault(workers, out)
-            if out != outputs[1 if 1 in outputs else workers]:
-                raise SystemExit("the merged results differ between runs")
-            best[workers] = min(best[workers], wall)
-            print(f"  round {r + 1}, {workers} worker{'s' if workers > 1 else ''}: {wall:7.2f} s")
-    for workers, wall in best.items():
-        print(f"{workers} worker{'s' if workers > 1 else ' '}: {wall:7.2f} s wall, {opts.vms / wall:7.1f} VMs/s")
-    print(f"speed-up from 1 to 2 workers: {best[1] / best[2]:.2f}x")
-    print(f"merged result: {len(outputs[1])} bytes, the same on 1 and 2 workers")
+        for kind, n in (configs if r % 2 == 0 else configs[::-1]):
+            if kind == "dask":
+                wall, out = one_run(n, opts.vms, opts.seconds)
+                outputs.append(out)
+                if out != outputs[0]:
+                    raise SystemExit("the merged results differ between runs")
+            else:
+                wall = bare_run(n, opts.vms, opts.seconds)
+            best[kind, n] = min(best[kind, n], wall)
+            what = f"{n} Dask worker{'s' if n > 1 else ''}" if kind == "dask" else f"{n} plain process{'es' if n > 1 else ''}"
+            print(f"  round {r + 1}, {what}: {wall:7.2f} s")
+    for n in (1, 2):
+        wall = best["dask", n]
+        print(f"{n} worker{'s' if n > 1 else ' '}: {wall:7.2f} s wall, {opts.vms / wall:7.1f} VMs/s")
+    print(f"speed-up from 1 to 2 workers: {best['dask', 1] / best['dask', 2]:.2f}x "
+          f"(plain processes, no Dask: {best['bare', 1] / best['bare', 2]:.2f}x; "
+          f"Dask on 1 worker costs {best['dask', 1] / best['bare', 1]:.2f}x a plain process)")
+    print(f"merged result: {len(outputs[0])} bytes, the same on 1 and 2 workers in every round")
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ def test_real_scheduler_and_worker_processes_and_a_worker_that_dies(dask_process
             if killed:
                 return
             for addr, keys in client.processing().items():
-                if any(str(k).startswith("fleet-vm-") for k in keys):
+                if any(str(k).startswith("fleet-vms-") for k in keys):
                     os.kill(pids[addr], signal.SIGKILL)
                     killed.append(addr)
                     return

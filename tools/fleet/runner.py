@@ -1,7 +1,8 @@
 """Running a fleet on Dask: one task per VM, merges as a tree on the workers, failures by name.
 
-The client submits one task per VM (`worker.run_member`) with the program
-scattered to every worker once, then merges results as they come, as a
+The client submits tasks that each run a few VMs (`worker.run_members`, see
+`batch_size`) with the program scattered to every worker once, then merges
+results as they come, as a
 balanced tree: when two results of the same height in the tree are ready
 (two VMs, two merges of two VMs ...) it submits a merge of the two
 (`merge.merge`), which runs on a worker; at the end what is left is merged
@@ -32,7 +33,7 @@ from ..errors import ToolError
 from .members import Member
 from .merge import DEFAULT_MAX_LINES, Partial, failed_vm, merge
 from .result import FleetResult, WorkerLoss
-from .worker import Program, run_member
+from .worker import Program, run_members
 
 CONNECT_TIMEOUT_S = 10
 
@@ -68,11 +69,30 @@ def remote_client(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
         yield client
 
 
+MAX_BATCH = 16  # VMs one task runs, at most
+TASKS_PER_WORKER = 8  # at least, while there are VMs enough: the load stays balanced
+
+
+def batch_size(vms: int, workers: int) -> int:
+    """How many VMs one task runs: a few tasks per worker, each not too long.
+
+    Short VMs (a simulated second takes tens of milliseconds) would spend as
+    much time in Dask's per-task overhead and in moving results between
+    workers as in running; a task that runs several and merges them where it
+    ran costs one task and one result.
+    """
+    return max(1, min(MAX_BATCH, vms // (TASKS_PER_WORKER * max(1, workers))))
+
+
+def batched(members: list[Member], size: int) -> list[list[Member]]:
+    return [members[i:i + size] for i in range(0, len(members), size)]
+
+
 @dataclass
 class _Task:
     future: object
     orders: list[int]  # the VMs whose results it holds
-    is_vm: bool
+    is_vm: bool  # it runs VMs (else it merges)
     level: int = 0  # its height in the merge tree (a VM's result: 0)
 
 
@@ -90,9 +110,11 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
     workers = set(client.scheduler_info()["workers"])  # whose deaths to look for at the end
     shared = client.scatter(program, broadcast=True, hash=False)
     tasks: dict[str, _Task] = {}
-    for m in members:
-        future = client.submit(run_member, m, shared, duration, max_lines, by_vm, key=f"fleet-vm-{m.order}-{token}")
-        tasks[future.key] = _Task(future, [m.order], True)
+    batches: dict[str, list[int]] = {}  # a VM task's key -> the VMs it runs
+    for i, batch in enumerate(batched(members, batch_size(len(members), len(workers)))):
+        future = client.submit(run_members, batch, shared, duration, max_lines, by_vm, key=f"fleet-vms-{i}-{token}")
+        tasks[future.key] = _Task(future, [m.order for m in batch], True)
+        batches[future.key] = tasks[future.key].orders
     pending = as_completed([t.future for t in tasks.values()])
     ready: dict[int, _Task] = {}  # a finished result waiting for a partner, by its level in the tree
     failed: list[Partial] = []
@@ -108,7 +130,7 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
         for future in pending:
             task = tasks.pop(future.key)
             if task.is_vm:
-                done += 1
+                done += len(task.orders)
                 if progress is not None:
                     progress(done, len(members))
             if future.status != "finished":
@@ -128,7 +150,7 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
     for part in failed:
         result = part if result is None else merge(result, part)
     workers.update(client.scheduler_info()["workers"])
-    lost = _lost_workers(client, sorted(workers), started, token, names)
+    lost = _lost_workers(client, sorted(workers), started, batches, names)
     return FleetResult.from_partial(result, duration, lost)
 
 
@@ -149,7 +171,7 @@ def _task_failure(future, task: _Task) -> tuple[str, str | None]:
     return (why if task.is_vm else f"merging its result failed: {why}"), worker
 
 
-def _lost_workers(client, workers: list[str], since: float, token: str,
+def _lost_workers(client, workers: list[str], since: float, batches: dict[str, list[int]],
                   names: dict[int, str]) -> tuple[WorkerLoss, ...]:
     """The workers that died (were not closed on purpose) during the run, with the VMs they ran.
 
@@ -165,15 +187,7 @@ def _lost_workers(client, workers: list[str], since: float, token: str,
                 continue
             if event.get("expected"):
                 continue
-            lost.append(WorkerLoss(address, _vm_names(event.get("processing-tasks", ()), token, names)))
+            orders = sorted(o for key in event.get("processing-tasks", ()) for o in batches.get(str(key), ()))
+            lost.append(WorkerLoss(address, tuple(names[o] for o in orders)))
     return tuple(lost)
 
-
-def _vm_names(keys, token: str, names: dict[int, str]) -> tuple[str, ...]:
-    """The VMs of this run among task keys `fleet-vm-ORDER-TOKEN`, in fleet order."""
-    orders = []
-    for key in keys:
-        parts = str(key).split("-")
-        if len(parts) == 4 and parts[:2] == ["fleet", "vm"] and parts[3] == token and parts[2].isdigit():
-            orders.append(int(parts[2]))
-    return tuple(names[o] for o in sorted(orders))

@@ -23,7 +23,7 @@ from ..errors import LoadFailed, ToolError, machine_failure
 from ..log.parse import AggrBlock, Fault, LogParser
 from ..scripts.sources import SourceFile, load_program, machine_library, vp_program
 from .members import Member
-from .merge import Aggregate, Line, Partial, VMOutcome, failed_vm
+from .merge import Aggregate, Line, Partial, VMOutcome, failed_vm, merge
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,16 @@ def machine_config(member: Member):
     except VProbesDisabled as e:
         raise ToolError(str(e)) from None
     return config
+
+
+def run_members(members: list[Member], program: Program, duration: float, max_lines: int,
+                by_vm: bool) -> Partial:
+    """Run `program` on each of `members` in turn; their results merged here, where they ran."""
+    result = None
+    for member in members:
+        part = run_member(member, program, duration, max_lines, by_vm)
+        result = part if result is None else merge(result, part)
+    return result
 
 
 def run_member(member: Member, program: Program, duration: float, max_lines: int, by_vm: bool) -> Partial:
