@@ -106,7 +106,7 @@ def run_fleet_command(command, vmx: str | None, scripts: list[str]) -> int:
 
 def show(command, result, vm) -> None:
     a = command.args
-    if a.format == "json" and not a.aggregates and not a.stacks:
+    if a.format == "json" and not a.stacks:  # the merged tables are in it, with their VMs: -a adds nothing
         for line in render.json_lines(result):
             command.out.write(line)
         command.out.close()

@@ -12,6 +12,7 @@ why, and their aggregates are not in the tables.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .merge import Line, Partial, VMOutcome
 
@@ -67,8 +68,9 @@ class FleetResult:
         return bool(self.failed)
 
     def vm_name(self, order: int) -> str:
-        return self._names()[order]
+        return self._names[order]
 
+    @cached_property
     def _names(self) -> dict[int, str]:
         return {vm.order: vm.name for vm in self.vms}
 

@@ -108,6 +108,12 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
     token = uuid.uuid4().hex[:12]
     started = time.time()
     workers = set(client.scheduler_info()["workers"])  # whose deaths to look for at the end
+    if not workers:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise ToolError(f"the Dask cluster has no worker (none came in {CONNECT_TIMEOUT_S} s)") from None
+        workers = set(client.scheduler_info()["workers"])
     shared = client.scatter(program, broadcast=True, hash=False)
     tasks: dict[str, _Task] = {}
     batches: dict[str, list[int]] = {}  # a VM task's key -> the VMs it runs
