@@ -349,9 +349,9 @@ COMM32_MOVSTACK = bytes.fromhex("83 ec 0c 8b 44 24 14 8d 80 f0 01 00 00 c7 44 24
 COMM32_LOCKED = bytes.fromhex("56 53 89 c3 89 d6 8d 82 f0 02 00 00 e8 fb 1f 00 00 8d 96 f0 01 00 00 89 d8 b9 10 00 00 00 e8 2f 12 00 00 5b 5e c3")
 
 
-def _not_found(fn, code, address=KADDR, bits=64):
+def _not_found(fn, code, address=KADDR, bits=64, **options):
     with pytest.raises(OffsetNotFound) as info:
-        fn(code, address, bits)
+        fn(code, address, bits, **options)
     err = info.value
     assert err.message == str(err)
     assert err.message.endswith(".")
@@ -504,6 +504,33 @@ def test_offset_at_strcpy_call_clobbers_caller_saved_registers():
 def test_offset_at_strcpy_32bit_failure_names_the_source():
     msg = _not_found(offset_at_strcpy, bytes.fromhex("e8 2f 12 00 00 c3"), KADDR32, 32)
     assert "edx" in msg
+
+
+# The direct targets of the calls above (`call .+N` at the call's own address).
+COMM_COPY = KADDR + 0x1248
+LOCKED_CALLS = {"spin_lock": KADDR + 0x2014, "copy": KADDR + 0x125D, "spin_unlock": KADDR + 0x3036}
+
+
+def test_offset_at_strcpy_of_a_named_copy_routine():
+    assert offset_at_strcpy(COMM, KADDR, copy_routine=COMM_COPY) == 0x3B8
+    assert offset_at_strcpy(COMM_LOCKED, KADDR, copy_routine=LOCKED_CALLS["copy"]) == 0x3B8
+    assert offset_at_strcpy(COMM_TAIL, KADDR, copy_routine=KADDR + 0x1240) == 0x3B8
+
+
+def test_offset_at_strcpy_of_a_named_routine_takes_that_call_not_the_first_adjusted_one():
+    # The first call (the lock) gets rdi adjusted but rsi as it came in: naming it gives offset 0,
+    # the incoming argument unchanged; the unlock's rsi was clobbered by the copy call before it.
+    assert offset_at_strcpy(COMM_LOCKED, KADDR, copy_routine=LOCKED_CALLS["spin_lock"]) == 0
+    msg = _not_found(offset_at_strcpy, COMM_LOCKED, KADDR, copy_routine=LOCKED_CALLS["spin_unlock"])
+    assert "not a register plus a displacement" in msg
+
+
+def test_offset_at_strcpy_of_a_routine_the_function_never_calls():
+    msg = _not_found(offset_at_strcpy, COMM, KADDR, copy_routine=KADDR + 0x9999)
+    assert f"call to the copy routine at {KADDR + 0x9999:#x}" in msg
+    assert "found none" in msg
+    # a rep movs is not a call to the named routine
+    _not_found(offset_at_strcpy, COMM_MOVS, KADDR, copy_routine=COMM_COPY)
 
 
 # --------------------------------------------------------------------------

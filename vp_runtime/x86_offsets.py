@@ -433,13 +433,21 @@ class _Tracker:
         self.slots.clear()
 
 
+def _direct_target(insn) -> int | None:
+    """The target address of a call or jmp with an immediate operand (None if indirect)."""
+    ops = insn.operands
+    if len(ops) == 1 and ops[0].type == _x86.X86_OP_IMM:
+        return ops[0].imm & _MASK64
+    return None
+
+
 def _is_rep_movs(insn) -> bool:
     return insn.mnemonic.startswith("rep movs") and all(
         op.type == _x86.X86_OP_MEM for op in insn.operands
     )
 
 
-def offset_at_strcpy(code: bytes, address: int, bits: int = 64) -> int:
+def offset_at_strcpy(code: bytes, address: int, bits: int = 64, copy_routine: int | None = None) -> int:
     """Displacement added to the copy routine's source argument.
 
     Registers are tracked symbolically (`origin + offset`) through register
@@ -455,6 +463,11 @@ def offset_at_strcpy(code: bytes, address: int, bits: int = 64) -> int:
     no lock to release, get_task_comm tail-calls the copy (`jmp strncpy`).
     Raises `OffsetNotFound` when no call (or rep movs) is found, or when none
     of them gets an adjusted source.
+
+    With `copy_routine` (the address of the copy routine, as the toolkit's
+    two-argument `offatstrcpy(function, strcpy)` names it), only a direct call
+    or jmp to that address counts, and its source argument's displacement is
+    the result even when it is 0 (an incoming argument passed on unchanged).
     """
     dec = _decode(code, address, bits)
     tracker = _Tracker(bits)
@@ -467,6 +480,19 @@ def offset_at_strcpy(code: bytes, address: int, bits: int = 64) -> int:
         is_jmp = not is_call and insn.id == _x86.X86_INS_JMP
         if not (is_call or is_movs or is_jmp):
             tracker.step(insn)
+            continue
+        if copy_routine is not None:
+            if not is_movs and _direct_target(insn) == copy_routine:
+                val = tracker.arg2_candidates()[0][1]
+                if val.adjusted or val.origin[0] == "entry":
+                    return _as_offset(val.offset)
+                raise OffsetNotFound(
+                    f"offatstrcpy: the copy routine at {copy_routine:#x} is called at {insn.address:#x}, "
+                    f"but its source argument is not a register plus a displacement; {dec.summary()}.")
+            if is_call:
+                tracker.after_call(insn)
+            elif is_movs:
+                tracker.clobber_written(insn)
             continue
         if is_movs:
             candidates = [("rsi" if bits == 64 else "esi", tracker.get("rsi"))]
@@ -482,6 +508,11 @@ def offset_at_strcpy(code: bytes, address: int, bits: int = 64) -> int:
             calls.append(insn)
             tracker.clobber_written(insn)
 
+    if copy_routine is not None:
+        raise OffsetNotFound(
+            f"offatstrcpy: looked for a call to the copy routine at {copy_routine:#x}, but found none; "
+            f"{dec.summary()}."
+        )
     if not calls:
         raise OffsetNotFound(
             "offatstrcpy: looked for a call to a string-copy routine (or a rep movs) "
