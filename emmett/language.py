@@ -23,8 +23,13 @@ STATIC_PROBES = spec.STATIC_PROBES
 
 # VP's special forms that an Emmett program calls like functions: those whose
 # first argument names an aggregate or a bag (logaggr, clearaggr, baginsert, bagremove).
+def _first_operand(form):
+    """What a special form's usage names its first operand: `(logaggr AGGREGATE...)` -> AGGREGATE."""
+    return form.usage.split()[1].rstrip(")").rstrip(".")
+
+
 CONTAINER_BUILTINS = frozenset(name for name, form in spec.SPECIAL_FORMS.items()
-                               if form.usage.split()[1].rstrip(")") in ("AGGREGATE", "BAG"))
+                               if _first_operand(form) in ("AGGREGATE", "BAG"))
 # Emmett's built-in functions: VP's builtins, those forms, and its own assert and exit.
 BUILTINS = frozenset(spec.BUILTINS) | CONTAINER_BUILTINS | {"assert", "exit"}
 # Builtins whose first argument is a variable they write, and its type.
@@ -36,15 +41,22 @@ DEST_BUILTINS = {name: _emmett_type(b.params[0].type) for name, b in spec.BUILTI
 FIRST_OPERAND_NAMED = frozenset(
     [name for name, b in spec.BUILTINS.items() if b.params and (b.params[0].destination or b.params[0].type == spec.FORMAT)]
     + [name for name, form in spec.SPECIAL_FORMS.items()
-       if form.usage.split()[1].rstrip(")") in ("VARIABLE", "NAME", "AGGREGATE", "BAG")])
+       if _first_operand(form) in ("VARIABLE", "NAME", "AGGREGATE", "BAG")])
 
 # The top-level forms with a body (defun, vprobe): the printer always gives them lines of their own.
 BODY_FORMS = frozenset(name for name, form in spec.TOP_LEVEL_FORMS.items() if "BODY..." in form.usage)
 
 # Probe kinds: the VP kind of each guest-address probe by what fires it (execute, read,
 # write), and the periodic kind with its interval.
-ADDRESS_PROBE_KINDS = {k.fires: name for name, k in spec.PROBE_KINDS.items() if k.param == spec.ADDRESS}
+# (The reference's kinds: the later releases' are other spellings of them, with domains.)
+ADDRESS_PROBE_KINDS = {k.fires: name for name, k in spec.PROBE_KINDS.items()
+                       if k.param == spec.ADDRESS and not k.domains}
 INTERVAL_PROBE_KIND = next(name for name, k in spec.PROBE_KINDS.items() if k.param == spec.INTERVAL)
+# The later releases' kinds, written after an optional domain (GUEST:ENTER:sym, VMM:TIMER:1sec),
+# and the guest-address ones among them with the VP kind each is another spelling of.
+LATER_PROBE_KINDS = tuple(name for name, k in spec.PROBE_KINDS.items() if k.domains)
+LATER_GUEST_KINDS = {name: k.same_as for name, k in spec.PROBE_KINDS.items()
+                     if k.domains and k.param == spec.ADDRESS and k.same_as}
 EXECUTE, READ, WRITE = spec.EXECUTE, spec.READ, spec.WRITE
 
 # Functions a guest preload library provides.

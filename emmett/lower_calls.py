@@ -174,6 +174,26 @@ class CallLowering:
             rest.append(form)
         return ["getgueststr", dest] + rest
 
+    def b_getguestphysstr(self, e, ctx, discard):
+        self.arity(e, 3, 3, "getguestphysstr(STRING-VARIABLE, MAX-LENGTH, PHYSICAL-ADDRESS)")
+        dest = self.string_dest(e.args[0], ctx, "the destination of getguestphysstr")
+        rest = []
+        for a, what in zip(e.args[1:], ("the length given to getguestphysstr", "the address given to getguestphysstr")):
+            form = self.expr(a, ctx)
+            rest.append(self.as_int(form, a.type, a.pos, what))
+        return ["getguestphysstr", dest] + rest
+
+    def _int_builtin(self, e, ctx, name, usage, what):
+        self.arity(e, 1, 1, usage)
+        form = self.expr(e.args[0], ctx)
+        return [name, self.as_int(form, e.args[0].type, e.args[0].pos, what)]
+
+    def b_getgpr(self, e, ctx, discard):
+        return self._int_builtin(e, ctx, "getgpr", "getgpr(REG_...)", "the register number given to getgpr")
+
+    def b_getvmcs(self, e, ctx, discard):
+        return self._int_builtin(e, ctx, "getvmcs", "getvmcs(VT_...)", "the VMCS field given to getvmcs")
+
     def b_gueststack(self, e, ctx, discard):
         self.arity(e, 1, 1, "gueststack(STRING-VARIABLE)")
         return ["gueststack", self.string_dest(e.args[0], ctx, "the destination of gueststack")]
@@ -184,17 +204,24 @@ class CallLowering:
             return ["getsystemtime", self.int_dest(e.args[0], ctx, "the destination of getsystemtime")]
         return ["getsystemtime"]
 
-    def _offset(self, e, ctx, name):
-        self.arity(e, 1, 1, f'{name}("FUNCTION")')
-        form = self.expr(e.args[0], ctx)
-        t = e.args[0].type
-        return [name, self.as_string(form, t, e.args[0].pos, ctx, f"the function named to {name}")]
+    def _offset(self, e, ctx, name, most=1):
+        self.arity(e, 1, most, f'{name}("FUNCTION") or {name}(&function)' if most == 1 else
+                   f'{name}("FUNCTION" [, "COPY-ROUTINE"]) or {name}(&function [, &copy_routine])')
+        out = [name]
+        for a in e.args:
+            form = self.expr(a, ctx)
+            t = a.type
+            if is_intlike(t):  # an address: &symbol, or a number
+                out.append(form)
+            else:
+                out.append(self.as_string(form, t, a.pos, ctx, f"the function named to {name}"))
+        return out
 
     def b_offatret(self, e, ctx, discard):
         return self._offset(e, ctx, "offatret")
 
     def b_offatstrcpy(self, e, ctx, discard):
-        return self._offset(e, ctx, "offatstrcpy")
+        return self._offset(e, ctx, "offatstrcpy", 2)
 
     def b_offatseg(self, e, ctx, discard):
         return self._offset(e, ctx, "offatseg")

@@ -10,14 +10,12 @@ is `GUEST:`, `READ:`/`WRITE:` are `GUEST_READ:`/`GUEST_WRITE:`, `OFFSET:` a
 A name that is not a probe point is reported, and `CompileError` raised.
 """
 
-from .language import ADDRESS_PROBE_KINDS, EXECUTE, INTERVAL_PROBE_KIND, MASK64, READ, STATIC_PROBES, WRITE
+from .language import ADDRESS_PROBE_KINDS, INTERVAL_PROBE_KIND, LATER_GUEST_KINDS, LATER_PROBE_KINDS, MASK64, STATIC_PROBES
 
 DOMAINS = ("VMM", "VMX", "GUEST")
-LATER_FORMS = ("ENTER", "EXIT", "OFFSET", "READ", "WRITE", "TIMER", "PROFILE")
+LATER_FORMS = LATER_PROBE_KINDS + ("EXIT",)
 # Emmett's guest-address kinds, and the VP kind each is: VP's own, and ENTER: READ: WRITE:.
-_GUEST_KINDS = {**{vp: vp for vp in ADDRESS_PROBE_KINDS.values()},
-                "ENTER": ADDRESS_PROBE_KINDS[EXECUTE], "READ": ADDRESS_PROBE_KINDS[READ],
-                "WRITE": ADDRESS_PROBE_KINDS[WRITE]}
+_GUEST_KINDS = {**{vp: vp for vp in ADDRESS_PROBE_KINDS.values()}, **LATER_GUEST_KINDS}
 
 
 def probe_spec(probe, program):

@@ -205,7 +205,7 @@ class SimulatedMachine:
             elif point.parametric is not None:
                 # Two probe points may name one address (a symbol and its number): both fire.
                 table = getattr(probes, _ADDRESS_TABLES[point.parametric.fires])
-                address = self.resolve(point.param)
+                address = point.address(self.resolve)
                 table[address] = _both(table[address], handler) if address in table else handler
             elif point.static.fires == spec.EVENT:
                 probes.static[point.kind] = handler

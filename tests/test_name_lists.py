@@ -45,7 +45,7 @@ VP_HEADS = NAMES["builtin"] | NAMES["form"]  # what a VP form built as a list st
 VALUE_TABLES = {
     ("vp_runtime/translate.py", "BUILTIN_CODE"): "builtin",  # the code of each builtin call
     ("vp_runtime/builtins.py", "PLAIN_BUILTINS"): "builtin",  # the implementation of the plain ones
-    ("vp_runtime/builtins.py", "Builtins.offset"): "builtin",  # the decoder each offat* builtin uses
+    ("vp_runtime/checker.py", "_CONSTANT_ARGUMENT_CHECKS"): "builtin",  # what a constant argument must name
     ("machine/simulated.py", "SimulatedMachine.global_reader"): "global",
     ("machine/guest/hv.py", "intel_fields"): "global",  # VMCS fields of an exit
     ("machine/guest/hv.py", "amd_fields"): "global",  # VMCB fields of an exit

@@ -186,12 +186,21 @@ def test_literals_of_any_length():
         assert len(diag.message) < 120
 
 
-@pytest.mark.parametrize("token", ["12abc", "0x", "0xg1", "1.5", "-5x", "+0x1q", "0x1.0"])
+@pytest.mark.parametrize("token", ["12abc", "0x", "0xg1", "1.5.2", "-1.5", "-5x", "+0x1q", "0x1.0"])
 def test_malformed_numbers_are_errors(token):
     text = f"(vprobe VMXLoad (logint {token}))"
     diag = reader_error(text)
     assert (diag.line, diag.col) == position_of(text, token)
     assert "bad number" in diag.message and token in diag.message
+
+
+def test_a_number_with_a_fraction_is_read_for_the_version_and_refused_anywhere_else():
+    # The toolkit's compiler writes (version 1.0); VP numbers themselves are integers.
+    assert Loaded("(version 1.0)\n(vprobe VMXLoad (logint 1))").fire() == "1"
+    text = "(vprobe VMXLoad (logint 1.5))"
+    diag = load_error(text)
+    assert (diag.line, diag.col) == position_of(text, "1.5")
+    assert "'1.5': VP numbers are integers" in diag.message
 
 
 # ---- names ---------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ class Builtins:
     def __init__(self, backend: Backend, log: LogWriter):
         self.backend = backend
         self.log = log
-        self._offsets: dict[tuple[str, str], int] = {}
+        self._offsets: dict[tuple, int] = {}
+        self._readers: dict[str, object] = {}
 
     # ---- output ------------------------------------------------------------
 
@@ -85,20 +86,25 @@ class Builtins:
     def getguest_sym(self, name: str, where: str) -> int:
         return self.getguest(self.symbol(name, where), where)
 
-    def getguestphys(self, addr: int, where: str) -> int:
-        """Eight bytes at guest physical `addr`."""
+    def read_physical(self, addr: int, size: int, where: str) -> bytes:
         try:
-            return int.from_bytes(self.backend.read_physical(addr & MASK64, 8), "little")
+            return self.backend.read_physical(addr & MASK64, size)
         except VPFault as fault:
             raise _located(fault, where) from None
 
-    def read_string(self, addr: int, limit: int, where: str) -> str:
-        """Up to `limit` bytes from `addr`, stopping at NUL; pages past the end are never touched."""
+    def getguestphys(self, addr: int, where: str) -> int:
+        """Eight bytes at guest physical `addr`."""
+        return int.from_bytes(self.read_physical(addr, 8, where), "little")
+
+    def read_string(self, addr: int, limit: int, where: str, read=None) -> str:
+        """Up to `limit` bytes from `addr` (linear, or through `read`), stopping at NUL; pages
+        past the end are never touched."""
+        read = read or self.read_linear
         limit = min(limit, MAX_STRING_BYTES)
         chunks = []
         while limit > 0:
             step = min(limit, PAGE - (addr % PAGE))
-            data = self.read_linear(addr, step, where)
+            data = read(addr, step, where)
             nul = data.find(0)
             if nul >= 0:
                 chunks.append(data[:nul])
@@ -116,38 +122,58 @@ class Builtins:
         cell.v = self.read_string(self.symbol(name, where) + offset, MAX_STRING_BYTES, where)
         return 1
 
-    def gueststack(self, cell: Cell, where: str) -> int:
-        """`GUEST_0x..._0x...`, innermost frame first, whole frames only, at most 255 bytes."""
+    def getguestphysstr(self, cell: Cell, addr: int, limit: int, where: str) -> int:
+        cell.v = self.read_string(addr, limit, where, self.read_physical)
+        return 1
+
+    def gueststack(self, cell: Cell | None, where: str) -> int | str:
+        """`GUEST_0x..._0x...`, innermost frame first, whole frames only, at most 255 bytes:
+        into `cell`, or returned when there is none (`(gueststack)`)."""
         text = "GUEST"
         for addr in self.backend.stack_frames(MAX_STACK_FRAMES):
             frame = f"_0x{addr:x}"
             if len(text) + len(frame) > MAX_STRING_BYTES:
                 break
             text += frame
+        if cell is None:
+            return text
         cell.v = text
         return 1
 
     def systemtime(self) -> int:
         return self.backend.host_time_us() & MASK64
 
-    def offatret(self, name: str, where: str) -> int:
-        return self.offset("offatret", name, where)
+    def offatret(self, function: int | str, where: str) -> int:
+        return self.offset("offatret", function, None, where)
 
-    def offatstrcpy(self, name: str, where: str) -> int:
-        return self.offset("offatstrcpy", name, where)
+    def offatstrcpy(self, function: int | str, *rest) -> int:
+        """(offatstrcpy FUNCTION [COPY-ROUTINE]): `rest` is (where,) or (routine, where)."""
+        routine = rest[0] if len(rest) == 2 else None
+        return self.offset("offatstrcpy", function, routine, rest[-1])
 
-    def offatseg(self, name: str, where: str) -> int:
-        return self.offset("offatseg", name, where)
+    def offatseg(self, function: int | str, where: str) -> int:
+        return self.offset("offatseg", function, None, where)
 
-    def offset(self, kind: str, name: str, where: str) -> int:
-        """offatret / offatstrcpy / offatseg: decode the guest function's code (cached per symbol)."""
-        cached = self._offsets.get((kind, name))
+    def address(self, address_or_symbol: int | str, where: str) -> int:
+        if isinstance(address_or_symbol, str):
+            return self.symbol(address_or_symbol, where)
+        return address_or_symbol & MASK64
+
+    def offset(self, kind: str, function: int | str, routine: int | str | None, where: str) -> int:
+        """offatret / offatstrcpy / offatseg: decode a guest function's code (a symbol or an
+        address; cached per function and copy routine)."""
+        cached = self._offsets.get((kind, function, routine))
         if cached is not None:
             return cached
         # The disassembler loads only for scripts that decode guest code.
         from .x86_offsets import MAX_CODE_BYTES, OffsetNotFound, offset_at_ret, offset_at_seg, offset_at_strcpy
-        finders = {"offatret": offset_at_ret, "offatstrcpy": offset_at_strcpy, "offatseg": offset_at_seg}
-        start = self.symbol(name, where)
+        start = self.address(function, where)
+        name = function if isinstance(function, str) else f"{start:#x}"
+        if kind == "offatstrcpy":
+            copy_routine = None if routine is None else self.address(routine, where)
+            finder = lambda code, at, bits: offset_at_strcpy(code, at, bits, copy_routine)  # noqa: E731
+        else:
+            finder = offset_at_ret if kind == "offatret" else offset_at_seg
         code = b""
         addr = start
         while len(code) < MAX_CODE_BYTES:
@@ -160,11 +186,46 @@ class Builtins:
         if not code:
             raise VPFault(f"{kind}: the code of '{name}' at {start:#x} is not mapped", where)
         try:
-            value = finders[kind](code, start, 64)
+            value = finder(code, start, 64)
         except OffsetNotFound as e:
             raise VPFault(str(e), where) from None
-        self._offsets[(kind, name)] = value
+        self._offsets[(kind, function, routine)] = value
         return value
+
+    # ---- the firing VCPU's state -------------------------------------------------
+
+    def machine_global(self, name: str, where: str):
+        """The value of built-in global `name` for the firing VCPU (its reader made once)."""
+        reader = self._readers.get(name)
+        if reader is None:
+            if name not in self.backend.globals():
+                raise VPFault(f"this VM does not offer {name}", where)
+            reader = self._readers[name] = self.backend.global_reader(name)
+        return reader()
+
+    def getgpr(self, number: int, where: str) -> int:
+        if number >= len(spec.GPR_ORDER):
+            raise VPFault(f"getgpr: there is no general-purpose register {number} (0 RAX ... 15 R15)", where)
+        return self.machine_global(spec.GPR_ORDER[number], where)
+
+    def getvmcs(self, encoding: int, where: str) -> int:
+        field = spec.VMCS_FIELDS.get(encoding)
+        if field is None:
+            raise VPFault(f"getvmcs: {encoding:#x} is not a VMCS field this VM's VMCS has", where)
+        if field.global_name is None:
+            return 0
+        if field.global_name.startswith("VMCS_") and field.global_name not in self.backend.globals():
+            raise VPFault("getvmcs: this VM has no VMCS (it runs on AMD-V, which keeps a VMCB)", where)
+        return self.machine_global(field.global_name, where)
+
+    # ---- the script itself ------------------------------------------------------
+
+    def assertion(self, condition: int, *rest) -> int:
+        """(assert CONDITION [MESSAGE]): `rest` is (where,) or (message, where)."""
+        if condition:
+            return 1
+        message = f"assertion failed: {rest[0]}" if len(rest) == 2 else "assertion failed"
+        raise VPFault(message, rest[-1])
 
 
 # The builtins called as `implementation(arguments..., where)`; the translator has code
@@ -172,6 +233,7 @@ class Builtins:
 PLAIN_BUILTINS = {
     "getguestphys": Builtins.getguestphys,
     "offatret": Builtins.offatret, "offatstrcpy": Builtins.offatstrcpy, "offatseg": Builtins.offatseg,
+    "assert": Builtins.assertion, "getgpr": Builtins.getgpr, "getvmcs": Builtins.getvmcs,
 }
 _BUILTIN_NUMBER = {name: i for i, name in enumerate(spec.BUILTINS)}
 
@@ -206,6 +268,7 @@ def builtin_namespace(b: Builtins) -> dict[str, object]:
         "_logstr": b.logstr, "_logint": b.logint, "_format": b.format, "_setstr": b.setstr,
         "_strcmp": b.strcmp, "_getguest": b.getguest, "_getguest_sym": b.getguest_sym,
         "_getgueststr": b.getgueststr, "_getgueststr_sym": b.getgueststr_sym, "_gueststack": b.gueststack,
+        "_getguestphysstr": b.getguestphysstr,
         "_systemtime": b.systemtime,
     }
     ns.update((plain_name(name), function.__get__(b)) for name, function in PLAIN_BUILTINS.items())

@@ -21,7 +21,7 @@ from .errors import Diagnostic, VPLoadError
 from .limits import CURRENT_VERSION, MAX_ARGS, MAX_KEYS, MAX_NAME_BYTES, MAX_PROBES, MAX_STRING_BYTES
 from .printf import FormatError, compile_format
 from .probe_points import parse_probe_spec
-from .reader import Int, List, Node, Source, Str, Sym
+from .reader import Decimal, Int, List, Node, Source, Str, Sym, TargetLine
 from .typevars import INT, MIXED, STR, TVar, TypeConflict, concrete, unify
 
 _VERSION = re.compile(r"([0-9]+)\.([0-9]+)\Z")
@@ -127,6 +127,10 @@ class Checker:
     # ---- top-level forms -----------------------------------------------------------
 
     def declare(self, form):
+        if isinstance(form, TargetLine):
+            self.fail(form, f"'{form.text}' is ESX only: a target line of a script that probes several "
+                            f"domains (the VMkernel, several VMs), which only an ESX host splits and loads; "
+                            f"a hosted VM takes the script alone")
         if not isinstance(form, List):
             self.fail(form, "expected a top-level form such as (vprobe ...) or (defun ...), not a bare value")
         if not form.items or not isinstance(form.items[0], Sym):
@@ -140,11 +144,12 @@ class Checker:
 
     def declare_version(self, form: List):
         args = form.items[1:]
-        if len(args) != 1 or not isinstance(args[0], Str):
-            self.fail(form, 'version takes one string, e.g. (version "1.0")')
-        m = _VERSION.match(args[0].value)
+        if len(args) != 1 or not isinstance(args[0], (Str, Decimal)):
+            self.fail(form, 'version takes one version, e.g. (version "1.0") or (version 1.0)')
+        text = args[0].value if isinstance(args[0], Str) else args[0].text
+        m = _VERSION.match(text)
         if not m:
-            self.fail(args[0], f"bad version '{args[0].value}': expected \"MAJOR.MINOR\"")
+            self.fail(args[0], f"bad version '{text}': expected \"MAJOR.MINOR\"")
         major, minor = int(m.group(1)), int(m.group(2))
         cur_major, cur_minor = CURRENT_VERSION
         current = f"{cur_major}.{cur_minor}"
@@ -300,6 +305,8 @@ class Checker:
             return ir.Const(pos, concrete(STR, pos), self.check_string_literal(node))
         if isinstance(node, Sym):
             return self.name_ref(node)
+        if isinstance(node, Decimal):
+            self.fail(node, f"'{node.text}': VP numbers are integers (only (version {node.text}) takes a fraction)")
         if not node.items:
             self.fail(node, "empty expression '()'")
         head = node.items[0]
@@ -324,6 +331,10 @@ class Checker:
             return self.call(node, definition, args)
         if definition is not None or name in self.builtin_globals:
             self.fail(head, f"'{name}' is a variable, not a function")
+        if name in spec.ESX_ONLY_BUILTINS:
+            self.fail(head, f"'{name}' is ESX only: {spec.ESX_ONLY_BUILTINS[name]}, which a hosted VM cannot do")
+        if name in spec.MONITOR_BUILTINS:
+            self.fail(head, f"'{name}' is not available: {spec.MONITOR_BUILTINS[name]}, which this VM does not expose")
         self.fail(head, f"call to undefined function '{name}'")
 
     def name_ref(self, node: Sym) -> ir.Expr:
@@ -347,6 +358,11 @@ class Checker:
             return ir.BuiltinRef(pos, concrete(info.type, pos), name)
         if name in spec.GLOBALS:
             self.fail(node, f"unknown name '{name}': this VM does not offer that built-in global")
+        if name in spec.ESX_ONLY_GLOBALS:
+            self.fail(node, f"'{name}' is ESX only: {spec.ESX_ONLY_GLOBALS[name]}, which a hosted VM does not have")
+        if name in spec.MONITOR_GLOBALS:
+            self.fail(node, f"'{name}' is not available: {spec.MONITOR_GLOBALS[name]}, in VMware's monitor's "
+                            f"own memory, which this VM does not expose")
         if name in spec.RESERVED_WORDS:
             self.fail(node, f"'{name}' is a built-in operator or function; call it as ({name} ...)")
         self.fail(node, f"unknown name '{name}'")
@@ -435,12 +451,16 @@ class Checker:
         return ir.AggrAdd(_pos(node), concrete(INT), aggr, keys[0], keys[1], value)
 
     def form_logaggr(self, node, args):
-        self.arity(node, args, 1, 1, _usage("logaggr"))
-        return ir.AggrLog(_pos(node), concrete(INT), self.named(args[0], ir.AggrDef, "aggregate"))
+        return self._each_aggregate(node, args, "logaggr", ir.AggrLog)
 
     def form_clearaggr(self, node, args):
-        self.arity(node, args, 1, 1, _usage("clearaggr"))
-        return ir.AggrClear(_pos(node), concrete(INT), self.named(args[0], ir.AggrDef, "aggregate"))
+        return self._each_aggregate(node, args, "clearaggr", ir.AggrClear)
+
+    def _each_aggregate(self, node, args, form: str, make) -> ir.Expr:
+        """(logaggr A B ...) / (clearaggr A B ...): each aggregate in turn."""
+        self.arity(node, args, 1, None, _usage(form))
+        each = [make(_pos(node), concrete(INT), self.named(a, ir.AggrDef, "aggregate")) for a in args]
+        return each[0] if len(each) == 1 else ir.Do(_pos(node), concrete(INT), each)
 
     def form_baginsert(self, node, args):
         self.arity(node, args, 3, 3, _usage("baginsert"))
@@ -513,7 +533,25 @@ class Checker:
                 exprs.append(self.expect(self.expr(arg), param.type, what))
         call = ir.BuiltinCall(_pos(node), concrete(result), info.name, exprs)
         self.late_addresses.extend(addresses)
+        check_constant = _CONSTANT_ARGUMENT_CHECKS.get(info.name)
+        if check_constant is not None and isinstance(exprs[0], ir.Const):
+            check_constant(self, args[0], exprs[0].value)
         return call
+
+    def check_gpr_number(self, node, number: int) -> None:
+        """A constant getgpr register that does not exist is refused at load."""
+        if number >= len(spec.GPR_ORDER):
+            self.fail(node, f"getgpr: there is no general-purpose register {number} (0 RAX ... 15 R15)")
+
+    def check_vmcs_field(self, node, number: int) -> None:
+        """A constant getvmcs field this VM cannot read is refused at load."""
+        field = spec.VMCS_FIELDS.get(number)
+        if field is None:
+            self.fail(node, f"getvmcs: {number:#x} is not the encoding of a VMCS field this VM's VMCS has")
+        if field.global_name is not None and field.global_name not in self.offered_globals:
+            reason = ("it runs on AMD-V, which keeps a VMCB" if field.global_name.startswith("VMCS_")
+                      else f"it does not offer {field.global_name}")
+            self.fail(node, f"getvmcs: this VM cannot read the {field.description} ({number:#x}): {reason}")
 
     def format_args(self, name: str, fmt_node, rest: list) -> list[ir.Expr]:
         fmt = self.expect(self.expr(fmt_node), STR, f"the format of {name}")
@@ -606,6 +644,10 @@ class Checker:
             if len(scc) > 1 or next(iter(scc)) in graph[next(iter(scc))]:
                 for fid in scc:
                     by_id[fid].recursive = True
+
+
+# Builtins whose first argument, when constant, is checked at load: what it names must exist.
+_CONSTANT_ARGUMENT_CHECKS = {"getgpr": Checker.check_gpr_number, "getvmcs": Checker.check_vmcs_field}
 
 
 def _strongly_connected(graph: dict[int, set[int]]) -> list[set[int]]:

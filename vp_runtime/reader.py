@@ -16,6 +16,7 @@ from .errors import Diagnostic, VPLoadError
 from .spec.limits import MASK64, MAX_NESTING
 
 _NUMBER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)\Z")
+_DECIMAL = re.compile(r"[0-9]+\.[0-9]+\Z")  # only (version 1.0) takes one
 _LOOKS_NUMERIC = re.compile(r"[+-]?[0-9]")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
 _DELIMITERS = frozenset(" \t\r\n\f\v();")
@@ -40,6 +41,21 @@ class Int(Node):
 @dataclass(slots=True)
 class Str(Node):
     value: str
+
+
+@dataclass(slots=True)
+class Decimal(Node):
+    """A number with a fraction, e.g. the toolkit's `(version 1.0)`; kept as written."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class TargetLine(Node):
+    """A line starting with '@' between top-level forms: a multi-domain script's target
+    (`@VMK`, `@VM1 = NAME`), as the toolkit's compiler writes for ESX."""
+
+    text: str
 
 
 @dataclass(slots=True)
@@ -159,6 +175,11 @@ def read(source: Source) -> list[List]:
         elif ch == ";":
             end = text.find("\n", i)
             i = n if end < 0 else end
+        elif ch == "@" and not stack:
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            top.append(TargetLine(*here(i), text[i:end].rstrip("\r")))
+            i = end
         elif ch == "(":
             if len(stack) >= MAX_NESTING:
                 raise source.error(here(i), f"expression nested more than {MAX_NESTING} levels deep")
@@ -208,6 +229,8 @@ def read(source: Source) -> list[List]:
                 raise source.error(pos, f"integer literal {_quoted(token)} does not fit in 64 bits") from None
             if value is not None:
                 node = Int(*pos, value)
+            elif _DECIMAL.match(token):
+                node = Decimal(*pos, token)
             elif _LOOKS_NUMERIC.match(token):
                 raise source.error(pos, f"bad number {_quoted(token)}")
             else:

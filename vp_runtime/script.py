@@ -136,15 +136,22 @@ class Script:
     # ---- what the machine uses -----------------------------------------------
 
     def probe_specs(self) -> list[ProbeSpec]:
-        """Each distinct probe point the script enables, in first-appearance order."""
-        seen: dict[str, ProbeSpec] = {}
+        """Each distinct probe point the script enables, in first-appearance order (one spec
+        for a point however many spellings name it: VMM1Hz and VMM:VMM1Hz)."""
+        seen: dict[tuple, ProbeSpec] = {}
         for entry in self.entries:
-            seen.setdefault(entry.spec.text, entry.spec)
+            seen.setdefault(entry.spec.point, entry.spec)
         return list(seen.values())
 
+    def probe_kinds(self) -> dict[str, ProbeSpec]:
+        """The static probes the script enables, by name (kind): e.g. whether it has a VMXLoad."""
+        return {s.kind: s for s in self.probe_specs() if s.static is not None}
+
     def handler(self, spec_text: str) -> Handler:
-        """The callable to fire for a probe point: its probes, in script order."""
-        handlers = [e.handler for e in self.entries if e.spec.text == spec_text]
+        """The callable to fire for a probe point: its probes (whatever their spelling), in
+        script order."""
+        point = next(e.spec.point for e in self.entries if e.spec.text == spec_text)
+        handlers = [e.handler for e in self.entries if e.spec.point == point]
         if len(handlers) == 1:
             return handlers[0]
 

@@ -158,6 +158,8 @@ class Translator:
         if op in ("&&", "||", "!") or op in _COMPARE:
             return f"(1 if {self.truth(e)} else 0)"
         first, args = self.operands(e)
+        if op == "-" and len(args) == 1:  # negation
+            return f"((-{args[0]}) & {M64})"
         if op in _ARITH:
             return self.sequence(first, f"(({f' {op} '.join(args)}) & {M64})")
         if op in _BITWISE:
@@ -313,7 +315,12 @@ class Translator:
         return f"_getgueststr({dest}, {self.x(a[1])}, {MAX_STRING_BYTES}, {self.where(e)})"
 
     def b_gueststack(self, e: ir.BuiltinCall) -> str:
-        return f"_gueststack({self.cell(e.args[0])}, {self.where(e)})"
+        dest = self.cell(e.args[0]) if e.args else "None"
+        return f"_gueststack({dest}, {self.where(e)})"
+
+    def b_getguestphysstr(self, e: ir.BuiltinCall) -> str:
+        a = e.args
+        return f"_getguestphysstr({self.cell(a[0])}, {self.x(a[2])}, {self.x(a[1])}, {self.where(e)})"
 
     def b_getsystemtime(self, e: ir.BuiltinCall) -> str:
         a = e.args
@@ -507,6 +514,7 @@ BUILTIN_CODE = {
     "logstr": Translator.b_logstr, "logint": Translator.b_logint, "printf": Translator.b_printf,
     "sprintf": Translator.b_sprintf, "strcmp": Translator.b_strcmp, "getguest": Translator.b_getguest,
     "getgueststr": Translator.b_getgueststr, "gueststack": Translator.b_gueststack,
+    "getguestphysstr": Translator.b_getguestphysstr,
     "getsystemtime": Translator.b_getsystemtime,
 }
 

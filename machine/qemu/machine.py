@@ -254,9 +254,9 @@ class QemuMachine:
                     period_us, context = every
                     self.dispatch.add_timer(period_us / 1e6, handler, context == spec.VMM, now)
                 elif point.parametric is not None and point.parametric.fires == spec.EXECUTE:
-                    self.breakpoints.add(self.resolve(point.param), self.fire_action(handler), call_site=True)
+                    self.breakpoints.add(point.address(self.resolve), self.fire_action(handler), call_site=True)
                 elif point.parametric is not None:
-                    self.breakpoints.watch(point, self.resolve(point.param), handler)
+                    self.breakpoints.watch(point, point.address(self.resolve), handler)
                 elif point.static.fires == spec.EVENT:
                     self.static_probes.attach(point, handler)
             fire_load_probes(self, script)

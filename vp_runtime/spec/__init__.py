@@ -3,7 +3,8 @@
 Forms and operators (forms.py), builtins and their signatures (builtins.py),
 built-in globals (globals.py), probe points, their kinds and guest faults
 (probes.py), the printf directive grammar (printf.py), limits and the version
-(limits.py), value types (values.py).  The checker, the translator, the
+(limits.py), value types (values.py), and the names of other VProbes
+environments a hosted VM refuses with the reason (foreign.py).  The checker, the translator, the
 builtins, the machines and the Emmett compiler read these tables instead of
 listing names of their own (tests/test_language_spec.py keeps it so).
 
@@ -18,17 +19,22 @@ from .builtins import BUILTINS, Builtin, Param
 from .forms import OPERATOR_NAMES, OPERATORS, RESERVED_UPPER_PATTERN, SPECIAL_FORMS, TOP_LEVEL_FORMS, Form, Operator
 from .globals import (
     GLOBAL, GLOBALS, HARDWARE, HARDWARE_GLOBALS, MACHINE, PER_PCPU, PER_PROBE, PER_THREAD, PER_VCPU, PROBE,
-    PROBE_ARG_INDEX, PROBE_GLOBALS, REGISTER, REGISTER_GLOBALS, RUNTIME, VMCB, VMCB_GLOBALS, VMCS, VMCS_GLOBALS,
-    GlobalInfo,
+    GPR_ORDER, PROBE_ARG_INDEX, PROBE_GLOBALS, REGISTER, REGISTER_GLOBALS, RUNTIME, VMCB, VMCB_GLOBALS, VMCS,
+    VMCS_FIELDS, VMCS_GLOBALS, GlobalInfo, VmcsField,
 )
 from .limits import (
     BAG_PAIR_BYTES, DEFAULT_BAG_BYTES, DEFAULT_MAX_CALL_DEPTH, DEFAULT_MAX_CODE_BYTES, MASK64, MAX_ARGS,
     MAX_CODE_BYTES_LIMIT, MAX_KEYS, MAX_NAME_BYTES, MAX_NESTING, MAX_PROBES, MAX_STACK_FRAMES, MAX_STRING_BYTES,
     PROBE_ARGS, VERSION,
 )
+from .foreign import (
+    ESX_DOMAIN_PATTERN, ESX_DOMAINS, ESX_ONLY_BUILTINS, ESX_ONLY_GLOBALS, MONITOR_BUILTINS, MONITOR_GLOBALS,
+    NUMBERED_DOMAIN, TARGET_LINE_PREFIX,
+)
 from .probes import (
-    EVENT, EXECUTE, GUEST_FAULT_PREFIX, GUEST_FAULTS, INTERVAL, LOAD, PERIODIC, PROBE_KIND_SEPARATOR, PROBE_KINDS,
-    READ, STATIC_PROBES, UNLOAD, VMM, VMX, WRITE, GuestFault, ProbeInfo, ProbeKind,
+    ADDRESS_AND_OFFSET, DOMAINS, DURATION, DURATION_UNITS_US, EVENT, EXECUTE, GUEST, GUEST_FAULT_PREFIX,
+    GUEST_FAULTS, INTERVAL, LOAD, PERIODIC, PROBE_KIND_SEPARATOR, PROBE_KINDS, READ, STATIC_PROBES, UNLOAD, VMM,
+    VMX, WRITE, GuestFault, ProbeInfo, ProbeKind,
 )
 from .values import ADDRESS, FORMAT, INT, STR
 

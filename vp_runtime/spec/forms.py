@@ -17,7 +17,8 @@ class Form(Record):
 
 
 TOP_LEVEL_FORMS = {f.name: f for f in (
-    Form("version", '(version "MAJOR.MINOR")', "the VProbes version the script targets (Table 3-1)"),
+    Form("version", '(version "MAJOR.MINOR") or (version MAJOR.MINOR)',
+         "the VProbes version the script targets (Table 3-1)"),
     Form("definteger", "(definteger NAME [VALUE])", "an integer global, 0 unless a value is given"),
     Form("defstring", '(defstring NAME ["VALUE"])', "a string global, empty unless a value is given"),
     Form("defaggr", "(defaggr NAME I S)", "an aggregate with I integer keys and S string keys"),
@@ -33,8 +34,8 @@ SPECIAL_FORMS = {f.name: f for f in (
     Form("setint", "(setint VARIABLE VALUE)", "assign an integer variable"),
     Form("setstr", "(setstr VARIABLE VALUE)", "assign a string variable"),
     Form("aggr", "(aggr NAME (INTEGER-KEYS...) (STRING-KEYS...) VALUE)", "add VALUE to an aggregate's entry"),
-    Form("logaggr", "(logaggr AGGREGATE)", "write an aggregate's entries to the log"),
-    Form("clearaggr", "(clearaggr AGGREGATE)", "remove every entry of an aggregate"),
+    Form("logaggr", "(logaggr AGGREGATE...)", "write each aggregate's entries to the log, in turn"),
+    Form("clearaggr", "(clearaggr AGGREGATE...)", "remove every entry of each aggregate"),
     Form("baginsert", "(baginsert BAG KEY VALUE)", "insert a key/value pair into a bag"),
     Form("bagremove", "(bagremove BAG KEY)", "remove a key's oldest value from a bag and return it (0 if none)"),
 )}
@@ -50,7 +51,7 @@ class Operator(Record):
 
 OPERATORS = (
     Operator("+", "add", 2, None, "addition"),
-    Operator("-", "sub", 2, None, "subtraction"),
+    Operator("-", "sub", 1, None, "subtraction; with one operand, negation"),
     Operator("*", "mul", 2, None, "multiplication"),
     Operator("/", "div", 2, None, "division"),
     Operator("%", "mod", 2, None, "modulo"),

@@ -78,3 +78,53 @@ PROBE_GLOBALS = tuple(
 )
 
 GLOBALS = {g.name: g for g in REGISTER_GLOBALS + HARDWARE_GLOBALS + VMCS_GLOBALS + VMCB_GLOBALS + PROBE_GLOBALS}
+
+# The general-purpose registers in the order a ModR/M byte numbers them: getgpr's argument.
+GPR_ORDER = ("RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI",
+             "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15")
+
+
+class VmcsField(Record):
+    """A VMCS field `getvmcs` reads (Intel SDM vol. 3, appendix B): its encoding, the
+    constant the toolkit's Emmett names it by (or None), and the built-in global that
+    holds its value (None: a field that is 0 on this VM, e.g. the VM-instruction error,
+    as the monitor's VMX instructions do not fail)."""
+
+    __slots__ = ("encoding", "constant", "global_name", "description")
+
+
+VMCS_FIELDS = {f.encoding: f for f in (
+    VmcsField(0x0800, None, "ES", "guest ES selector"),
+    VmcsField(0x0802, None, "CS", "guest CS selector"),
+    VmcsField(0x0804, None, "SS", "guest SS selector"),
+    VmcsField(0x0806, None, "DS", "guest DS selector"),
+    VmcsField(0x0808, None, "FS", "guest FS selector"),
+    VmcsField(0x080A, None, "GS", "guest GS selector"),
+    VmcsField(0x2400, "VT_PHYSICAL_ADDR", "VMCS_GUEST_PHYS_ADDR", "guest-physical address"),
+    VmcsField(0x2806, None, "EFER", "guest IA32_EFER"),
+    VmcsField(0x4400, "VT_VMINSTR_ERR", None, "VM-instruction error"),
+    VmcsField(0x4402, "VT_EXIT_REASON", "VMCS_EXIT_REASON", "exit reason"),
+    VmcsField(0x4404, "VT_EXIT_INT_INFO", "VMCS_EXIT_INTR_INFO", "VM-exit interruption information"),
+    VmcsField(0x4406, "VT_EXIT_INT_ERR", "VMCS_EXIT_INTR_ERR", "VM-exit interruption error code"),
+    VmcsField(0x4408, "VT_IDTVEC_INFO", "VMCS_IDTVEC_INFO", "IDT-vectoring information"),
+    VmcsField(0x440A, "VT_IDTVEC_ERR", "VMCS_IDTVEC_ERR", "IDT-vectoring error code"),
+    VmcsField(0x440C, "VT_INSTR_LEN", "VMCS_EXIT_INSTR_LEN", "VM-exit instruction length"),
+    VmcsField(0x440E, "VT_INSTR_INFO", "VMCS_EXIT_INSTR_INFO", "VM-exit instruction information"),
+    VmcsField(0x4016, "VT_VMENTRY_INT_INFO", "VMCS_VMENTRY_INTR_INFO", "VM-entry interruption information"),
+    VmcsField(0x4018, "VT_VMENTRY_INT_ERR", "VMCS_VMENTRYXCP_ERR", "VM-entry exception error code"),
+    VmcsField(0x6400, "VT_EXIT_QUAL", "VMCS_EXIT_QUAL", "exit qualification"),
+    VmcsField(0x6402, "VT_IO_ECX", None, "I/O RCX (an SMI after an I/O instruction only)"),
+    VmcsField(0x6404, "VT_IO_ESI", None, "I/O RSI (an SMI after an I/O instruction only)"),
+    VmcsField(0x6406, "VT_IO_EDI", None, "I/O RDI (an SMI after an I/O instruction only)"),
+    VmcsField(0x6408, "VT_IO_EIP", None, "I/O RIP (an SMI after an I/O instruction only)"),
+    VmcsField(0x640A, "VT_LINEAR_ADDR", "VMCS_GUEST_LINEAR_ADDR", "guest-linear address"),
+    VmcsField(0x6800, None, "CR0", "guest CR0"),
+    VmcsField(0x6802, None, "CR3", "guest CR3"),
+    VmcsField(0x6804, None, "CR4", "guest CR4"),
+    VmcsField(0x680E, None, "FSBASE", "guest FS base"),
+    VmcsField(0x6810, None, "GSBASE", "guest GS base"),
+    VmcsField(0x681A, None, "DR7", "guest DR7"),
+    VmcsField(0x681C, None, "RSP", "guest RSP"),
+    VmcsField(0x681E, None, "RIP", "guest RIP"),
+    VmcsField(0x6820, None, "RFLAGS", "guest RFLAGS"),
+)}

@@ -100,12 +100,27 @@ EXECUTE, READ, WRITE = "execute", "read", "write"
 
 
 
-class ProbeKind(Record):
-    """A probe point written KIND:PARAMETER: its parameter (ADDRESS or INTERVAL), what
-    fires it (EXECUTE, READ, WRITE or PERIODIC), its context, how it is written, what
-    it does."""
+# The later releases' kinds also take a DURATION (a positive number and a unit:
+# 10msec, 1sec, 500usec) or an ADDRESS_AND_OFFSET (<address or symbol>:<n>, n bytes in).
+DURATION, ADDRESS_AND_OFFSET = "duration", "address and offset"
+DURATION_UNITS_US = {"sec": 1_000_000, "msec": 1_000, "usec": 1}
 
-    __slots__ = ("name", "param", "fires", "context", "syntax", "description")
+# The domain a later release's probe name may start with: where the probe fires (the
+# monitor, on a VCPU; the VM's own VMX process; the guest's code).  `VMM:VMM1Hz`,
+# `VMX:VMX1Hz` name the static probes of their context; `GUEST:ENTER:sym` a guest kind.
+GUEST = "GUEST"
+DOMAINS = (VMM, VMX, GUEST)
+
+
+class ProbeKind(Record):
+    """A probe point written KIND:PARAMETER: its parameter (ADDRESS, INTERVAL, DURATION or
+    ADDRESS_AND_OFFSET), what fires it (EXECUTE, READ, WRITE or PERIODIC), its context,
+    how it is written and what it does.  A later release's kind is another spelling of a
+    reference kind (`same_as`; the probe point is that kind's), may start with one of its
+    `domains`, and may be one this runtime refuses (`refused`: why)."""
+
+    __slots__ = ("name", "param", "fires", "context", "syntax", "description", "same_as", "domains", "refused")
+    defaults = {"same_as": None, "domains": (), "refused": None}
 
 
 PROBE_KINDS = {k.name: k for k in (
@@ -117,5 +132,22 @@ PROBE_KINDS = {k.name: k for k in (
               "the guest writes a linear address or symbol"),
     ProbeKind("USEC", INTERVAL, PERIODIC, VMM, "USEC:<n>",
               "periodically every n microseconds, on each VCPU"),
+    # The toolkit's (VMware Workstation 8's) names.
+    ProbeKind("ENTER", ADDRESS, EXECUTE, VMM, "[GUEST:]ENTER:<address or symbol>",
+              "the guest enters a function: GUEST:<address or symbol>", "GUEST", (GUEST,)),
+    ProbeKind("OFFSET", ADDRESS_AND_OFFSET, EXECUTE, VMM, "[GUEST:]OFFSET:<address or symbol>:<n>",
+              "the guest executes the instruction n bytes into a function", "GUEST", (GUEST,)),
+    ProbeKind("READ", ADDRESS, READ, VMM, "[GUEST:]READ:<address or symbol>",
+              "the guest reads a linear address or symbol: GUEST_READ:", "GUEST_READ", (GUEST,)),
+    ProbeKind("WRITE", ADDRESS, WRITE, VMM, "[GUEST:]WRITE:<address or symbol>",
+              "the guest writes a linear address or symbol: GUEST_WRITE:", "GUEST_WRITE", (GUEST,)),
+    ProbeKind("TIMER", DURATION, PERIODIC, VMM, "[VMM:]TIMER:<n>sec|msec|usec, VMX:TIMER:1sec",
+              "periodically, on each VCPU (VMX:, once a second for the VM): USEC:", "USEC", (VMM, VMX)),
+    ProbeKind("PROFILE", DURATION, PERIODIC, VMM, "[VMM:]PROFILE:<n>sec|msec|usec",
+              "periodically, on each VCPU, to sample what it runs: USEC:", "USEC", (VMM,)),
+    ProbeKind("STEP", ADDRESS, EXECUTE, VMM, "[GUEST:]STEP:<address or symbol>",
+              "a single-step probe", None, (GUEST,),
+              "STEP: probes are not supported: the toolkit's compiler accepts the name but its "
+              "documentation never says what such a probe fires on"),
 )}
 PROBE_KIND_SEPARATOR = ":"
