@@ -1,6 +1,6 @@
 """Benchmark of the Emmett compiler, measured side by side in one run.
 
-    python benchmarks/bench_emmettc.py [--quick]
+    python benchmarks/bench_emmettc.py [--quick] [--against DIR]
 
 1. `emmettc` on generated programs of 1,000, 4,000 and 8,000 small functions
    (each with if/else, arithmetic, a local and a call, reached from a few
@@ -12,7 +12,14 @@
    sandboxes) every run compiles the compiler's own modules from source; the
    benchmark then also measures with bytecode cached in a temporary
    PYTHONPYCACHEPREFIX (outside the source tree), which is how an installed
-   emmettc normally runs.
+   emmettc normally runs.  Each figure is the best wall time and the best
+   CPU time (user + system of the process: on a busy host the steadier
+   measure, as waiting for a core does not count) of the rounds.
+
+`--against DIR` also runs, in the same interleaved rounds, the emmettc of
+DIR, another checkout of the project (e.g. `git worktree add /tmp/before
+main`; its `emmett` package is put first on PYTHONPATH), and prints its
+start-up beside this tree's: a change measured before and after in one run.
 
 Only figures printed in one run mean anything on a shared machine.  Not a
 timed test: nothing here fails.
@@ -62,15 +69,27 @@ def program(functions: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def best_of(rounds: int, *commands, env=None) -> list[float]:
-    """Run each command once per round, interleaved; the best wall time of each."""
-    best = [float("inf")] * len(commands)
+def timed(cmd: list[str], env=None) -> tuple[float, float]:
+    """The wall time and the CPU time (user + system) of one run of `cmd`."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def best_of(rounds: int, *runs: tuple[list[str], dict | None]) -> tuple[list[float], list[float]]:
+    """Run each (command, environment) once per round, interleaved; the best wall and CPU times of each."""
+    wall = [float("inf")] * len(runs)
+    cpu = [float("inf")] * len(runs)
     for _ in range(rounds):
-        for i, cmd in enumerate(commands):
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+        for i, (cmd, env) in enumerate(runs):
+            took, used = timed(cmd, env)
+            wall[i], cpu[i] = min(wall[i], took), min(cpu[i], used)
+    return wall, cpu
 
 
 def scaling(rounds: int, workdir: Path) -> None:
@@ -84,7 +103,7 @@ def scaling(rounds: int, workdir: Path) -> None:
         files.append(path)
     # Build (or load) the parser tables once before timing.
     subprocess.run(command + [str(HELLO)], check=True, stdout=subprocess.DEVNULL)
-    times = best_of(rounds, *[command + [str(f), "-o", str(workdir / "out.vp")] for f in files])
+    times, _ = best_of(rounds, *[(command + [str(f), "-o", str(workdir / "out.vp")], None) for f in files])
     for n, t, f in zip(sizes, times, files):
         lines = f.read_text().count("\n")
         print(f"   {n:5d} functions ({lines:6d} lines): {t:6.3f} s   ({t / n * 1e6:5.0f} us per function)")
@@ -93,42 +112,55 @@ def scaling(rounds: int, workdir: Path) -> None:
     print(f"   8000 functions: {times[2]:.3f} s   (target: under 4 s)")
 
 
-def startup(rounds: int) -> None:
-    print("2. start-up: `emmettc cookbook/hello.emt` against `python -c pass` (best of %d, interleaved)" % rounds)
-    command = emmettc_command() + [str(HELLO)]
-    baseline = [sys.executable, "-c", "pass"]
+def startup(rounds: int, against: Path | None = None) -> None:
+    beside = f", this tree beside {against}" if against else ""
+    print(f"2. start-up: `emmettc cookbook/hello.emt` against `python -c pass`{beside} "
+          f"(best of {rounds}, interleaved)")
     no_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE")) or sys.flags.dont_write_bytecode
-    env = dict(os.environ)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-    py, emc = best_of(rounds, baseline, command, env=env)
     label = "as configured" + (" (PYTHONDONTWRITEBYTECODE: modules compiled from source on every run)"
                                if no_bytecode else "")
-    print(f"   {label}:")
-    print(f"     python -c pass {py * 1000:6.1f} ms   emmettc hello.emt {emc * 1000:6.1f} ms   ratio {emc / py:.2f}"
-          f"   (target: at most 3)")
+    measure(rounds, label, dict(os.environ), against)
     if no_bytecode:
         prefix = tempfile.mkdtemp(prefix="emmettc-pycache-")
         try:
             env = dict(os.environ, PYTHONPYCACHEPREFIX=prefix)
             env.pop("PYTHONDONTWRITEBYTECODE", None)
-            for _ in range(2):  # fill the bytecode cache (outside the source tree)
-                subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-                subprocess.run(baseline, check=True, env=env)
-            py, emc = best_of(rounds, baseline, command, env=env)
-            print("   with bytecode cached (PYTHONPYCACHEPREFIX in a temporary folder):")
-            print(f"     python -c pass {py * 1000:6.1f} ms   emmettc hello.emt {emc * 1000:6.1f} ms   "
-                  f"ratio {emc / py:.2f}   (target: at most 3)")
+            measure(rounds, "with bytecode cached (PYTHONPYCACHEPREFIX in a temporary folder)", env, against,
+                    warm_up=2)  # the first runs fill the cache (outside the source tree)
         finally:
             shutil.rmtree(prefix, ignore_errors=True)
+
+
+def measure(rounds: int, label: str, env: dict, against: Path | None, warm_up: int = 1) -> None:
+    """One configuration: python -c pass, this tree's emmettc (and DIR's), each its best wall and CPU time."""
+    runs = {"python -c pass": ([sys.executable, "-c", "pass"], env),
+            "emmettc hello.emt" if against is None else "this tree": (emmettc_command() + [str(HELLO)], env)}
+    if against is not None:
+        path = os.pathsep.join(filter(None, [str(against), env.get("PYTHONPATH")]))
+        runs["DIR"] = (emmettc_command() + [str(HELLO)], dict(env, PYTHONPATH=path))
+    for _ in range(warm_up):
+        for cmd, run_env in runs.values():
+            timed(cmd, run_env)
+    wall, cpu = best_of(rounds, *runs.values())
+    print(f"   {label}:")
+    for kind, best in (("wall", wall), ("CPU", cpu)):
+        row = f"     {kind + ':':5s}"
+        for i, name in enumerate(runs):
+            row += f" {name} {best[i] * 1000:6.1f} ms" + (f"  ratio {best[i] / best[0]:.2f}  " if i else "  ")
+        print(row + "(target: at most 3)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
+    ap.add_argument("--against", metavar="DIR", type=Path, help="another checkout whose start-up to show beside")
     args = ap.parse_args()
+    against = args.against.resolve() if args.against else None
+    if against is not None and not (against / "emmett" / "cli.py").is_file():
+        sys.exit(f"bench_emmettc: {args.against} is not a checkout of this project (no emmett/cli.py)")
     with tempfile.TemporaryDirectory(prefix="bench-emmettc-") as tmp:
         scaling(1 if args.quick else 3, Path(tmp))
-    startup(5 if args.quick else 20)
+    startup(5 if args.quick else 20, against)
 
 
 if __name__ == "__main__":
