@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vprobe_tools.errors import ToolError
+from vprobe_tools.commands.vprobe_fleet import Progress
 from vprobe_tools.fleet.runner import remote_client
 
 BIN = Path(sys.executable).parent
@@ -85,3 +86,28 @@ def test_an_unreachable_scheduler_is_a_plain_error():
     with pytest.raises(ToolError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         with remote_client("tcp://127.0.0.1:9", timeout=0.5):
             pass
+
+
+class Lines:
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+
+def test_progress_shows_vms_done_and_simulated_seconds_on_a_terminal_only():
+    shown = Lines()
+    progress = Progress(shown, 2.5, enabled=True)
+    progress(1, 4)
+    progress(4, 4)
+    progress.clear()
+    frames = shown.text.split("\r")
+    assert frames[1].startswith("vprobe: fleet: 1/4 VMs done, 2.5 of 10 simulated s, ")
+    assert frames[2].startswith("vprobe: fleet: 4/4 VMs done, 10 of 10 simulated s, ")
+    assert frames[-1] == "\x1b[K"  # the line is cleared at the end
+    quiet = Lines()
+    silent = Progress(quiet, 2.5, enabled=False)
+    silent(1, 4)
+    silent.clear()
+    assert quiet.text == ""
