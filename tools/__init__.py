@@ -13,8 +13,7 @@
   the background VM itself (daemon), its files, control socket and protocol (control),
   simulated time paced to the wall clock (pacing); what a machine tells the commands
   about itself, its probe points, globals and guest symbols (machine_info); the VM's
-  log file (log_file) and the safe opening of every file a VM writes beside its .vmx
-  (owned_files).
+  log file (log_file).
 * log/ -- the log read back: its text, aggregate blocks and faults (parse), its JSON
   form (json_lines), saved and streamed logs read into the views (reader).
 * views/ -- what people see of a log: sorted aggregate tables (aggr), symbolized,

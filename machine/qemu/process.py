@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..owned_files import open_truncated
 from .config import QemuConfig
 from .rsp import Address
 
@@ -58,6 +59,12 @@ class QemuProcess:
         binary = find_qemu(config.binary)
         if binary is None:
             raise FileNotFoundError(f"{config.binary} is not installed (Debian: apt-get install qemu-system-x86)")
+        self.console = Path(config.console) if config.console else None
+        if self.console is not None:
+            self.console.parent.mkdir(parents=True, exist_ok=True)
+            # Emptied here, and only if it is this user's file (a link planted in a shared
+            # directory must not make QEMU truncate what it points to); QEMU then opens it by name.
+            os.close(open_truncated(self.console, "the VM's console log"))
         self._socket_dir = None
         if config.gdb_port:
             self.gdb_address: Address = ("127.0.0.1", config.gdb_port)
@@ -71,7 +78,6 @@ class QemuProcess:
         if accel == "auto":
             accel = "kvm" if kvm_usable() else "tcg"
         self.accel = accel
-        self.console = Path(config.console) if config.console else None
         accel_arg = f"tcg,tb-size={config.tb_size_mb}" if accel == "tcg" and config.tb_size_mb else accel
         args = [binary, "-accel", accel_arg, "-m", str(config.memsize_mb), "-smp", str(config.numvcpus),
                 "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
@@ -79,12 +85,7 @@ class QemuProcess:
                 *gdb, "-S"]
         if config.initrd:
             args += ["-initrd", str(config.initrd)]
-        if self.console is not None:
-            self.console.parent.mkdir(parents=True, exist_ok=True)
-            self.console.write_bytes(b"")
-            args += ["-serial", f"file:{self.console}"]
-        else:
-            args += ["-serial", "null"]
+        args += ["-serial", f"file:{self.console}" if self.console is not None else "null"]
         args += list(config.extra_args)
         self.args = args
         # QEMU's messages go to an unlinked file, not a pipe: nobody reads them while

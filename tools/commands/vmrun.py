@@ -25,7 +25,6 @@ from ..output import MessageStream
 from ..views.listings import format_costs, format_globals, format_probes, format_version
 from ..vm import control
 from ..vm.control import NotResponding, NotRunning
-from ..vm.owned_files import open_append
 from .base import Streams, ToolCommand, ToolGroup, option, version_option, write_message, write_rows
 
 START_TIMEOUT_S = 30.0
@@ -88,6 +87,7 @@ class Vmrun:
 
     def start(self, vmx: str, window: str | None = None) -> int:
         """Power the VM on in the background (`window`, gui or nogui, is VMware's and changes nothing)."""
+        from machine.owned_files import UnusableFile, open_append
         from machine.vms import read_vm_config
         from machine.vmx import VmxError, host_allows_vprobes
 
@@ -114,10 +114,10 @@ class Vmrun:
                                            pass_fds=(write_end,), start_new_session=True, cwd=paths.directory)
             finally:
                 os.close(daemon_log)
-        except (OSError, ToolError) as e:
+        except (OSError, UnusableFile) as e:
             os.close(read_end)
-            if isinstance(e, ToolError):
-                raise
+            if isinstance(e, UnusableFile):
+                raise ToolError(str(e)) from None
             raise ToolError(f"cannot start the VM: {e.strerror or e}") from None
         finally:
             os.close(write_end)

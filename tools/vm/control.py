@@ -58,7 +58,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ToolError
-from .owned_files import create_new, read_owned
 
 TIMEOUT_S = 10.0
 STALL_S = 10.0
@@ -172,7 +171,7 @@ def check_vm_directory(paths: VMPaths) -> None:
     """The VM's directory must be this user's and not writable by everyone, unless it is sticky:
     it holds the socket, and other users must not be able to replace the VM's files there.
     (In a sticky directory they can still plant files under the VM's names before it starts;
-    every one of them is opened as `owned_files` opens, which refuses what was planted.)"""
+    every one of them is opened as `machine.owned_files` opens, which refuses what was planted.)"""
     directory = paths.directory
     try:
         st = os.stat(directory)
@@ -188,6 +187,8 @@ def check_vm_directory(paths: VMPaths) -> None:
 
 def write_pidfile(path: Path) -> None:
     """Create the pid file for this process; FileExistsError if there is one (or a link)."""
+    from machine.owned_files import create_new  # the commands' help does not load the machine
+
     fd = create_new(path, "the pid file")
     with os.fdopen(fd, "w") as f:
         f.write(f"{os.getpid()} {process_start_time(os.getpid())}\n")
@@ -195,6 +196,8 @@ def write_pidfile(path: Path) -> None:
 
 def record_vm_process(paths: VMPaths, pid: int) -> None:
     """Add the VM's own process (QEMU) to this daemon's pid file, as its second line."""
+    from machine.owned_files import create_new
+
     path = paths.pidfile
     first = _pidfile_lines(path)[0]
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -208,7 +211,12 @@ def record_vm_process(paths: VMPaths, pid: int) -> None:
 
 def _pidfile_lines(path: Path) -> list[str] | None:
     """The lines of a pid file, None if there is none; ToolError if it is not one of ours."""
-    data = read_owned(path, "the pid file")
+    from machine.owned_files import UnusableFile, read_owned
+
+    try:
+        data = read_owned(path, "the pid file")
+    except UnusableFile as e:
+        raise ToolError(str(e)) from None
     return None if data is None else data.decode("ascii", "replace").splitlines() or [""]
 
 

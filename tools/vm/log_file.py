@@ -1,7 +1,7 @@
 """The VM's log file (vprobe.out, or vprobe.outFile): what a script logs, kept beside its VM.
 
-It is opened as `owned_files` opens files in a directory others may write,
-and a write that fails costs lines, never the VM.
+It is opened as `machine.owned_files` opens files in a directory others may
+write, and a write that fails costs lines, never the VM.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from machine.owned_files import UnusableFile, open_append
+
 from ..errors import ToolError
-from .owned_files import open_append
 
 
 class LogFile:
     """The VM's log file (vprobe.out), appended to a line at a time.
 
-    Opened as `owned_files.open_append` opens (no symbolic link, no other
+    Opened as `machine.owned_files.open_append` opens (no symbolic link, no other
     user's file).  A write that fails (a full disk, /dev/full) must not take
     the VM down: the first failure is told to `report`, the text is dropped
     and its lines are counted; later writes are tried again.  `take_losses`
@@ -64,5 +65,7 @@ def open_log_file(path, report: Callable[[str], None]) -> LogFile:
     """The VM's log file (vprobe.outFile), or a ToolError saying why it cannot be written."""
     try:
         return LogFile(path, report)
+    except UnusableFile as e:
+        raise ToolError(str(e)) from None
     except OSError as e:
         raise ToolError(f"cannot write {path}: {e.strerror or e}") from None
