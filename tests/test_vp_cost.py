@@ -216,3 +216,29 @@ def test_mutual_recursion_counts_against_one_budget():
     config = LoadConfig(max_calls_per_firing=61, max_call_depth=100)
     assert fire(text, config=config).count("vprobe error") == 1  # 31 calls, then 31 more: over 61
     assert fire(text, config=LoadConfig(max_calls_per_firing=62, max_call_depth=100)) == "00"
+
+
+def test_every_operand_of_every_node_is_costed():
+    """A node kind added to ir.py with operands the cost model does not visit would make bounds
+    too low: every Expr field of every kind must be among the node's children."""
+    import dataclasses
+
+    from vp_runtime import ir
+    from vp_runtime.cost import _children
+
+    kinds = [k for k in vars(ir).values() if isinstance(k, type) and issubclass(k, ir.Expr) and k is not ir.Expr]
+    assert len(kinds) >= 15
+    for kind in kinds:
+        operands, values = [], {}
+        for f in dataclasses.fields(kind):
+            annotation = str(f.type)
+            if "Expr" not in annotation:
+                values[f.name] = None
+                continue
+            fresh = [ir.Const((1, 1), None, i) for i in range(len(operands), len(operands) + 2)]
+            operands += fresh
+            values[f.name] = [tuple(fresh)] if "tuple" in annotation else fresh if "list" in annotation else fresh[0]
+            if "list" not in annotation and "tuple" not in annotation:
+                operands.pop()
+        node = kind(**values)
+        assert {id(o) for o in operands} <= {id(c) for c in _children(node)}, kind.__name__
