@@ -58,14 +58,19 @@ class CompileOptions:
 
 
 class CompileResult:
-    """The VP text (None when there are errors) and every diagnostic, in source order."""
+    """The VP text (None when there are errors) and every diagnostic, in source order.
 
-    __slots__ = ("vp", "diagnostics", "internal_error")
+    The VP ends with its annotations (`annotations.py`); `annotations` holds the
+    same source map and aggregate records as data.
+    """
 
-    def __init__(self, vp, diagnostics, internal_error=False):
+    __slots__ = ("vp", "diagnostics", "internal_error", "annotations")
+
+    def __init__(self, vp, diagnostics, internal_error=False, annotations=None):
         self.vp = vp
         self.diagnostics = diagnostics
         self.internal_error = internal_error
+        self.annotations = annotations
 
     @property
     def ok(self):

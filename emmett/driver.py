@@ -23,10 +23,19 @@ from .diagnostics import CompileOptions, CompileResult, Diagnostic, Files, Repor
 PRELOAD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preload")
 # The guest preload library: the default guest's (a 64-bit Linux), the only one so far.
 PRELOAD = "linux64.emt"
+# Its name in diagnostics, fault lines and the source map: its place in the package,
+# the same wherever the package is installed.
+PRELOAD_NAME = f"emmett/preload/{PRELOAD}"
 
 
 def compile(source, filename="<input>", options=None):  # noqa: A001 - the public API name
-    """Compile Emmett `source`; return a CompileResult (never raises for any input)."""
+    """Compile Emmett `source`; return a CompileResult (never raises for any input).
+
+    `source` is the text of the file `filename` (str or bytes), or a sequence of
+    (file name, text) pairs: several files compiled as one program, as if
+    concatenated, each keeping its own name and lines in diagnostics and in the
+    source map (`filename` is then unused).
+    """
     options = options or CompileOptions()
     limit = sys.getrecursionlimit()
     # The compiler makes many small objects and no garbage worth collecting
@@ -38,11 +47,12 @@ def compile(source, filename="<input>", options=None):  # noqa: A001 - the publi
     try:
         if limit < 20000:
             sys.setrecursionlimit(20000)
-        vp = _compile(source, filename, options, files, reporter)
+        output = _compile(source, filename, options, files, reporter)
         diagnostics = _ordered(reporter)
-        if reporter.error_count:
+        if reporter.error_count or output is None:
             return CompileResult(None, diagnostics)
-        return CompileResult(vp, diagnostics)
+        vp, annotations = output
+        return CompileResult(vp, diagnostics, annotations=annotations)
     except RecursionError:
         located = _at_current_construct(reporter, filename, "the program is nested too deeply to compile")
         return CompileResult(None, _ordered(reporter) + [located])
@@ -111,6 +121,21 @@ def analyse(source, filename="<input>", options=None):
     return front[0] if front is not None else None
 
 
+def _text(source):
+    if isinstance(source, str):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        return source.decode("utf-8", "surrogateescape")
+    return str(source)
+
+
+def _source_files(source, filename):
+    """[(file name, text)] of what `compile` was given: one file, or several."""
+    if isinstance(source, (list, tuple)):
+        return [(str(name), _text(text)) for name, text in source] or [(filename, "")]
+    return [(filename, _text(source))]
+
+
 def _compile(source, filename, options, files, reporter):
     from .output import generate
 
@@ -129,8 +154,8 @@ def _front_end(source, filename, options, files, reporter):
     from .preprocess import Preprocessor
     from .sema import Program
 
-    if not isinstance(source, str):
-        source = source.decode("utf-8", "surrogateescape") if isinstance(source, (bytes, bytearray)) else str(source)
+    sources = _source_files(source, filename)
+    filename, source = sources[0]
     symbols = read_symbols(options.symbols_file, files, reporter) if options.symbols_file else None
     if options.memmodel not in T.MEMMODELS:
         fid = files.add(filename, source)
@@ -156,11 +181,16 @@ def _front_end(source, filename, options, files, reporter):
                 fid = files.add(filename, source)
                 reporter.error((fid, 1, 1), f"cannot read the guest preload library {path}: {e.strerror or e}")
                 return None
-        pre.run_file(path, text, os.path.dirname(path) or os.getcwd(), origin=((0, 0),))
+        name = path if options.preload_text is not None else PRELOAD_NAME
+        pre.run_file(name, text, os.path.dirname(path) or os.getcwd(), origin=((0, 0),))
         preload_chunks = pre.chunks
         pre.chunks = []
-    dirname = os.path.dirname(os.path.abspath(filename)) if not filename.startswith("<") else os.getcwd()
-    main_fid = pre.run_file(filename, source, dirname)
+    main_fid = None
+    for i, (name, text) in enumerate(sources):
+        dirname = os.path.dirname(os.path.abspath(name)) if not name.startswith("<") else os.getcwd()
+        # Several files are read in order: each one's positions after the previous one's.
+        fid = pre.run_file(name, text, dirname, origin=((i + 1, 0),) if len(sources) > 1 else ())
+        main_fid = fid if main_fid is None else main_fid
     main_chunks = pre.chunks
 
     typedefs = set()

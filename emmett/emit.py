@@ -78,13 +78,26 @@ def referenced_syms(forms):
     return seen
 
 
-def render(defs, functions, probes, indent):
-    printer = Printer(indent)
+def render(defs, functions, probes, indent, origins):
+    """(the VP text, the printer's source-map segments: see `vp.Printer`)."""
+    printer = Printer(indent, origins=origins)
     out = ['(version "1.0")']
+    line = 1
+
+    def add(form):
+        nonlocal line
+        printer.start(line)
+        text = printer.form(form)
+        out.append(text)
+        line += text.count("\n") + 1
+
     if defs:
         out.append("")
-        out.extend(printer.form(d) for d in defs)
+        line += 1
+        for d in defs:
+            add(d)
     for form in functions + probes:
         out.append("")
-        out.append(printer.form(form))
-    return "\n".join(out) + "\n"
+        line += 1
+        add(form)
+    return "\n".join(out) + "\n", printer.segments

@@ -20,6 +20,10 @@ def _emmett_type(vp_type):
 # Built-in global -> its Emmett type (RIP, TSC, ARG0... integers; PROBENAME a string).
 BUILTIN_GLOBALS = {name: _emmett_type(g.type) for name, g in spec.GLOBALS.items()}
 STATIC_PROBES = spec.STATIC_PROBES
+# Built-in globals whose values read best as guest linear addresses (hex, symbolized),
+# and those best read in hex (bits, physical addresses).
+ADDRESS_GLOBALS = frozenset(name for name, g in spec.GLOBALS.items() if g.shown_as == spec.AS_ADDRESS)
+HEX_GLOBALS = frozenset(name for name, g in spec.GLOBALS.items() if g.shown_as == spec.AS_HEX)
 
 # VP's special forms that an Emmett program calls like functions: those whose
 # first argument names an aggregate or a bag (logaggr, clearaggr, baginsert, bagremove).

@@ -10,6 +10,10 @@ Strings: `+` becomes `sprintf`, `==`/`!=` become `strcmp`.  Statements become
 
 Each expression lowers to its VP form; its type is the one `exprtypes`
 stored on the node, which lowering checks against what each construct needs.
+Every VP list a statement or an expression lowers to is tagged with the
+node's position (`origins`: the innermost construct wins), for the source
+map the output carries; every aggregate update of an emitted body is
+recorded (`aggregates`, `aggr_info.py`) for the printers.
 A problem raises `CompileError` after reporting it, abandoning that statement;
 lowering goes on with the next one, so one run reports the errors of every
 statement.  Calls and builtins are lowered in `lower_calls`.
@@ -17,6 +21,7 @@ statement.  Calls and builtins are lowered in `lower_calls`.
 
 from . import ctype as T
 from . import syntax as S
+from .aggr_info import AggregateUses
 from .diagnostics import CompileError
 from .language import DEST_BUILTINS, MASK64, MAX_ARGS, MAX_KEYS, MAX_STRING_BYTES
 from .lower_calls import CallLowering, Quiet, is_intlike
@@ -71,6 +76,11 @@ class Lowerer(CallLowering):
     def __init__(self, program):
         self.p = program
         self.reporter = program.reporter
+        # id(VP list) -> (Emmett position, the list: kept alive so that its id stays its own).
+        self.origins = {}
+        self.aggregates = AggregateUses(program.reporter.files)
+        self.probe_point = None  # the VP point of the probe being lowered (None in a function)
+        self.emitted = True  # whether the body being lowered is emitted (its aggregate updates count)
         self._expr = S.dispatch_table(self, "x_", S.EXPRESSIONS)
         self._stmt = S.dispatch_table(self, "s_", S.STATEMENTS)
         self._stmt[type(None)] = self.s_Empty  # a statement the parser skipped after a syntax error
@@ -84,6 +94,7 @@ class Lowerer(CallLowering):
 
     def lower_function(self, fs):
         self.reporter.where = fs.pos
+        self.probe_point, self.emitted = None, fs.reachable
         ctx = fs.ctx
         if ctx.failed:
             return [0]
@@ -101,8 +112,9 @@ class Lowerer(CallLowering):
             forms = []
         return forms or [0]
 
-    def lower_probe(self, probe):
+    def lower_probe(self, probe, probe_point):
         self.reporter.where = probe.pos
+        self.probe_point, self.emitted = probe_point, True
         ctx = probe.ctx
         if ctx.failed:
             return [0]
@@ -134,7 +146,18 @@ class Lowerer(CallLowering):
 
     def stmt(self, s, ctx, tail):
         """The VP forms of statement `s` (`tail`: it ends its function, so it may return)."""
-        return self._stmt[type(s)](s, ctx, tail)
+        forms = self._stmt[type(s)](s, ctx, tail)
+        if s is not None:
+            for form in forms:
+                self.tag(form, s.pos)
+        return forms
+
+    def tag(self, form, pos):
+        """Record that VP list `form` comes from Emmett position `pos`, unless an inner construct
+        already said where it comes from."""
+        if type(form) is list and id(form) not in self.origins:
+            self.origins[id(form)] = (pos, form)
+        return form
 
     def s_ExprStmt(self, s, ctx, tail):
         form = self.expr(s.expr, ctx, discard=True)
@@ -251,7 +274,7 @@ class Lowerer(CallLowering):
 
     def expr(self, e, ctx, discard=False):
         """The VP form of expression `e` (`discard`: its value is not used)."""
-        return self._expr[type(e)](e, ctx, discard)
+        return self.tag(self._expr[type(e)](e, ctx, discard), e.pos)
 
     def x_IntLit(self, e, ctx, discard):
         text = e.text.lower()
@@ -638,17 +661,22 @@ class Lowerer(CallLowering):
         return self.load(lv)
 
     def aggr_keys(self, lv, ctx):
+        """(integer key forms, string key forms, the key nodes in the log's order: integers first)."""
         sym = lv.sym
         ints, strs = [], []
+        int_nodes, str_nodes = [], []
         for k in lv.keys:
             form = self.expr(k, ctx)
             t = k.type
             if isinstance(t, T.StringType):
                 strs.append(form)
+                str_nodes.append(k)
             elif T.is_char_pointer(t):
                 strs.append(self.guest_string(form, k.pos, ctx))
+                str_nodes.append(k)
             elif is_intlike(t):
                 ints.append(form)
+                int_nodes.append(k)
             else:
                 self.fail(k.pos, f"an aggregate key must be an integer or a string, but this is {T.describe(t)}")
         at = sym.type
@@ -662,7 +690,11 @@ class Lowerer(CallLowering):
                 f" (as first used at {where(sym.decided)})" if sym.decided else ""
             self.fail(lv.pos, f"aggregate '{sym.name}' has {_keys(at.int_keys, at.str_keys)}{origin}, "
                               f"but this use gives {_keys(len(ints), len(strs))}")
-        return ints, strs
+        return ints, strs, int_nodes + str_nodes
+
+    def record_update(self, sym, keys, update, value=None, hist=None):
+        if self.emitted:
+            self.aggregates.record(sym, keys, self.probe_point, update, value, hist)
 
     # ---- assignment ---------------------------------------------------------------------------------------------------
 
@@ -671,10 +703,11 @@ class Lowerer(CallLowering):
         if o == "<-":
             lv = self.lvalue(e.target, ctx)
             if isinstance(lv, AggrLV):
-                ints, strs = self.aggr_keys(lv, ctx)
+                ints, strs, keys = self.aggr_keys(lv, ctx)
                 vf = self.expr(e.value, ctx)
                 vt = e.value.type
                 self.as_int(vf, vt, e.value.pos, "the value added to an aggregate")
+                self.record_update(lv.sym, keys, "value", e.value)
                 return ["aggr", lv.sym, ints, strs, vf]
             if isinstance(lv, BagLV):
                 kf = self.expr(lv.key, ctx)
@@ -770,7 +803,8 @@ class Lowerer(CallLowering):
         if isinstance(lv, AggrLV):
             if e.op == "--":
                 self.fail(e.pos, "aggregates count up: use a[keys]++ or a[keys] <- value")
-            ints, strs = self.aggr_keys(lv, ctx)
+            ints, strs, keys = self.aggr_keys(lv, ctx)
+            self.record_update(lv.sym, keys, "count")
             return ["aggr", lv.sym, ints, strs, 1]
         if isinstance(lv, MemLV):
             self.fail(e.pos, "guest memory is read-only: VProbes never changes guest state")

@@ -11,9 +11,12 @@
    those of the preload that the emitted code uses, implicit variables it
    uses, and the locals that became globals (dead ones dropped).
 4. `check_limits`: VP's limits on what is emitted (probes per VM, nesting).
-5. Names and text (`emit`).
+5. Names and text (`emit`), and the annotations that end it (`annotations`):
+   the source map from VP positions to Emmett ones and, per aggregate, what
+   the printers need (`aggr_info`).
 """
 
+from .annotations import Annotations, source_map
 from .diagnostics import CompileError
 from .emit import assign_names, auto_aggr_probe, global_def, referenced_syms, render
 from .language import MAX_NESTING, MAX_PARAMS, MAX_PROBES
@@ -23,22 +26,23 @@ from .vp import nesting
 
 
 def generate(program, options, main_fid):
-    """The VP text of `program`, or None when there are errors (they are reported)."""
+    """(the VP text of `program` with its annotations, the Annotations), or None when there are
+    errors (they are reported)."""
     reporter = program.reporter
     place_locals(program)
-    functions, probes = lower_all(program)
+    lowerer, functions, probes = lower_all(program)
     check_probe_count(program, options, main_fid)
     if reporter.error_count:
         return None
-    fn_forms = [["defun", fs, None] + body for fs, body in functions]
-    pr_forms = [["vprobe", spec] + body for _, spec, body in probes]
+    fn_forms = [lowerer.tag(["defun", fs, None] + body, fs.pos) for fs, body in functions]
+    pr_forms = [lowerer.tag(["vprobe", spec] + body, probe.pos) for probe, spec, body in probes]
     used = referenced_syms(fn_forms + pr_forms)
     globals_, ctx_locals, local_globals = used_globals(program, functions, probes, used)
     assign_names(program, globals_, [fs for fs, _ in functions], ctx_locals)
 
-    defs = [global_def(s) for s in globals_ + local_globals]
+    defs = [lowerer.tag(global_def(s), s.pos) for s in globals_ + local_globals]
     if program.temp is not None and id(program.temp) in used:
-        defs.append(["defstring", program.temp])
+        defs.append(["defstring", program.temp])  # from no one construct: not in the source map
     for form, (fs, _) in zip(fn_forms, functions):
         form[2] = fs.ctx.params + [s for s in fs.ctx.locals if s.hidden]
     aggregates = [s for s in globals_ if s.kind == "aggr"]
@@ -47,7 +51,10 @@ def generate(program, options, main_fid):
     check_nesting(program, fn_forms, functions, pr_forms, probes)
     if reporter.error_count:
         return None
-    return render(defs, fn_forms, pr_forms, options.indent)
+    vp, segments = render(defs, fn_forms, pr_forms, options.indent, lowerer.origins)
+    files, segments = source_map(segments, reporter.files, vp)
+    annotations = Annotations(files, segments, {a.vpname: lowerer.aggregates.record_of(a) for a in aggregates})
+    return vp + annotations.text(vp.count("\n")), annotations
 
 
 def place_locals(program):
@@ -65,7 +72,7 @@ def place_locals(program):
 
 
 def lower_all(program):
-    """([(FuncSym, body forms)] of the emitted functions, [(Probe, VP probe point, body forms)])."""
+    """(the Lowerer, [(FuncSym, body forms)] of the emitted functions, [(Probe, VP probe point, body forms)])."""
     lowerer = Lowerer(program)
     functions = []
     for fs in program.functions:
@@ -80,8 +87,8 @@ def lower_all(program):
             spec = probe_spec(probe, program)
         except CompileError:
             spec = None
-        probes.append((probe, spec, lowerer.lower_probe(probe)))
-    return functions, probes
+        probes.append((probe, spec, lowerer.lower_probe(probe, spec)))
+    return lowerer, functions, probes
 
 
 def used_globals(program, functions, probes, used):

@@ -197,10 +197,28 @@ def atom(x):
 
 
 class Printer:
-    def __init__(self, indent=2, width=WIDTH):
+    """Prints VP forms, 79 columns wide, and records where each construct's text starts.
+
+    `origins` maps id(VP list) to (Emmett position, list) (the lowering's tags);
+    `segments` collects the source map as it prints: (line of the text, 0-based
+    character column, Emmett position or None) at every token whose construct
+    differs from the previous token's.  A token belongs to the innermost
+    tagged list around it.  `start(line)` says on which line of the text the
+    next form begins.
+    """
+
+    def __init__(self, indent=2, width=WIDTH, origins=None):
         self.indent = max(0, indent)
         self.width = width
         self._flat = {}
+        self.origins = origins if origins is not None else {}
+        self.segments = []
+        self._line = 0
+        self._current = None  # the Emmett position of the token being printed
+        self._said = _UNSAID  # the position the last segment gave
+
+    def start(self, line):
+        self._line = line
 
     def flat(self, x):
         if type(x) is not list:
@@ -213,13 +231,49 @@ class Printer:
             return s
         return s[0]
 
+    def _token(self, line, col):
+        if self._current != self._said:
+            self.segments.append((self._line + line, col, self._current))
+            self._said = self._current
+
+    def _enter(self, x):
+        """Start printing list `x`; returns the position to restore when it ends."""
+        outer = self._current
+        tag = self.origins.get(id(x))
+        if tag is not None:
+            self._current = tag[0]
+        return outer
+
+    def _mark_flat(self, x, line, col):
+        """Record the segments of `x` printed on one line from column `col` (iteratively)."""
+        stack = [(x, col)]
+        while stack:
+            node, c = stack.pop()
+            if node is _EXIT:
+                self._current = c
+                continue
+            if type(node) is not list:
+                self._token(line, c)
+                continue
+            stack.append((_EXIT, self._enter(node)))
+            self._token(line, c)
+            c += 1
+            kids = []
+            for child in node:
+                kids.append((child, c))
+                c += len(self.flat(child)) + 1
+            stack.extend(reversed(kids))
+
     def lines(self, x, col, out, prefix):
         """Append `x` to `out` starting at column `col` (the first line continues `prefix`)."""
         s = self.flat(x)
         if type(x) is not list or len(x) <= 1 or (
                 col + len(s) <= self.width and not (type(x[0]) is str and x[0] in BODY_FORMS)):
+            self._mark_flat(x, len(out), col)
             out.append(prefix + s)
             return
+        outer = self._enter(x)
+        self._token(len(out), col)
         head = x[0]
         pad = " " * (col + self.indent)
         inner = col + self.indent
@@ -244,11 +298,16 @@ class Printer:
         for item in body:
             self.lines(item, inner, out, pad)
         out[-1] += ")"
+        self._current = outer
 
     def form(self, x):
         out = []
         self.lines(x, 0, out, "")
         return "\n".join(out)
+
+
+_EXIT = object()  # marks, on the flat printer's stack, where a list's text ends
+_UNSAID = object()
 
 
 def nesting(x):

@@ -28,9 +28,11 @@ def text(data: bytes) -> str:
 
 
 def test_compiles_a_file_to_standard_output():
-    r = emmettc(str(HELLO))
+    r = emmettc("cookbook/hello.emt", cwd=REPO)
     assert r.returncode == 0, text(r.stderr)
-    assert text(r.stdout) == '(version "1.0")\n\n(vprobe VMM1Hz\n  (printf "hello!\\n"))\n'
+    # The VP, then its annotations (docs/architecture.md): where each part comes from in hello.emt.
+    assert text(r.stdout) == ('(version "1.0")\n\n(vprobe VMM1Hz\n  (printf "hello!\\n"))\n'
+                              ';@emmett 1 lines=4\n;@file 0 "cookbook/hello.emt"\n;@map 3 1=3:1\n;@map 4 3=4:5\n')
     assert r.stderr == b""
 
 

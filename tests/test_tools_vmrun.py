@@ -8,6 +8,7 @@ Waits are bounded polls for output to appear, never timing assertions.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -215,6 +216,27 @@ def test_vprobe_load_errors_from_a_running_vm_are_located(vm, tmp_path):
     status, out, err = vprobe(vm.vmx, script)
     assert (status, out) == (1, "")
     assert err.startswith(f"{script}:2:24: error: unknown name 'zork'\n")
+
+
+def test_compiled_emmett_names_its_emmett_lines_through_vmrun(vm, tmp_path):
+    (tmp_path / "div.emt").write_text("int zero;\n\nVMM1Hz {\n    logint(10 / zero);\n}\n")
+    (tmp_path / "sym.emt").write_text("\nGUEST:no_such_function { logint(RIP); }\n")
+    for name in ("div", "sym"):
+        made = subprocess.run([str(BIN / "emmettc"), f"{name}.emt", "-o", f"{name}.vp"], cwd=tmp_path,
+                              capture_output=True)
+        assert made.returncode == 0, made.stderr
+    bad = vm("vprobeLoadFile", tmp_path / "sym.vp")
+    assert (bad.returncode, bad.stderr.decode()) == (1, "vmrun: Error: the script did not load\n"
+                                                        "sym.emt:2:1: error: unknown guest symbol 'no_such_function' "
+                                                        "in probe point 'GUEST:no_such_function'\n")
+    assert vm("vprobeLoadFile", tmp_path / "div.vp").returncode == 0
+    vm.wait_log("division by zero")
+    assert vm.log().splitlines()[0] == "vprobe error: probe VMM1Hz aborted at div.emt:4:15: division by zero"
+    assert vm("vprobeLoad", (tmp_path / "div.vp").read_text()).returncode == 0
+    status, out, err = vprobe("-d", "1", "-f", "json", vm.vmx, tmp_path / "div.vp")
+    assert status == 0, err
+    first = json.loads(out.splitlines()[0])
+    assert (first["file"], first["line"], first["col"]) == ("div.emt", 4, 15)
 
 
 def test_vprobe_load_only_and_reset(vm, tmp_path):

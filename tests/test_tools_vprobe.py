@@ -285,6 +285,45 @@ def test_several_emmett_files_keep_their_own_locations(tmp_path):
     assert vprobe("-d", "0", a, ok).out == b"42\n"
 
 
+DIV_EMT = "int zero;\n\nVMM1Hz {\n    int x;\n    x = 10 / zero;\n    printf(\"%d\\n\", x);\n}\n"
+
+
+@needs_emmett
+def test_a_fault_in_emmett_is_reported_at_its_emmett_line_in_text_and_json(tmp_path):
+    div = write(tmp_path / "div.emt", DIV_EMT)
+    result = vprobe("-d", "1", div)
+    assert result.status == 0 and result.err == ""
+    assert result.text == f"vprobe error: probe VMM1Hz aborted at {div}:5:12: division by zero\n" * 2
+    objects = [json.loads(line) for line in vprobe("-f", "json", "-d", "1", div).text.splitlines()]
+    assert [(o["type"], o["file"], o["line"], o["col"], o["message"]) for o in objects] == \
+        [("error", str(div), 5, 12, "division by zero")] * 2
+
+
+@needs_emmett
+def test_vp_compiled_by_emmettc_still_names_the_emmett_line_when_loaded_later(tmp_path):
+    write(tmp_path / "div.emt", DIV_EMT)
+    compiled = subprocess.run([str(BIN / "emmettc"), "div.emt", "-o", "div.vp"], cwd=tmp_path, capture_output=True)
+    assert compiled.returncode == 0, compiled.stderr
+    result = vprobe("-d", "1", tmp_path / "div.vp")
+    assert result.text == "vprobe error: probe VMM1Hz aborted at div.emt:5:12: division by zero\n" * 2
+    # A load error of the compiled VP (a probe on a symbol the guest lacks) names the Emmett line, no VP text.
+    write(tmp_path / "sym.emt", "// a guest function the kernel does not have\nGUEST:no_such_function {\n"
+                                "    printf(\"%d\\n\", RIP);\n}\n")
+    assert subprocess.run([str(BIN / "emmettc"), "sym.emt", "-o", "sym.vp"], cwd=tmp_path).returncode == 0
+    bad = vprobe("-d", "1", tmp_path / "sym.vp")
+    assert bad.status == 1
+    assert bad.err == "sym.emt:2:1: error: unknown guest symbol 'no_such_function' in probe point " \
+                      "'GUEST:no_such_function'\n"
+
+
+@needs_emmett
+def test_a_fault_in_the_second_of_several_emmett_files_names_that_file(tmp_path):
+    lib = write(tmp_path / "lib.emt", "int zero;\n")
+    main = write(tmp_path / "main.emt", "\nVMM1Hz { printf(\"%d\\n\", 3 / zero); }\n")
+    assert vprobe("-d", "1", lib, main).text == f"vprobe error: probe VMM1Hz aborted at {main}:2:27: division " \
+                                                 f"by zero\n" * 2
+
+
 @needs_emmett
 def test_emmett_aggregates_are_logged_each_second_for_minus_a(tmp_path):
     script = write(tmp_path / "ticks.emt", "aggr ticks[1][1];\nGuest_IRQ { ticks[VCPUID, curprocname()]++; }\n")

@@ -11,6 +11,7 @@ runtime itself.
 from importlib import import_module
 
 _EXPORTS = {
+    "Annotations": "annotations", "Position": "annotations", "annotations_of": "annotations",
     "Backend": "backend", "CatalogBackend": "backend",
     "ALL_GLOBALS": "catalog", "STATIC_PROBES": "catalog", "GlobalInfo": "catalog", "ProbeInfo": "catalog",
     "ProbeSpec": "probe_points", "parse_probe_spec": "probe_points",

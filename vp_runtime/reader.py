@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .annotations import PREFIX as ANNOTATION_PREFIX, Annotations, read_annotations
 from .errors import Diagnostic, VPLoadError
 from .spec.limits import MASK64, MAX_NESTING
 
@@ -64,7 +65,12 @@ class List(Node):
 
 
 class Source:
-    """The text of one script and its name, for locating diagnostics."""
+    """The text of one script and its name, for locating diagnostics.
+
+    Once read, `annotations` holds what compiled VP says about its Emmett
+    source (`annotations.py`): diagnostics and fault locations of VP that came
+    from Emmett name the Emmett position instead of the VP one.
+    """
 
     def __init__(self, text: str | bytes, filename: str = "<script>"):
         if isinstance(text, bytes):
@@ -76,6 +82,7 @@ class Source:
         self.text = text
         self.filename = filename
         self.lines = text.split("\n")
+        self.annotations = Annotations()
 
     def line_text(self, line: int) -> str:
         """Line `line` as the reader sees it: one character per byte."""
@@ -86,9 +93,22 @@ class Source:
     def diagnostic(self, line: int, col: int, message: str, severity: str = "error") -> Diagnostic:
         """A diagnostic for people: the source line, the column and any source text quoted in
         `message` are shown as the UTF-8 the file holds (invalid bytes as U+FFFD), not as
-        the reader's one-character-per-byte text; the column counts characters."""
+        the reader's one-character-per-byte text; the column counts characters.  At VP
+        compiled from Emmett, the diagnostic is at the Emmett position, without a source
+        line (the runtime does not have the Emmett text)."""
+        emmett = self.annotations.locate(line, col)
+        if emmett is not None:
+            return Diagnostic(emmett.file, emmett.line, emmett.col, for_display(message), "", severity)
         text = self.line_text(line).encode("latin-1").decode("utf-8", "replace")
         return Diagnostic(self.filename, line, self.display_col(line, col), for_display(message), text, severity)
+
+    def location(self, line: int, col: int) -> str:
+        """`file:line:col` of a VP position for a fault line, as log text (a byte per character):
+        the Emmett position where the annotations know it."""
+        emmett = self.annotations.locate(line, col)
+        if emmett is not None:
+            return as_log_text(str(emmett))
+        return f"{as_log_text(self.filename)}:{line}:{self.display_col(line, col)}"
 
     def display_col(self, line: int, col: int) -> int:
         """The reader's (byte) column `col` of `line` as a column of UTF-8 characters."""
@@ -160,6 +180,7 @@ def read(source: Source) -> list[List]:
     line, line_start = 1, 0
     stack: list[List] = []
     top: list = []
+    annotation_lines: list[tuple[int, str]] = []
 
     def here(pos: int) -> tuple[int, int]:
         return line, pos - line_start + 1
@@ -174,7 +195,10 @@ def read(source: Source) -> list[List]:
             i += 1
         elif ch == ";":
             end = text.find("\n", i)
-            i = n if end < 0 else end
+            end = n if end < 0 else end
+            if i == line_start and text.startswith(ANNOTATION_PREFIX, i):
+                annotation_lines.append((line, text[i:end].rstrip("\r")))
+            i = end
         elif ch == "@" and not stack:
             end = text.find("\n", i)
             end = n if end < 0 else end
@@ -238,4 +262,6 @@ def read(source: Source) -> list[List]:
             (stack[-1].items if stack else top).append(node)
     if stack:
         raise source.error(stack[-1], "unbalanced '(' is never closed")
+    if annotation_lines:
+        source.annotations = read_annotations(annotation_lines)
     return top

@@ -19,7 +19,7 @@ from .checker import check
 from .cost import ProbeCost, probe_costs
 from .errors import Diagnostic, VPFault, VPLoadError
 from .limits import LoadConfig
-from .reader import Source, as_log_text, read
+from .reader import Source, read
 from .state import AggregateTable, Bag, BagStore, Cell, LogWriter, aggregate_add
 from .translate import translate
 from .typevars import STR
@@ -57,10 +57,8 @@ class Script:
         self.costs = probe_costs(program, config.max_calls_per_firing)
         _check_costs(source, self.costs, config)
         budgeted = frozenset(i for i, cost in enumerate(self.costs) if not cost.bounded)
-        # Fault lines go to the log, which holds bytes one per character: the file name too.
         self.aggregate_clock = aggregate_clock
-        translation = translate(program, as_log_text(source.filename), source.display_col, budgeted,
-                                stamped=aggregate_clock is not None)
+        translation = translate(program, source.location, budgeted, stamped=aggregate_clock is not None)
         try:
             code = compile(translation.source, "<vp script>", "exec")
         except (SyntaxError, RecursionError, MemoryError, ValueError):
@@ -71,6 +69,9 @@ class Script:
                                        f"translation cache holds ({config.max_code_bytes} bytes, vprobe.maxCodeBytes; "
                                        f"at most 65536)")
         self.source = source
+        # What compiled VP says about its Emmett source: the source map (already used for
+        # diagnostics and fault lines) and each aggregate's record, for the printers.
+        self.annotations = source.annotations
         self.log = LogWriter(log_sink)
         self.builtins = Builtins(backend, self.log)
         self.aggregates = {a.name: AggregateTable(a.name, a.int_keys, a.str_keys,

@@ -19,6 +19,7 @@ code without recursion carries neither check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import ir
 from .builtins import plain_name
@@ -47,15 +48,14 @@ class Translation:
 
 
 class Translator:
-    def __init__(self, program: ir.Program, filename: str, column=None, budgeted=frozenset(), *,
+    def __init__(self, program: ir.Program, location: Callable[[int, int], str], budgeted=frozenset(), *,
                  stamped: bool = False):
         self.program = program
         self.budgeted = budgeted  # indexes of the probes that can reach recursive functions
-        self.filename = filename
+        # A node's (line, byte column) as the `file:line:col` its fault lines name.
+        self.location = location
         # Aggregate entries also record the aggregate clock (`_clock`) at each update.
         self.stamped = stamped
-        # Maps a node's (line, byte column) to the column shown to people.
-        self.column = column or (lambda line, col: col)
         self.names: dict[int, str] = {}
         for prefix, items in (("g", program.variables), ("a", program.aggregates), ("b", program.bags),
                               ("f", program.functions)):
@@ -87,7 +87,7 @@ class Translator:
     def where(self, expr_or_pos) -> str:
         """The constant naming `file:line:col` of an expression or position, for fault lines."""
         line, col = expr_or_pos if isinstance(expr_or_pos, tuple) else expr_or_pos.pos
-        return self.const(f"{self.filename}:{line}:{self.column(line, col)}")
+        return self.const(self.location(line, col))
 
     def name(self, item) -> str:
         return self.names[id(item)]
@@ -522,9 +522,10 @@ BUILTIN_CODE = {
 RUNTIME_VALUES = {"PROBENAME": Translator.probe_name}
 
 
-def translate(program: ir.Program, filename: str, column=None, budgeted=frozenset(), *,
+def translate(program: ir.Program, location: Callable[[int, int], str], budgeted=frozenset(), *,
               stamped: bool = False) -> Translation:
-    """`program` as Python source; the probes whose indexes are in `budgeted` (those that can
-    reach a recursive function) start each firing with a fresh call budget; `stamped`: aggregate
-    entries also record the aggregate clock (see `vp_runtime.load`)."""
-    return Translator(program, filename, column, budgeted, stamped=stamped).translate()
+    """`program` as Python source; `location` gives the `file:line:col` a fault at a (line, byte
+    column) names; the probes whose indexes are in `budgeted` (those that can reach a recursive
+    function) start each firing with a fresh call budget; `stamped`: aggregate entries also
+    record the aggregate clock (see `vp_runtime.load`)."""
+    return Translator(program, location, budgeted, stamped=stamped).translate()

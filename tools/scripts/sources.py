@@ -7,11 +7,13 @@ run-time fault lines of the log.  The guest's VP library is one more source
 when the script calls a helper it does not define (`guest_library`): the
 machine's own library (`machine_library`), under the name the machine gives
 it, so that load diagnostics and fault lines inside it point at that name.
-Several Emmett files compile the same way, as one program.
 
 Emmett goes through the compiler (`emmett.compile`, imported only when an
 Emmett script is given) with the guest's preload (the VM's own, or the
-compiler's default) and the guest's symbols.
+compiler's default) and the guest's symbols; several Emmett files compile as
+one program, each keeping its name.  The VP it makes carries a source map
+(`vp_runtime/annotations.py`), so load diagnostics and fault lines of the
+compiled program name the Emmett files' positions.
 """
 
 from __future__ import annotations
@@ -186,11 +188,9 @@ def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, 
     if compiler is None:
         raise ToolError("Emmett scripts need the Emmett compiler (the emmett package), which is not available")
     compile_, Options = compiler
-    program = SourceMap(files)
-    name = files[0].name if len(files) == 1 else CONCAT_NAME
     include_dirs = list(dict.fromkeys(os.path.dirname(os.path.abspath(f.name)) for f in files
                                       if not f.name.startswith("<")))
-    source = program.text.decode("utf-8", "surrogateescape")
+    sources = [(f.name, f.text.decode("utf-8", "surrogateescape")) for f in files]
     with tempfile.TemporaryDirectory(prefix="vprobe-") as scratch:
         if symbols_file is None and symbols_text is not None:
             symbols_file = os.path.join(scratch, "kallsyms")
@@ -198,13 +198,13 @@ def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, 
         preload = {} if preload_text is None else {"preload_text": preload_text}
         options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr, **preload)
         try:
-            result = compile_(source, filename=name, options=options)
+            result = compile_(sources, options=options)
         except Exception as e:  # the compiler promises never to raise; never show a traceback anyway
             raise ToolError(f"internal error in the Emmett compiler: {type(e).__name__}: {e}") from None
-    diagnostics = [program.map_diagnostic(d) for d in result.diagnostics]
+    diagnostics = [d.format() for d in result.diagnostics]
     if not result.ok:
-        raise LoadFailed("\n".join(d.format() for d in diagnostics) or f"{name}: the Emmett compiler failed")
-    warnings = [d.format() for d in diagnostics]
+        raise LoadFailed("\n".join(diagnostics) or f"{files[0].name}: the Emmett compiler failed")
+    warnings = diagnostics
     vp = result.vp
     return (vp.encode("utf-8", "surrogateescape") if isinstance(vp, str) else bytes(vp)), warnings
 

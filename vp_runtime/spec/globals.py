@@ -5,7 +5,10 @@ the firing VCPU's; "per-PCPU": the physical CPU's where the probe fires;
 "per-thread"; "global": one value for the VM; "per-probe": set by the firing
 probe), a group (which table of the reference it belongs to; a machine
 offers the groups it can) and who supplies its value: the machine, or the
-runtime itself (PROBENAME, the name of the firing probe point).
+runtime itself (PROBENAME, the name of the firing probe point).  How its
+values read best in a table (`shown_as`): a guest linear address (hex,
+symbolized where the guest has symbols), bits or a physical address (hex),
+or a number (decimal); the compiler tells the printers (aggregate keys).
 """
 
 from .limits import PROBE_ARGS
@@ -15,32 +18,38 @@ from .values import INT, STR
 PER_VCPU, PER_PCPU, PER_THREAD, GLOBAL, PER_PROBE = "per-VCPU", "per-PCPU", "per-thread", "global", "per-probe"
 REGISTER, HARDWARE, VMCS, VMCB, PROBE = "register", "hardware", "vmcs", "vmcb", "probe"
 MACHINE, RUNTIME = "machine", "runtime"
+AS_ADDRESS, AS_HEX, AS_NUMBER = "address", "hex", "number"
 
 
 
 class GlobalInfo(Record):
-    """A built-in global: name, type, scope, description, group, who supplies its value."""
+    """A built-in global: name, type, scope, description, group, who supplies its value, how its
+    values read best."""
 
-    __slots__ = ("name", "type", "scope", "description", "group", "supplied_by")
-    defaults = {"group": REGISTER, "supplied_by": MACHINE}
+    __slots__ = ("name", "type", "scope", "description", "group", "supplied_by", "shown_as")
+    defaults = {"group": REGISTER, "supplied_by": MACHINE, "shown_as": AS_NUMBER}
 
 
-def _group(names: str, type_: str, scope: str, group: str, description: str) -> list[GlobalInfo]:
-    return [GlobalInfo(n, type_, scope, description.format(n=n), group) for n in names.split()]
+def _group(names: str, type_: str, scope: str, group: str, description: str,
+           shown_as: str = AS_NUMBER) -> list[GlobalInfo]:
+    return [GlobalInfo(n, type_, scope, description.format(n=n), group, MACHINE, shown_as) for n in names.split()]
 
 
 REGISTER_GLOBALS = tuple(
-    _group("RIP", INT, PER_VCPU, REGISTER, "instruction pointer of the VCPU where the probe fires")
-    + _group("RAX RBX RCX RDX RSI RDI RSP RBP R8 R9 R10 R11 R12 R13 R14 R15",
-             INT, PER_VCPU, REGISTER, "general-purpose register {n}")
-    + _group("RFLAGS", INT, PER_VCPU, REGISTER, "flags register")
+    _group("RIP", INT, PER_VCPU, REGISTER, "instruction pointer of the VCPU where the probe fires", AS_ADDRESS)
+    + _group("RAX RBX RCX RDX RSI RDI", INT, PER_VCPU, REGISTER, "general-purpose register {n}")
+    + _group("RSP RBP", INT, PER_VCPU, REGISTER, "general-purpose register {n}", AS_ADDRESS)
+    + _group("R8 R9 R10 R11 R12 R13 R14 R15", INT, PER_VCPU, REGISTER, "general-purpose register {n}")
+    + _group("RFLAGS", INT, PER_VCPU, REGISTER, "flags register", AS_HEX)
     + _group("CS SS DS ES FS GS", INT, PER_VCPU, REGISTER, "segment selector {n}")
-    + _group("CR0 CR2 CR3 CR4 CR8", INT, PER_VCPU, REGISTER, "control register {n}")
-    + _group("DR6 DR7", INT, PER_VCPU, REGISTER, "debug register {n}")
-    + _group("EFER", INT, PER_VCPU, REGISTER, "extended feature enable register")
-    + _group("KERNELGSBASE", INT, PER_VCPU, REGISTER, "KERNEL_GS_BASE MSR (swapped in by SWAPGS)")
-    + _group("FSBASE GSBASE", INT, PER_VCPU, REGISTER, "base of the {n} segment")
-    + _group("APIC_BASEPA", INT, PER_VCPU, REGISTER, "physical address of the local APIC")
+    + _group("CR0", INT, PER_VCPU, REGISTER, "control register {n}", AS_HEX)
+    + _group("CR2", INT, PER_VCPU, REGISTER, "control register {n}", AS_ADDRESS)
+    + _group("CR3 CR4 CR8", INT, PER_VCPU, REGISTER, "control register {n}", AS_HEX)
+    + _group("DR6 DR7", INT, PER_VCPU, REGISTER, "debug register {n}", AS_HEX)
+    + _group("EFER", INT, PER_VCPU, REGISTER, "extended feature enable register", AS_HEX)
+    + _group("KERNELGSBASE", INT, PER_VCPU, REGISTER, "KERNEL_GS_BASE MSR (swapped in by SWAPGS)", AS_ADDRESS)
+    + _group("FSBASE GSBASE", INT, PER_VCPU, REGISTER, "base of the {n} segment", AS_ADDRESS)
+    + _group("APIC_BASEPA", INT, PER_VCPU, REGISTER, "physical address of the local APIC", AS_HEX)
 )
 
 HARDWARE_GLOBALS = tuple(
@@ -57,10 +66,10 @@ HARDWARE_GLOBALS = tuple(
 VMCS_GLOBALS = tuple(_group(
     "VMCS_EXIT_REASON VMCS_INTR_INFO VMCS_INTR_ERR VMCS_IDTVEC_INFO VMCS_IDTVEC_ERR "
     "VMCS_INSTRLEN VMCS_VMENTRY_INTR_INFO VMCS_VMENTRYXCP_ERR VMCS_EXIT_QUAL "
-    "VMCS_EXIT_INTR_INFO VMCS_EXIT_INTR_ERR VMCS_EXIT_INSTR_LEN VMCS_EXIT_INSTR_INFO "
-    "VMCS_GUEST_PHYS_ADDR VMCS_GUEST_LINEAR_ADDR",
+    "VMCS_EXIT_INTR_INFO VMCS_EXIT_INTR_ERR VMCS_EXIT_INSTR_LEN VMCS_EXIT_INSTR_INFO",
     INT, PER_VCPU, VMCS, "Intel VT: VMCS field {n}",
-))
+) + _group("VMCS_GUEST_PHYS_ADDR", INT, PER_VCPU, VMCS, "Intel VT: VMCS field {n}", AS_HEX)
+  + _group("VMCS_GUEST_LINEAR_ADDR", INT, PER_VCPU, VMCS, "Intel VT: VMCS field {n}", AS_ADDRESS))
 
 VMCB_GLOBALS = tuple(_group(
     "VMCB_EXITCODE VMCB_EXITINFO1 VMCB_EXITINFO2 VMCB_EXITINTINFO VMCB_EVENTINJ "
