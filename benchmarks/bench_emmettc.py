@@ -15,6 +15,9 @@
    emmettc normally runs.  Each figure is the best wall time and the best
    CPU time (user + system of the process: on a busy host the steadier
    measure, as waiting for a core does not count) of the rounds.
+3. One flat expression (`x = RAX + RAX + ...`) of 1,000 and 10,000 terms,
+   compiled in this process, and the 10,000/1,000 ratio.  Target: linear
+   growth (ratio at most 15; linear is 10), 10,000 terms well under a second.
 
 `--against DIR` also runs, in the same interleaved rounds, the emmettc of
 DIR, another checkout of the project (e.g. `git worktree add /tmp/before
@@ -150,6 +153,25 @@ def measure(rounds: int, label: str, env: dict, against: Path | None, warm_up: i
         print(row + "(target: at most 3)")
 
 
+def flat_expressions(rounds: int) -> None:
+    print("3. a flat expression x = RAX + RAX + ... compiled in-process (best of %d, interleaved)" % rounds)
+    import emmett
+
+    sizes = (1000, 10000)
+    sources = {n: "VMM1Hz { x = " + " + ".join(["RAX"] * n) + "; logint(x); }\n" for n in sizes}
+    emmett.compile(sources[sizes[0]], "flat.emt")  # load the compiler and its tables first
+    best = dict.fromkeys(sizes, float("inf"))
+    for _ in range(rounds):
+        for n in sizes:
+            start = time.perf_counter()
+            result = emmett.compile(sources[n], "flat.emt")
+            best[n] = min(best[n], time.perf_counter() - start)
+            assert result.ok, result.format_diagnostics()
+    for n in sizes:
+        print(f"   {n:6d} terms: {best[n]:6.3f} s")
+    print(f"   10000/1000 ratio: {best[10000] / best[1000]:.2f}   (target: at most 15; linear is 10)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -161,6 +183,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-emmettc-") as tmp:
         scaling(1 if args.quick else 3, Path(tmp))
     startup(5 if args.quick else 20, against)
+    flat_expressions(2 if args.quick else 5)
 
 
 if __name__ == "__main__":

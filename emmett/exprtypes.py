@@ -9,7 +9,9 @@ Needs: resolved names (`Name.sym`, `Call.sym`; an unresolved name, in a
 constant expression at top level, is looked up among the globals) and the
 symbols' types.  During inference some variables are not typed yet: a type
 that depends on one is not stored, the variable is added to `missing`, and
-the expression is typed again once it is known.
+the expression is typed again once it is known.  Each computation types a
+subtree children first (`_sweep`), so a long flat expression costs linear
+time and no deep recursion.
 
 The rules where C leaves a choice: `a ? b : c` is a string if either branch is
 (the other must then be a string or guest characters), void if either is,
@@ -29,19 +31,48 @@ class ExprTypes:
     def __init__(self, program):
         self.p = program
         self._rules = S.dispatch_table(self, "t_", S.EXPRESSIONS)
+        self._partial = None  # during a sweep: id(node) -> (type, variables it waits for) of nodes not typed for good
 
     def value_type(self, e, model, missing=None):
-        """The type of `e`'s value (stored on `e` once known); None if unknown or ill-typed."""
+        """The type of `e`'s value (stored on `e` once known); None if unknown or ill-typed.
+
+        The variables whose types it waits for are added to `missing`.
+        """
         t = e.type
         if t is not None:
             return t
-        if missing is None:
-            missing = []
-        known = len(missing)
-        t = self._rules[type(e)](e, model, missing)
-        if t is not None and len(missing) == known:
-            e.type = t
+        partial = self._partial
+        if partial is None:
+            partial = self._partial = {}
+            try:
+                self._sweep(_untyped_bottom_up(e), model)
+            finally:
+                self._partial = None
+        elif id(e) not in partial:
+            self._sweep(_untyped_bottom_up(e), model)
+        if e.type is not None:
+            return e.type
+        t, waits_for = partial[id(e)]
+        if missing is not None:
+            missing.extend(waits_for)
         return t
+
+    def _sweep(self, order, model):
+        """Type the nodes of `order` (children before parents), so that no rule recurses more than a
+        level (a long flat expression is a deep tree).  A node whose type is unknown, or depends on
+        a variable not typed yet, goes in `_partial` with what it waits for, for its parents to read."""
+        rules = self._rules.get
+        partial = self._partial
+        for n in order:
+            rule = rules(n.__class__)
+            if rule is None or id(n) in partial:
+                continue
+            waits_for = []
+            t = rule(n, model, waits_for)
+            if t is not None and not waits_for:
+                n.type = t
+            else:
+                partial[id(n)] = (t, tuple(dict.fromkeys(waits_for)))  # each variable once
 
     def object_type(self, e, model, missing=None):
         """The type of the object `e` designates (arrays not decayed)."""
@@ -74,22 +105,14 @@ class ExprTypes:
         return self.value_type(e, model, missing)
 
     def type_body(self, body, model):
-        """Type every expression of a function or probe body.
-
-        Nodes are typed children first, so no rule recurses more than one level:
-        a long flat expression is a deep tree.
-        """
+        """Type every expression of a function or probe body."""
         if body is None:  # skipped after a syntax error
             return
-        rules = self._rules
-        missing = []
-        for node in S.bottom_up(body):
-            rule = rules.get(node.__class__)
-            if rule is not None and node.type is None:
-                t = rule(node, model, missing)
-                if t is not None and not missing:
-                    node.type = t
-                missing.clear()
+        self._partial = {}
+        try:
+            self._sweep(S.bottom_up(body), model)
+        finally:
+            self._partial = None
 
     # ---- the rules, one per expression class ------------------------------------------------
 
@@ -184,6 +207,19 @@ class ExprTypes:
 
     def t_SizeOf(self, e, model, missing):
         return T.VPINT
+
+
+def _untyped_bottom_up(root):
+    """The untyped nodes of `root`'s subtree (none below a typed one), children before parents."""
+    order = []
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if n.type is None:
+            order.append(n)
+            stack.extend(n.children())
+    order.reverse()
+    return order
 
 
 def binary_type(op, lt, rt):

@@ -12,6 +12,7 @@ the token stream.
 """
 
 from . import syntax as S
+from .lexer import KEYWORDS, TOKENS, shown_literal
 
 _U64 = (1 << 64) - 1
 
@@ -21,7 +22,7 @@ def _pos(p, i):
 
 
 class Grammar:
-    tokens = None  # set below from lexer.TOKENS
+    tokens = None  # lexer.TOKENS, set below
     start = "program"
 
     precedence = (
@@ -733,23 +734,17 @@ def _semicolon(t):
 def _describe(t):
     ty = t.type
     if ty in ("ID", "TYPE_NAME"):
-        return f"'{t.value}'"
+        return f"'{shown_literal(t.value)}'"
     if ty == "INT_LIT" or ty == "TIME_LIT":
-        return f"'{t.value[1]}'"
+        return f"'{shown_literal(t.value[1])}'"
     if ty == "STRING_LIT":
         text = t.value if len(t.value) <= 20 else t.value[:17] + "..."
         return "string " + '"' + text.replace("\n", "\\n") + '"'
     if len(ty) == 1:
         return f"'{ty}'"
-    from .lexer import KEYWORDS
     if ty.lower() in KEYWORDS:
         return f"'{ty.lower()}'"
     return _SHOW.get(ty, ty)
 
 
-def _init_tokens():
-    from .lexer import TOKENS
-    Grammar.tokens = TOKENS
-
-
-_init_tokens()
+Grammar.tokens = TOKENS

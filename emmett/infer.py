@@ -18,7 +18,7 @@ from collections import deque
 
 from . import ctype as T
 from .exprtypes import binary_type
-from .language import BUILTIN_GLOBALS
+from .language import BUILTIN_GLOBALS, BUILTINS, BUILTINS_WITHOUT_ARGUMENTS, GUEST_HELPERS
 from .symbols import where
 
 
@@ -50,6 +50,13 @@ def decide_implicit(program):
             if all(u[0] == "aggrref" for u in uses):
                 error(first[1], f"unknown aggregate '{name}' (an aggregate declares itself "
                                 f"where it is updated, e.g. {name}[key]++)")
+            elif name in BUILTINS:
+                args = "" if name in BUILTINS_WITHOUT_ARGUMENTS else "..."
+                error(first[1], f"'{name}' is a built-in function; call it: {name}({args})")
+            elif name in GUEST_HELPERS:
+                error(first[1], f"'{name}' is a function of the guest preload library"
+                                + (", which --no-preload turned off" if not program.options.preload else
+                                   " (which does not define it)") + f"; call it: {name}()")
             else:
                 error(first[1], f"unknown name '{name}'" + spelling_hint(name))
             sym.kind = "error"
@@ -91,7 +98,7 @@ def infer(program):
             missing = []
             t = constraint_type(c, types, missing)
             if t is None:
-                for m in missing:
+                for m in dict.fromkeys(missing):  # each variable it waits for, once
                     waiting.setdefault(m, []).append(c)
                 continue
             settle(c.sym, t, c.pos)

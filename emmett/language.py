@@ -36,6 +36,9 @@ CONTAINER_BUILTINS = frozenset(name for name, form in spec.SPECIAL_FORMS.items()
                                if _first_operand(form) in ("AGGREGATE", "BAG"))
 # Emmett's built-in functions: VP's builtins, those forms, and its own assert and exit.
 BUILTINS = frozenset(spec.BUILTINS) | CONTAINER_BUILTINS | {"assert", "exit"}
+# The builtins that can be called without arguments (getsystemtime(), exit()).
+BUILTINS_WITHOUT_ARGUMENTS = frozenset(
+    name for name, b in spec.BUILTINS.items() if all(p.optional for p in b.params)) | {"exit"}
 # Builtins whose first argument is a variable they write, and its type.
 DEST_BUILTINS = {name: _emmett_type(b.params[0].type) for name, b in spec.BUILTINS.items()
                  if b.params and b.params[0].destination}
@@ -46,6 +49,9 @@ FIRST_OPERAND_NAMED = frozenset(
     [name for name, b in spec.BUILTINS.items() if b.params and (b.params[0].destination or b.params[0].type == spec.FORMAT)]
     + [name for name, form in spec.SPECIAL_FORMS.items()
        if _first_operand(form) in ("VARIABLE", "NAME", "AGGREGATE", "BAG")])
+
+# The special forms that take any number of operands (do, cond): VP's limit of 32 applies.
+VARIADIC_FORMS = frozenset(name for name, form in spec.SPECIAL_FORMS.items() if form.usage.endswith("...)"))
 
 # The top-level forms with a body (defun, vprobe): the printer always gives them lines of their own.
 BODY_FORMS = frozenset(name for name, form in spec.TOP_LEVEL_FORMS.items() if "BODY..." in form.usage)

@@ -290,12 +290,17 @@ class Layout:
         return {"-": (-v) & MASK64, "+": v, "~": v ^ MASK64, "!": 0 if v else 1}[e.op]
 
     def c_Binary(self, e, model):
-        a = self.const_value(e.left, model)
-        b = self.const_value(e.right, model)
-        result = fold_binary(e.op, a, b)
-        if result is None:
-            self.fail(e.pos, "division by zero in a constant expression")
-        return result
+        # A left-leaning chain (1 + 2 + 3 ...) in a loop: long flat expressions are deep trees.
+        spine = []
+        while type(e) is S.Binary:
+            spine.append(e)
+            e = e.left
+        value = self.const_value(e, model)
+        for node in reversed(spine):
+            value = fold_binary(node.op, value, self.const_value(node.right, model))
+            if value is None:
+                self.fail(node.pos, "division by zero in a constant expression")
+        return value
 
     def c_Conditional(self, e, model):
         return self.const_value(e.then if self.const_value(e.test, model) else e.other, model)

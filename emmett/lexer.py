@@ -154,16 +154,22 @@ def _make(type_, value, pos, hide=None):
 
 
 def decode_number(text):
-    """(kind, value): ("int", n), ("time", microseconds) or ("error", message)."""
-    body = text
+    """(kind, value): ("int", n), ("time", microseconds) or ("error", message), for literals of any length.
+
+    A decimal of more digits than 2^64 has is too large without being
+    converted (Python refuses to convert more than a few thousand digits).
+    """
     lower = text.lower()
     for unit in ("usec", "msec", "sec", "us", "ms", "s"):
-        if lower.endswith(unit) and lower[: -len(unit)].isdigit():
-            return "time", int(lower[: -len(unit)]) * TIME_UNITS[unit]
-    stripped = lower.rstrip("ul")
-    if lower[len(stripped):] not in ("", "u", "l", "ul", "lu", "ll", "ull", "llu"):
-        return "error", f"bad number '{text}'"
-    body = stripped
+        digits = lower[: -len(unit)]
+        if lower.endswith(unit) and digits.isdigit():
+            value = _decimal(digits)
+            if value is None or value * TIME_UNITS[unit] > _U64:
+                return "error", f"the time {shown_literal(text)} does not fit in 64 bits of microseconds"
+            return "time", value * TIME_UNITS[unit]
+    body = lower.rstrip("ul")
+    if lower[len(body):] not in ("", "u", "l", "ul", "lu", "ll", "ull", "llu"):
+        return "error", f"bad number '{shown_literal(text)}'"
     try:
         if body.startswith("0x"):
             if len(body) == 2:
@@ -171,13 +177,33 @@ def decode_number(text):
             value = int(body[2:], 16)
         elif len(body) > 1 and body[0] == "0":
             value = int(body[1:], 8)
+        elif len(body.replace("_", "").lstrip("0")) > _MAX_DECIMAL_DIGITS and body.replace("_", "").isdigit():
+            return "error", f"the number {shown_literal(text)} does not fit in 64 bits"
         else:
-            value = int(body, 10)
+            value = int(body, 10)  # (Python's int, so "1_000" is 1000, as it always was)
     except ValueError:
-        return "error", f"bad number '{text}'"
+        value = None
+    if value is None:
+        return "error", f"bad number '{shown_literal(text)}'"
     if value > _U64:
-        return "error", f"the number {text} does not fit in 64 bits"
+        return "error", f"the number {shown_literal(text)} does not fit in 64 bits"
     return "int", value
+
+
+_MAX_DECIMAL_DIGITS = len(str(_U64))  # 20
+
+
+def _decimal(digits):
+    """The value of a string of ASCII decimal digits; None if it has more digits than any 64-bit number."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DECIMAL_DIGITS else None
+
+
+def shown_literal(text, limit=40):
+    """A literal as a message shows it: cut in the middle when it is long."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-10:]} ({len(text)} characters)"
 
 
 def decode_escapes(body, pos, reporter):

@@ -27,7 +27,7 @@ from .language import DEST_BUILTINS, MASK64, MAX_ARGS, MAX_KEYS, MAX_STRING_BYTE
 from .lower_calls import CallLowering, Quiet, is_intlike
 from .returns import always_returns, end_of_body, restructure_block
 from .symbols import FuncSym, Sym, where
-from .vp import HexInt, VStr, cond, do, is_const, op
+from .vp import HexInt, OpChain, VStr, cond, do, is_const, op
 
 _COMPARE = frozenset("== != < > <= >=".split())
 
@@ -152,10 +152,10 @@ class Lowerer(CallLowering):
                 self.tag(form, s.pos)
         return forms
 
-    def tag(self, form, pos):
+    def tag(self, form, pos, replace=False):
         """Record that VP list `form` comes from Emmett position `pos`, unless an inner construct
-        already said where it comes from."""
-        if type(form) is list and id(form) not in self.origins:
+        already said where it comes from (or `replace`)."""
+        if type(form) is list and (replace or id(form) not in self.origins):
             self.origins[id(form)] = (pos, form)
         return form
 
@@ -294,7 +294,8 @@ class Lowerer(CallLowering):
         if sym is None:
             raise Quiet("")
         if isinstance(sym, FuncSym):
-            self.fail(e.pos, f"'{e.name}' is a function; call it as {e.name}(...)")
+            args = "..." if sym.type.params else ""
+            self.fail(e.pos, f"'{e.name}' is a function; call it: {e.name}({args})")
         kind = sym.kind
         if kind in ("var", "local", "param"):
             if sym.type is None:
@@ -337,12 +338,28 @@ class Lowerer(CallLowering):
         return op(o, form)
 
     def x_Binary(self, e, ctx, discard):
-        o = e.op
-        if o == "+" and isinstance(e.type, T.StringType):
+        if e.op == "+" and isinstance(e.type, T.StringType):
             return self.concat(e, ctx)
-        lf = self.expr(e.left, ctx)
+        # A left-leaning chain (a + b - c * d ...) is lowered in a loop, operand by
+        # operand, into one OpChain: time linear in its length, no deep recursion.
+        spine = []
+        n = e
+        while type(n) is S.Binary and not (n.op == "+" and isinstance(n.type, T.StringType)):
+            spine.append(n)
+            n = n.left
+        chain = OpChain(self.expr(n, ctx))
+        for node in reversed(spine):
+            self.binary(node, chain, self.expr(node.right, ctx), ctx)
+            # Each node's form comes from the node, as if lowered on its own (a list the
+            # chain extended in place stands for the new node now).
+            self.tag(chain.form, node.pos, replace=chain.extended)
+        return chain.form
+
+    def binary(self, e, chain, rf, ctx):
+        """Check binary node `e` and combine its operands' forms: `chain.form` (the left) and `rf`."""
+        o = e.op
+        lf = chain.form
         lt = e.left.type
-        rf = self.expr(e.right, ctx)
         rt = e.right.type
         if lt is T.VOID or rt is T.VOID:
             bad = e.left if lt is T.VOID else e.right
@@ -351,8 +368,10 @@ class Lowerer(CallLowering):
             a = self.as_string(lf, lt, e.left.pos, ctx, f"the left operand of '{o}'")
             b = self.as_string(rf, rt, e.right.pos, ctx, f"the right operand of '{o}'")
             if type(a) is VStr and type(b) is VStr:
-                return int((a == b) == (o == "=="))
-            return [o, ["strcmp", a, b], 0]
+                chain.replace(int((a == b) == (o == "==")))
+            else:
+                chain.replace([o, ["strcmp", a, b], 0])
+            return
         if isinstance(lt, T.StringType) or isinstance(rt, T.StringType):
             if o in _COMPARE:
                 self.fail(e.pos, f"strings can only be compared with == and !=, not '{o}'")
@@ -361,28 +380,30 @@ class Lowerer(CallLowering):
         self.as_int(lf, lt, e.left.pos, f"the left operand of '{o}'")
         self.as_int(rf, rt, e.right.pos, f"the right operand of '{o}'")
         if o in ("+", "-"):
-            return self.additive(o, lf, lt, rf, rt, e)
+            self.additive(o, chain, lt, rf, rt, e)
+            return
         if o in ("/", "%") and is_const(rf) and rf == 0:
             self.fail(e.right.pos, "division by zero" if o == "/" else "modulo by zero")
-        return op(o, lf, rf)
+        chain.apply(o, rf)
 
-    def additive(self, o, lf, lt, rf, rt, e):
-        """`lf o rf` for `+`/`-` with C's pointer arithmetic (offsets scaled by the element size)."""
+    def additive(self, o, chain, lt, rf, rt, e):
+        """`chain.form o rf` for `+`/`-`, with C's pointer arithmetic (offsets scaled by the element size)."""
         lp = isinstance(lt, T.PointerType)
         rp = isinstance(rt, T.PointerType)
         if lp and rp:
             if o == "+":
                 self.fail(e.pos, "two pointers cannot be added")
             size = self.elem_size(lt, e.pos)
-            diff = op("-", lf, rf)
-            return op("/", diff, size) if size != 1 else diff
-        if lp:
-            return op(o, lf, self.scale(rf, self.elem_size(lt, e.pos)))
-        if rp:
+            diff = op("-", chain.form, rf)
+            chain.replace(op("/", diff, size) if size != 1 else diff)
+        elif lp:
+            chain.apply(o, self.scale(rf, self.elem_size(lt, e.pos)))
+        elif rp:
             if o == "-":
                 self.fail(e.pos, "an integer minus a pointer is not meaningful")
-            return op("+", self.scale(lf, self.elem_size(rt, e.pos)), rf)
-        return op(o, lf, rf)
+            chain.replace(op("+", self.scale(chain.form, self.elem_size(rt, e.pos)), rf))
+        else:
+            chain.apply(o, rf)
 
     def elem_size(self, pt, pos):
         target = pt.target
@@ -472,6 +493,8 @@ class Lowerer(CallLowering):
             else:
                 # The operand is not evaluated; its object type counts (an array is not decayed).
                 t = self.p.types.object_type(e.operand, ctx.model)
+                if t is None:
+                    self.expr(e.operand, ctx)  # it does not type: say why (a function's name, an unknown name...)
             if t is T.VPINT:
                 t = T.IntType("long", 8)  # a VP integer value is 8 bytes
             return self.p.layout.size_of(t, e.pos)
@@ -617,6 +640,8 @@ class Lowerer(CallLowering):
             blv = self.try_mem_lvalue(e.base, ctx)
             if blv is None or not isinstance(blv.type, T.StructType):
                 bt = e.base.type
+                if bt is None:
+                    self.expr(e.base, ctx)  # it does not type: say why (a function's name, an unknown name...)
                 if isinstance(bt, T.PointerType) and isinstance(bt.target, T.StructType):
                     self.fail(e.pos, f"'.' on a pointer: use '->' to reach field '{e.field}'")
                 self.fail(e.pos, f"'.' needs a struct or union in guest memory, but this is {T.describe(bt)}")
@@ -739,7 +764,9 @@ class Lowerer(CallLowering):
             else:
                 self.as_int(vf, vt, e.value.pos, f"the right operand of '{o}'")
                 if bop in ("+", "-"):
-                    value = self.additive(bop, sym, t, vf, vt, e)
+                    chain = OpChain(sym)
+                    self.additive(bop, chain, t, vf, vt, e)
+                    value = chain.form
                 else:
                     if bop in ("/", "%") and is_const(vf) and vf == 0:
                         self.fail(e.value.pos, "division by zero")

@@ -10,7 +10,9 @@
 3. `used_globals`: the globals the output declares: those of the program,
    those of the preload that the emitted code uses, implicit variables it
    uses, and the locals that became globals (dead ones dropped).
-4. `check_limits`: VP's limits on what is emitted (probes per VM, nesting).
+4. VP's limits on what is emitted: probes per VM; operators, `do` and
+   `cond` regrouped to at most 32 operands (`vp.within_arity`); nesting (a
+   form too deep has its chains of `+` and `-` made flat sums first).
 5. Names and text (`emit`), and the annotations that end it (`annotations`):
    the source map from VP positions to Emmett ones and, per aggregate, what
    the printers need (`aggr_info`).
@@ -22,7 +24,7 @@ from .emit import assign_names, auto_aggr_probe, global_def, referenced_syms, re
 from .language import MAX_NESTING, MAX_PARAMS, MAX_PROBES
 from .lower import Lowerer
 from .probe_points import probe_spec
-from .vp import nesting
+from .vp import flatten_sums, nesting, within_arity
 
 
 def generate(program, options, main_fid):
@@ -48,6 +50,8 @@ def generate(program, options, main_fid):
     aggregates = [s for s in globals_ if s.kind == "aggr"]
     if options.auto_aggr and aggregates:
         pr_forms.append(auto_aggr_probe(aggregates))
+    for form in fn_forms + pr_forms:
+        within_arity(form)
     check_nesting(program, fn_forms, functions, pr_forms, probes)
     if reporter.error_count:
         return None
@@ -125,13 +129,21 @@ def check_probe_count(program, options, main_fid):
 
 
 def check_nesting(program, fn_forms, functions, pr_forms, probes):
+    """VP's nesting limit, after long chains of `+` and `-` are made flat sums where they nest too deeply."""
     reporter = program.reporter
+
+    def too_deep(form):
+        if nesting(form) <= MAX_NESTING:
+            return False
+        within_arity(flatten_sums(form))
+        return nesting(form) > MAX_NESTING
+
     for form, (fs, _) in zip(fn_forms, functions):
-        if nesting(form) > MAX_NESTING:
+        if too_deep(form):
             reporter.error(fs.pos, f"the VP for '{fs.name}' nests more than {MAX_NESTING} levels deep, "
                                    f"more than VP allows: move some of it into functions")
     for form, (probe, _, _) in zip(pr_forms, probes):
-        if nesting(form) > MAX_NESTING:
+        if too_deep(form):
             reporter.error(probe.pos, f"the VP for this probe nests more than {MAX_NESTING} levels deep, "
                                       f"more than VP allows: move some of it into functions")
 

@@ -19,6 +19,8 @@ then each `-I` folder), object-like and function-like `#define`, `#undef`,
 import os
 import re
 
+from .lexer import decode_number
+
 MAX_INCLUDE_DEPTH = 32
 
 _DIRECTIVE = re.compile(r"\s*#\s*([A-Za-z_]\w*)(.*)\Z", re.S)
@@ -65,7 +67,7 @@ class _IfFrame:
 
 
 class _ExprError(Exception):
-    pass
+    """Not an integer expression; with a message when it is one that is wrong (a number too large)."""
 
 
 class Preprocessor:
@@ -182,8 +184,11 @@ class Preprocessor:
                 return False
             try:
                 value = self._evaluate(rest)
-            except _ExprError:
-                return None  # not an expression: a comment line such as "# if the guest ..."
+            except _ExprError as e:
+                if not e.args:
+                    return None  # not an expression: a comment line such as "# if the guest ..."
+                self.reporter.error(pos, f"#if: {e.args[0]}")
+                value = 0
             stack.append(_IfFrame(active, bool(value), pos))
             return bool(value)
         if word == "elif":
@@ -198,8 +203,8 @@ class Preprocessor:
                 return False
             try:
                 value = bool(self._evaluate(rest))
-            except _ExprError:
-                self.reporter.error(pos, "#elif needs an integer expression")
+            except _ExprError as e:
+                self.reporter.error(pos, f"#elif: {e.args[0]}" if e.args else "#elif needs an integer expression")
                 value = False
             frame.active = value
             frame.taken = value
@@ -293,8 +298,10 @@ class Preprocessor:
             pos = m.end()
             number, ident, op = m.groups()
             if number is not None:
-                out.append(int(number, 16) if number[:2].lower() == "0x" else
-                           int(number, 8) if len(number) > 1 and number[0] == "0" else int(number))
+                kind, value = decode_number(number)
+                if kind != "int":
+                    raise _ExprError(value)
+                out.append(value)
             elif ident is not None:
                 if ident == "defined":
                     m2 = re.compile(r"\s*(?:\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))").match(text, pos)

@@ -11,6 +11,7 @@ A name that is not a probe point is reported, and `CompileError` raised.
 """
 
 from .language import ADDRESS_PROBE_KINDS, INTERVAL_PROBE_KIND, LATER_GUEST_KINDS, LATER_PROBE_KINDS, MASK64, STATIC_PROBES
+from .lexer import shown_literal
 
 DOMAINS = ("VMM", "VMX", "GUEST")
 LATER_FORMS = LATER_PROBE_KINDS + ("EXIT",)
@@ -38,7 +39,7 @@ class ProbeName:
         self.program = program
         self.fail = program.reporter.fail
         self.pos = parts[0][2]
-        self.text = ":".join(_part_text(p) for p in parts)
+        self.text = shown_literal(":".join(_part_text(p) for p in parts), 60)
 
     def vp_point(self):
         parts = self.parts

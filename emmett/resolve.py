@@ -177,8 +177,14 @@ class Resolver:
     r_StrLit = r_IntLit
 
     def r_Binary(self, e, ctx):
-        self.visit(e.left, ctx)
-        self.visit(e.right, ctx)
+        # A left-leaning chain (a + b + c ...) in a loop: long flat expressions are deep trees.
+        spine = []
+        while type(e) is S.Binary:
+            spine.append(e)
+            e = e.left
+        self.visit(e, ctx)
+        for node in reversed(spine):
+            self.visit(node.right, ctx)
 
     def r_Unary(self, e, ctx):
         operand = e.operand

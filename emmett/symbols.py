@@ -3,7 +3,14 @@
 from . import ctype as T
 
 
-class Sym:
+class Symbol:
+    """What a name is bound to: a `Sym` (a value, or a container) or a `FuncSym` (a function)."""
+
+    __slots__ = ()
+    implicit = False  # only a Sym can be implicit (undeclared, decided by its uses)
+
+
+class Sym(Symbol):
     """A named thing a program refers to.
 
     kind: "var" (a VP global variable), "local", "param", "probeparam" (ARGn),
@@ -35,7 +42,7 @@ class Sym:
         return f"Sym({self.kind}, {self.name!r})"
 
 
-class FuncSym:
+class FuncSym(Symbol):
     __slots__ = ("name", "type", "pos", "node", "ctx", "preload", "vpname", "recursive", "reachable", "model",
                  "kind")
 

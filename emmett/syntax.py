@@ -32,6 +32,7 @@ from `exprtypes`), `TypeName.ctype` (the C type a cast or sizeof names).
 class Node:
     __slots__ = ("pos",)
     last = None  # the position of the node's own last token, where it has one (see the module docstring)
+    type = None  # only expressions have a type (`Expr.type`)
 
     def children(self):
         return ()
@@ -510,10 +511,11 @@ def bottom_up(node):
     """`node` and every node below it, as a list in which each node comes after all its descendants."""
     order = []
     stack = [node]
+    pop, push, add = stack.pop, stack.extend, order.append
     while stack:
-        n = stack.pop()
-        order.append(n)
-        stack.extend(n.children())
+        n = pop()
+        add(n)
+        push(n.children())
     order.reverse()  # a parents-first order, reversed
     return order
 

@@ -13,7 +13,7 @@ merge, and an `if`/`else if` chain becomes one `cond`.
 
 import re
 
-from .language import BODY_FORMS, FIRST_OPERAND_NAMED, MASK64, MAX_NAME_BYTES, VP_RESERVED
+from .language import BODY_FORMS, FIRST_OPERAND_NAMED, MASK64, MAX_ARGS, MAX_NAME_BYTES, VARIADIC_FORMS, VP_RESERVED
 
 _RESERVED_UPPER = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _NUMERIC = re.compile(r"[+-]?[0-9]")
@@ -103,6 +103,66 @@ def op(o, *args):
             if len(out) == 2:
                 return out[1]
     return out
+
+
+class OpChain:
+    """`op(o, form, b)` applied step after step (a long `a + b + c ...`), in time linear in the chain.
+
+    op() copies its first operand's list to flatten it, and for "+" rescans
+    it for constants, so a chain of n steps would cost n^2.  The chain owns
+    the lists op() built for it and extends them in place; for "+" it tracks
+    where the one constant of the sum is (op() leaves at most one in a sum of
+    three or more operands).  `form` is, after each step, what op() would have
+    given.  `replace` sets a form built otherwise (it is not extended in place).
+    """
+
+    __slots__ = ("form", "owned", "const_at", "extended")
+
+    def __init__(self, form):
+        self.form = form
+        self.owned = None  # the operator of `form` when it is a list of 3+ items this chain built
+        self.const_at = None  # with owned "+": the index of the constant in `form`, if any
+        self.extended = False  # whether the last step extended `form` in place (op() would have made a new list)
+
+    def replace(self, form):
+        self.form = form
+        self.owned = None
+        self.extended = False
+
+    def apply(self, o, b):
+        a = self.form
+        self.extended = self.owned == o
+        if self.owned != o:
+            r = self.form = op(o, a, b)
+            if type(r) is list and len(r) > 2 and r[0] == o and o in _BINARY:
+                self.owned = o
+                self.const_at = next((i for i in range(1, len(r)) if is_const(r[i])), None) if o == "+" else None
+            else:
+                self.owned = None
+            return
+        if type(b) is list and len(b) > 2 and b[0] == o and o in _ASSOCIATIVE:
+            items = b[1:]
+        else:
+            items = [b]
+        if o == "+":
+            consts = [x for x in items if is_const(x)]
+            if consts and len(a) + len(items) > 3 and len(consts) + (self.const_at is not None) > 1:
+                # Gather the constants (see op): the other terms in order, then their total.
+                total = sum(consts)
+                if self.const_at is not None:
+                    total += a.pop(self.const_at)
+                total &= MASK64
+                a.extend(x for x in items if not is_const(x))
+                self.const_at = None
+                if total:
+                    a.append(total)
+                    self.const_at = len(a) - 1
+                if len(a) == 2:
+                    self.replace(a[1])
+                return
+            if consts:
+                self.const_at = len(a) + next(i for i, x in enumerate(items) if is_const(x))
+        a.extend(items)
 
 
 def do(forms):
@@ -304,6 +364,87 @@ class Printer:
         out = []
         self.lines(x, 0, out, "")
         return "\n".join(out)
+
+
+def within_arity(form):
+    """`form` with every operator, `do` and `cond` given at most MAX_ARGS operands, as VP requires.
+
+    A longer one is regrouped with its meaning and its evaluation order kept:
+    associative operators and `do` into groups of at most MAX_ARGS
+    (`(+ (+ a1 .. a32) (+ a33 ..) ..)`), `(- a b c ..)` as `(- a (+ b c ..))`,
+    the other operators, which fold from the left, left-deep
+    (`(/ (/ a1 .. a32) a33 ..)`), a `cond` as clauses ending in `(1 (cond ..))`.
+    Each regrouping nests one level deeper (the nesting limit is checked after).
+    Lists are changed in place (forms are trees: each list has one parent).
+    """
+    stack = [form]
+    while stack:
+        x = stack.pop()
+        if type(x) is not list:
+            continue
+        if len(x) > MAX_ARGS + 1 and type(x[0]) is str and (x[0] in _BINARY or x[0] in VARIADIC_FORMS):
+            x[:] = _regrouped(x[0], x[1:])
+        stack.extend(x)
+    return form
+
+
+def _regrouped(head, args):
+    if head == "-":
+        return ["-", args[0], _regrouped("+", args[1:]) if len(args) > MAX_ARGS else ["+"] + args[1:]]
+    if head in _ASSOCIATIVE or head == "do":
+        while len(args) > MAX_ARGS:
+            args = [args[i] if len(args) - i == 1 else [head] + args[i:i + MAX_ARGS]
+                    for i in range(0, len(args), MAX_ARGS)]
+        return [head] + args
+    if head == "cond":
+        heads = []
+        while len(args) > MAX_ARGS:
+            heads.append(args[:MAX_ARGS - 1])
+            args = args[MAX_ARGS - 1:]
+        form = ["cond"] + args
+        for clauses in reversed(heads):
+            form = ["cond"] + clauses + [[1, form]]
+        return form
+    # Left-folding operators: the first MAX_ARGS operands, then MAX_ARGS - 1 more at each level.
+    out = [head] + args[:MAX_ARGS]
+    for i in range(MAX_ARGS, len(args), MAX_ARGS - 1):
+        out = [head, out] + args[i:i + MAX_ARGS - 1]
+    return out
+
+
+def flatten_sums(form):
+    """`form` with its chains of mixed `+` and `-` made flat sums, for a form that nests too deeply.
+
+    `a - b + c - d` lowers to `(- (+ (- a b) c) d)`, a level per change of
+    operator; as a sum of terms, `(+ a (- 0 b) c (- 0 d))`, it nests one level
+    (and `within_arity` then groups it).  The terms keep their order, so the
+    evaluation order (right to left) is the same.  Lists are changed in place.
+    """
+    lists = []
+    stack = [form]
+    while stack:
+        x = stack.pop()
+        if type(x) is list:
+            lists.append(x)
+            stack.extend(x)
+    for x in reversed(lists):  # children first
+        head = x[0] if x else None
+        if head not in ("+", "-") or len(x) < 3:
+            continue
+        inner = x[1]
+        if type(inner) is not list or len(inner) < 3 or inner[0] not in ("+", "-"):
+            continue
+        if inner[0] == head:  # (+ (+ a b) c), (- (- a b) c): one list
+            x[1:2] = inner[1:]
+            continue
+        terms = inner[1:2] + [t if inner[0] == "+" else _negated(t) for t in inner[2:]]
+        terms += [t if head == "+" else _negated(t) for t in x[2:]]
+        x[:] = ["+"] + terms
+    return form
+
+
+def _negated(term):
+    return (-term) & MASK64 if is_const(term) else ["-", 0, term]
 
 
 _EXIT = object()  # marks, on the flat printer's stack, where a list's text ends

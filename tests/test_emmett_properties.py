@@ -2,7 +2,10 @@
 
 * no input text makes `emmett.compile` raise, or fail with anything but its own
   located diagnostics (never an internal error);
-* every program it accepts is VP that the runtime loads.
+* every program it accepts is VP that the runtime loads;
+* the classes that once found internal errors or quadratic time: every kind of
+  name used as a value in every kind of place, literals of any length, long
+  flat expressions (which must also mean what they say when run).
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import emmett
+from conftest import FakeBackend, fire
+from emmett.language import MAX_ARGS
+from emmett.vp import HexInt, OpChain, op
 from vp_runtime import CatalogBackend, VPLoadError, load
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,3 +148,154 @@ def test_well_typed_programs_compile_to_vp_that_loads(source):
         load(result.vp, backend=CatalogBackend(), filename="gen.vp")
     except VPLoadError as e:  # pragma: no cover - a failure prints the program
         raise AssertionError(f"{source}\n---\n{result.vp}\n---\n{e}") from None
+
+
+# ---- names used as values ----------------------------------------------------------------------
+
+# Every kind of name a program can use, declared by DECLARATIONS, and whether it is a function.
+NAMES = {
+    "curpid": True, "curprocname": True, "nullary": True, "unary": True, "printf": True, "getsystemtime": True,
+    "logaggr": True, "exit": True, "assert": True,
+    "counts": False, "pending": False, "RED": False, "RIP": False, "PROBENAME": False, "g": False, "gs": False,
+    "task": False, "nosuch": False,
+}
+DECLARATIONS = ("int nullary() { return 1; }\nint unary(int a) { return a; }\naggr counts[1][0];\n"
+                "bag pending[8];\nenum color { RED };\nint g;\nstring gs;\n"
+                "struct t { int f; };\nextern struct t task;\n")
+# The places a name can stand: {n} is the name.
+PLACES = [
+    "x = {n};", "x = {n} + 1;", "x = 1 + {n};", "if ({n} == 0) x = 1;", "if ({n}) x = 1;", "logint({n});",
+    "unary({n});", "{n} = 1;", "{n}++;", "--{n};", "{n} += 2;", "{n}[1]++;", "{n}[1] <- 2;", "x = {n}[1];",
+    "x = &{n};", "x = *{n};", "x = sizeof {n};", "x = sizeof({n});", "x = {n}.f;", "x = {n}->f;",
+    "x = (int){n};", "x = {n} ? 1 : 2;", "x = 1 ? {n} : 2;", "x = -{n};", "x = !{n};", "x = ~{n};",
+    "s = {n};", "s = {n} + \"a\";", 'sprintf({n}, "a");', 'sprintf(s, "%d", {n});', "logaggr({n});",
+    "clearaggr({n});", "baginsert({n}, 1, 2);", "x = bagremove({n}, 1);", "getsystemtime({n});",
+    "x = counts[{n}];", "counts[{n}]++;", "x = {n}();", "x = {n}(1);",
+]
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(NAMES)), st.sampled_from(PLACES), st.sampled_from(["VMM1Hz", "GUEST:0x1000"]),
+       st.booleans())
+def test_any_name_used_as_a_value_anywhere_is_a_located_error_or_compiles(name, place, probe, preload):
+    statement = place.format(n=name)
+    source = DECLARATIONS + f"string s;\n{probe} {{\n    {statement}\n}}\n"
+    result = emmett.compile(source, "names.emt", emmett.CompileOptions(preload=preload))
+    assert not result.internal_error, result.format_diagnostics()
+    if result.ok:
+        return
+    line = source.count("\n", 0, source.index(statement)) + 1
+    assert any(d.line == line for d in result.errors), result.format_diagnostics()
+    # A function's name where a value is read: the message says it is a function and how to call it.
+    value_place = place in ("x = {n};", "x = {n} + 1;", "if ({n} == 0) x = 1;", "logint({n});", "x = -{n};")
+    if NAMES[name] and value_place:
+        first = result.errors[0]
+        assert first.line == line and f"'{name}'" in first.message and "call it" in first.message, \
+            result.format_diagnostics()
+
+
+# ---- literals of any length --------------------------------------------------------------------
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["", "0x", "0"]), st.integers(1, 6000), st.sampled_from("0123456789"),
+       st.sampled_from(["", "u", "UL", "usec", "msec", "sec", "x", "_1"]),
+       st.sampled_from(["VMM1Hz {{ x = {lit}; logint(x); }}", "USEC:{lit} {{ }}", "TIMER:{lit} {{ }}",
+                        "#if {lit}\n#endif\nVMM1Hz {{ }}", "int a[{lit}];\nVMM1Hz {{ }}",
+                        "enum e {{ E = {lit} }};\nVMM1Hz {{ logint(E); }}"]))
+def test_a_literal_of_any_length_compiles_or_is_one_short_located_error(prefix, length, digit, suffix, shape):
+    literal = prefix + digit * length + suffix
+    source = shape.format(lit=literal)
+    result = emmett.compile(source, "lit.emt")
+    assert not result.internal_error, result.format_diagnostics()[:500]
+    assert all(len(d.message) < 300 and d.line >= 1 for d in result.diagnostics)
+    significant = (digit * length).lstrip("0")
+    if prefix == "" and len(significant) > 20 and suffix in ("", "u", "UL"):
+        assert any("does not fit in 64 bits" in d.message for d in result.errors), result.format_diagnostics()
+
+
+# ---- long flat expressions ---------------------------------------------------------------------
+
+M64 = (1 << 64) - 1
+# One precedence level each, so that the chain folds from the left.
+LEVELS = [
+    {"+": lambda a, b: (a + b) & M64, "-": lambda a, b: (a - b) & M64},
+    {"*": lambda a, b: (a * b) & M64},
+    {"&": lambda a, b: a & b}, {"|": lambda a, b: a | b}, {"^": lambda a, b: a ^ b},
+    {"&&": lambda a, b: int(bool(a and b))}, {"||": lambda a, b: int(bool(a or b))},
+]
+REGISTERS = {"RAX": 7, "RBX": 1 << 63, "RCX": 0}
+
+
+@st.composite
+def flat_chain(draw, max_terms):
+    """(EXPRESSION, its value): up to `max_terms` terms (a drawn pattern repeated) of one precedence level."""
+    level = draw(st.sampled_from(LEVELS))
+    count = draw(st.integers(2, max_terms))
+    pattern = draw(st.lists(st.one_of(st.sampled_from(sorted(REGISTERS)), st.integers(0, M64).map(str),
+                                      st.integers(0, 40).map(str)), min_size=1, max_size=60))
+    op_pattern = draw(st.lists(st.sampled_from(sorted(level)), min_size=1, max_size=60))
+    terms = [pattern[i % len(pattern)] for i in range(count)]
+    ops = [op_pattern[i % len(op_pattern)] for i in range(count - 1)]
+    text = terms[0] + "".join(f" {o} {t}" for o, t in zip(ops, terms[1:]))
+    value = lambda t: REGISTERS[t] if t in REGISTERS else int(t)  # noqa: E731
+    expected = value(terms[0])
+    for o, t in zip(ops, terms[1:]):
+        expected = level[o](expected, value(t))
+    return text, expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flat_chain(max_terms=600))
+def test_a_long_flat_expression_compiles_within_vps_limits_and_means_what_it_says(chain):
+    text, expected = chain
+    result = emmett.compile(f'VMXLoad {{ printf("%u\\n", {text}); }}', "flat.emt",
+                            emmett.CompileOptions(preload=False))
+    assert result.ok, result.format_diagnostics()[:500]
+    assert max(len(line.split()) for line in result.vp.splitlines()) <= MAX_ARGS + 1
+    backend = FakeBackend()
+    backend.regs.update(REGISTERS)
+    assert fire(result.vp, backend=backend) == f"{expected}\n"
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(flat_chain(max_terms=10000))
+def test_a_flat_expression_of_thousands_of_terms_compiles(chain):
+    text, _ = chain
+    result = emmett.compile(f"VMM1Hz {{ x = {text}; logint(x); }}", "flat.emt")
+    assert result.ok and not result.internal_error, result.format_diagnostics()[:500]
+
+
+# The chain lowering builds a long expression in must give what op() gives step by step.
+_OPERAND = st.recursive(
+    st.one_of(st.sampled_from([0, 1, 2, 5, M64, M64 - 1]), st.sampled_from([0, 1, 0xFF]).map(HexInt),
+              st.sampled_from(["RAX", "RBX", "ARG0"])),
+    lambda inner: st.tuples(st.sampled_from(["+", "-", "*", "&"]), st.lists(inner, min_size=2, max_size=3))
+    .map(lambda t: [t[0]] + t[1]),
+    max_leaves=6)
+
+
+def _copy(form):
+    return [_copy(x) for x in form] if type(form) is list else form
+
+
+def _same(a, b):
+    if type(a) is not type(b):
+        return False
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(_OPERAND, st.lists(st.tuples(st.sampled_from(["+", "+", "-", "*", "&", "|", "^", "&&", "<", "/"]), _OPERAND),
+                          min_size=1, max_size=20))
+def test_an_op_chain_gives_what_op_gives_step_by_step(start, steps):
+    expected = _copy(start)
+    for o, b in steps:
+        expected = op(o, expected, _copy(b))
+    chain = OpChain(_copy(start))
+    kept = [_copy(b) for _, b in steps]
+    for (o, b), original in zip(steps, kept):
+        chain.apply(o, b)
+        assert _same(b, original)  # an operand is never changed
+    assert _same(chain.form, expected), (chain.form, expected)

@@ -212,3 +212,12 @@ def test_an_implicit_variable_takes_the_type_lowering_gives_a_conditional():
     p, _ = stmt_exprs("struct t { int a; };\nstruct t *p;\nint c;\nVMM1Hz { x = c ? 0 : p; y = x->a; }\n")
     assert isinstance(p.implicit["x"].type, T.PointerType)
     assert not p.reporter.error_count
+
+
+def test_an_operand_is_typed_even_when_its_parent_was_typed_first():
+    # During inference `a = (a = RIP * b)` types the inner assignment from `a` before `b` is known;
+    # the final pass must still type `RIP * b` and `b`.
+    p, _ = stmt_exprs("VMM1Hz { b = twice((a = (a = (RIP * b))) & 7); }\nint twice(int n) { return n * 2; }\n")
+    untyped = [type(n).__name__ for n in S.walk(p.probes[0].node.body)
+               if isinstance(n, S.Expr) and n.type is None and not (isinstance(n, S.Name) and n.sym is None)]
+    assert untyped == [] and not p.reporter.error_count
