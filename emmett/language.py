@@ -67,7 +67,6 @@ INTERVAL_PROBE_KIND = next(name for name, k in spec.PROBE_KINDS.items() if k.par
 LATER_PROBE_KINDS = tuple(name for name, k in spec.PROBE_KINDS.items() if k.domains)
 LATER_GUEST_KINDS = {name: k.same_as for name, k in spec.PROBE_KINDS.items()
                      if k.domains and k.param == spec.ADDRESS and k.same_as}
-EXECUTE, READ, WRITE = spec.EXECUTE, spec.READ, spec.WRITE
 
 # Functions a guest preload library provides.
 GUEST_HELPERS = frozenset("curpid curprocname curtid curppid curthrptr".split())
