@@ -109,8 +109,8 @@ class AggregateUses:
             text = source_text(value, self.files)
             if text not in uses.values:
                 uses.values.append(text)
-        if hist is not None:
-            uses.hist = hist
+        if hist is not None and uses.hist is None:
+            uses.hist = hist  # the first update's unit, when updates say different ones
 
     def record_of(self, sym):
         """The annotation record of aggregate `sym` (its VP name known), as JSON-ready data."""
@@ -123,9 +123,10 @@ class AggregateUses:
         keys = [{"header": _HEADER_SEPARATOR.join(h), "kind": k} for h, k in zip(uses.headers, uses.kinds)]
         if uses.hist is not None:
             keys[uses.hist["bucket"]]["kind"] = BUCKET
-            record["hist"] = uses.hist
         record["keys"] = keys
         record["counted"] = uses.updates == {"count"}
         if len(uses.values) == 1:
             record["value"] = uses.values[0]
+        if uses.hist is not None:
+            record["hist"] = uses.hist
         return record

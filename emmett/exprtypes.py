@@ -23,6 +23,7 @@ lowering reports); pointer arithmetic keeps the pointer's type.
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
+from .histograms import AGGREGATING
 from .language import BUILTINS
 from .symbols import FuncSym, Sym
 
@@ -182,7 +183,7 @@ class ExprTypes:
     def t_Call(self, e, model, missing):
         if isinstance(e.sym, FuncSym):
             return e.sym.type.ret
-        if e.sym in BUILTINS:
+        if e.sym in BUILTINS or e.sym in AGGREGATING:
             return T.VOID if e.sym == "exit" else T.VPINT
         return None
 

@@ -23,6 +23,7 @@ from . import ctype as T
 from . import syntax as S
 from .aggr_info import AggregateUses
 from .diagnostics import CompileError
+from .histograms import Histograms, is_aggregating_call
 from .language import DEST_BUILTINS, MASK64, MAX_ARGS, MAX_KEYS, MAX_STRING_BYTES
 from .lower_calls import CallLowering, Quiet, is_intlike
 from .returns import always_returns, end_of_body, restructure_block
@@ -81,6 +82,7 @@ class Lowerer(CallLowering):
         self.aggregates = AggregateUses(program.reporter.files)
         self.probe_point = None  # the VP point of the probe being lowered (None in a function)
         self.emitted = True  # whether the body being lowered is emitted (its aggregate updates count)
+        self.histograms = Histograms(self)
         self._expr = S.dispatch_table(self, "x_", S.EXPRESSIONS)
         self._stmt = S.dispatch_table(self, "s_", S.STATEMENTS)
         self._stmt[type(None)] = self.s_Empty  # a statement the parser skipped after a syntax error
@@ -685,8 +687,11 @@ class Lowerer(CallLowering):
             return ["bagremove", lv.sym, kf]
         return self.load(lv)
 
-    def aggr_keys(self, lv, ctx):
-        """(integer key forms, string key forms, the key nodes in the log's order: integers first)."""
+    def aggr_keys(self, lv, ctx, extra_int_keys=0):
+        """(integer key forms, string key forms, the key nodes in the log's order: integers first).
+
+        `extra_int_keys`: integer keys the update adds after the program's (a histogram's bucket).
+        """
         sym = lv.sym
         ints, strs = [], []
         int_nodes, str_nodes = [], []
@@ -705,16 +710,18 @@ class Lowerer(CallLowering):
             else:
                 self.fail(k.pos, f"an aggregate key must be an integer or a string, but this is {T.describe(t)}")
         at = sym.type
-        if len(ints) + len(strs) > MAX_KEYS:
-            self.fail(lv.pos, f"an aggregate has at most {MAX_KEYS} keys; this use gives {len(ints) + len(strs)}")
+        n_ints = len(ints) + extra_int_keys
+        bucket = " (counting the bucket key)" if extra_int_keys else ""
+        if n_ints + len(strs) > MAX_KEYS:
+            self.fail(lv.pos, f"an aggregate has at most {MAX_KEYS} keys; this use gives {n_ints + len(strs)}{bucket}")
         if at.int_keys is None:
-            at.int_keys, at.str_keys = len(ints), len(strs)
+            at.int_keys, at.str_keys = n_ints, len(strs)
             sym.decided = lv.pos
-        elif (at.int_keys, at.str_keys) != (len(ints), len(strs)):
+        elif (at.int_keys, at.str_keys) != (n_ints, len(strs)):
             origin = f" (declared at {where(sym.decided)})" if sym.decided and not sym.implicit else \
                 f" (as first used at {where(sym.decided)})" if sym.decided else ""
             self.fail(lv.pos, f"aggregate '{sym.name}' has {_keys(at.int_keys, at.str_keys)}{origin}, "
-                              f"but this use gives {_keys(len(ints), len(strs))}")
+                              f"but this use gives {_keys(n_ints, len(strs))}{bucket}")
         return ints, strs, int_nodes + str_nodes
 
     def record_update(self, sym, keys, update, value=None, hist=None):
@@ -728,6 +735,9 @@ class Lowerer(CallLowering):
         if o == "<-":
             lv = self.lvalue(e.target, ctx)
             if isinstance(lv, AggrLV):
+                if is_aggregating_call(e.value):
+                    return self.histograms.update(lv, e.value, ctx)
+                self.histograms.plain_update(lv.sym, e.pos)
                 ints, strs, keys = self.aggr_keys(lv, ctx)
                 vf = self.expr(e.value, ctx)
                 vt = e.value.type
@@ -735,6 +745,9 @@ class Lowerer(CallLowering):
                 self.record_update(lv.sym, keys, "value", e.value)
                 return ["aggr", lv.sym, ints, strs, vf]
             if isinstance(lv, BagLV):
+                if is_aggregating_call(e.value):
+                    self.fail(e.value.pos, f"{e.value.sym}() makes a histogram of an aggregate; "
+                                           f"'{lv.sym.name}' is a bag")
                 kf = self.expr(lv.key, ctx)
                 kt = lv.key.type
                 self.as_int(kf, kt, lv.key.pos, "a bag key")
@@ -830,6 +843,7 @@ class Lowerer(CallLowering):
         if isinstance(lv, AggrLV):
             if e.op == "--":
                 self.fail(e.pos, "aggregates count up: use a[keys]++ or a[keys] <- value")
+            self.histograms.plain_update(lv.sym, e.pos)
             ints, strs, keys = self.aggr_keys(lv, ctx)
             self.record_update(lv.sym, keys, "count")
             return ["aggr", lv.sym, ints, strs, 1]

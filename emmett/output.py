@@ -92,6 +92,8 @@ def lower_all(program):
         except CompileError:
             spec = None
         probes.append((probe, spec, lowerer.lower_probe(probe, spec)))
+    for fs, body in lowerer.histograms.bodies:  # the functions histogram updates call
+        functions.append((fs, body))
     return lowerer, functions, probes
 
 

@@ -7,7 +7,10 @@ locals and the functions it calls (the call graph, in `Ctx.calls`).  A name
 that is declared nowhere becomes an *implicit* symbol, with every use
 recorded (assigned, updated as an aggregate, passed to a parameter, read), and
 each assignment to one becomes an inference constraint; `infer` decides what
-it is.  Loops and jumps are reported here.
+it is.  Loops and jumps are reported here, and so are the aggregating functions
+(`hist`, `lhist`) anywhere but as the value an aggregate update adds
+(`a[k] <- hist(v)`, where they are marked: `Call.sym` is their name) —
+unless the program defines a function of that name.
 Needs: the declarations (`declare`): globals, functions with their
 signatures, probes with their parameters, typedefs.
 """
@@ -15,6 +18,7 @@ signatures, probes with their parameters, typedefs.
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
+from .histograms import AGGREGATING, USAGE
 from .language import BUILTIN_GLOBALS, BUILTINS, CONTAINER_BUILTINS, DEST_BUILTINS, GUEST_HELPERS
 from .symbols import Constraint, Ctx, FuncSym, Sym, where
 
@@ -225,13 +229,24 @@ class Resolver:
     def r_Assign(self, e, ctx):
         if e.op == "<-":
             self.resolve_target(e.target, ctx, "aggr")
-            self.visit(e.value, ctx)
+            value = e.value
+            if type(value) is S.Call and self.aggregating(value, ctx):
+                value.sym = value.func.name
+                for a in value.args:
+                    self.visit(a, ctx)
+                return
+            self.visit(value, ctx)
             return
         self.visit(e.value, ctx)
         sym = self.resolve_target(e.target, ctx, "assign")
         if sym is not None and sym.implicit:
             kind = "value" if e.op == "=" else "compound"
             self.p.constraints.append(Constraint(sym, kind, e, e.pos, ctx))
+
+    def aggregating(self, call, ctx):
+        """Whether `call` calls hist or lhist (and not a function of the program's of that name)."""
+        f = call.func
+        return type(f) is S.Name and f.name in AGGREGATING and not isinstance(self.lookup(f.name, ctx), FuncSym)
 
     def r_Call(self, e, ctx):
         f = e.func
@@ -241,6 +256,11 @@ class Resolver:
                 self.visit(a, ctx)
             return
         name = f.name
+        if self.aggregating(e, ctx):
+            self.error(f.pos, f"{name}() makes a histogram of an aggregate: use it as {USAGE[name]}")
+            for a in e.args:
+                self.visit(a, ctx)
+            return
         if name in BUILTINS:
             self.builtin_call(e, name, ctx)
             return
