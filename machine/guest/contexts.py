@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .kernel_image import KernelImage
+from .image import KernelImage
 from .state import CpuState, Task
 
 

@@ -1,21 +1,18 @@
-"""The guest kernel's image: real machine code, data and a /proc/kallsyms symbol table.
+"""The Linux guest kernel's image: its functions and calls, data, sys_call_table and /proc/kallsyms.
 
-Every function is genuine x86-64 code with a frame-pointer prologue; a
-function that the guest model calls on one of its paths contains a real `call`
-to the callee, so the return addresses found on guest stacks point just after
-real call instructions, as in a real kernel.  `sys_getpid` and
-`get_task_comm` are compiled from the task_struct layout, so `offatret` and
-`offatstrcpy` recover the offsets from the bytes.
+Laid out as every guest kernel is (`image.KernelImage`: real x86-64 code with
+frame-pointer prologues and real calls along the modelled paths).
+`sys_getpid` and `get_task_comm` are compiled from the task_struct layout,
+so `offatret` and `offatstrcpy` recover the offsets from the bytes.
 """
 
 from __future__ import annotations
 
-import bisect
 import struct
-from dataclasses import dataclass, field
 
 from . import layout as L
 from . import x86asm as asm
+from .image import Function, KernelImage
 
 # Syscalls the guest's processes make: x86-64 number -> name.
 SYSCALLS: dict[int, str] = {
@@ -198,59 +195,33 @@ EXTRA_FUNCTIONS = [
 ]
 
 
-@dataclass
-class Function:
-    name: str
-    address: int = 0
-    code: bytes = b""
-    call_sites: dict[str, int] = field(default_factory=dict)  # callee -> return address in this function
-
-    @property
-    def end(self) -> int:
-        return self.address + len(self.code)
-
-
-@dataclass
-class DataSymbol:
-    name: str
-    address: int
-    kind: str  # kallsyms type letter
-    value: bytes
-
-
-class KernelImage:
-    """Lays out the kernel's functions and data; knows every symbol."""
+class LinuxKernelImage(KernelImage):
+    """The Linux kernel: one text section, its data, sys_call_table and /proc/kallsyms."""
 
     def __init__(self):
         names = list(dict.fromkeys(
             [n for caller, callees in CALLS.items() for n in [caller, *callees]]
             + ["system_call"] + [f"sys_{name}" for name in SYSCALLS.values()] + EXTRA_FUNCTIONS
         ))
-        self.functions: dict[str, Function] = {n: Function(n) for n in names}
-        self.data: dict[str, DataSymbol] = {}
         self._data_cursor = L.KERNEL_TEXT_VIRT + L.KERNEL_DATA_OFFSET
-        self._lay_out_data()
-        self._lay_out_text()
+        super().__init__(names, CALLS, ASM_ENTRIES)
         self.data["sys_call_table"].value = b"".join(
             struct.pack("<Q", self.functions[f"sys_{SYSCALLS[n]}"].address if n in SYSCALLS
                         else self.functions["sys_ni_syscall"].address)
             for n in range(NR_SYSCALLS)
         )
-        self.symbols = {f.name: f.address for f in self.functions.values()}
-        self.symbols.update({d.name: d.address for d in self.data.values()})
         self.symbols["jiffies_64"] = self.data["jiffies"].address
         self.symbols["per_cpu__current_task"] = L.PERCPU_CURRENT_TASK
-        self._sorted = sorted(self.functions.values(), key=lambda f: f.address)
-        self._starts = [f.address for f in self._sorted]
-        self.calls = CALLS
-        self.frameless = ASM_ENTRIES
         # default_idle is `push rbp; mov rbp, rsp; sti; hlt; ...`: where an idle CPU halts.
         self.idle_halt = self.functions["default_idle"].address + len(asm.PROLOGUE + asm.STI)
+
+    def text_start(self, name: str) -> int:
+        return L.KERNEL_TEXT_VIRT + 0x1000
 
     # ---- text -----------------------------------------------------------------
 
     def _code_for(self, func: Function, addresses: dict[str, int]) -> bytes:
-        """Machine code for `func` at `func.address` (addresses of all functions known)."""
+        """The functions whose code matters exactly; the others as every kernel function is."""
         name = func.name
         at = func.address
         if name == "sys_getpid":
@@ -271,33 +242,9 @@ class KernelImage:
             return head + icall + asm.NOP * 4 + asm.SWAPGS + asm.SYSRETQ
         if name == "default_idle":
             return asm.PROLOGUE + asm.STI + asm.HLT + asm.EPILOGUE
-        code = b"" if name in ASM_ENTRIES else asm.PROLOGUE
-        code += asm.NOP * (4 + len(name) % 7)
-        for callee in CALLS.get(name, []):
-            call = asm.call_rel32(at + len(code), addresses[callee] or at)
-            code += call
-            func.call_sites[callee] = at + len(code)
-            code += asm.NOP * 3
-        return code + (asm.RET if name in ASM_ENTRIES else asm.EPILOGUE)
-
-    def _lay_out_text(self) -> None:
-        # Two passes: sizes do not depend on addresses, so the first pass fixes the layout.
-        for _ in range(2):
-            addresses = {f.name: f.address for f in self.functions.values()}
-            cursor = L.KERNEL_TEXT_VIRT + 0x1000
-            for func in self.functions.values():
-                func.address = cursor
-                func.call_sites.clear()
-                func.code = self._code_for(func, addresses)
-                cursor = (cursor + len(func.code) + 15) & ~15
+        return super()._code_for(func, addresses)
 
     # ---- data -----------------------------------------------------------------
-
-    def _add_data(self, name: str, value: bytes, kind: str = "D", align: int = 8) -> int:
-        self._data_cursor = (self._data_cursor + align - 1) & ~(align - 1)
-        self.data[name] = DataSymbol(name, self._data_cursor, kind, value)
-        self._data_cursor += max(len(value), 1)
-        return self.data[name].address
 
     def _lay_out_data(self) -> None:
         self._add_data("linux_banner", L.BANNER.encode() + b"\0", "R")
@@ -316,26 +263,6 @@ class KernelImage:
     def set_tsc_khz(self, khz: int) -> None:
         for name in ("tsc_khz", "current_tsc_khz"):
             self.data[name].value = struct.pack("<I", khz)
-
-    def function_at(self, address: int) -> Function | None:
-        """The function whose code contains `address`, if any."""
-        i = bisect.bisect_right(self._starts, address) - 1
-        if i >= 0 and address < self._sorted[i].end:
-            return self._sorted[i]
-        return None
-
-    def first_callees(self, name: str) -> list[str]:
-        """The chain of first callees below `name`: the path a handler takes."""
-        path = []
-        while CALLS.get(name):
-            name = CALLS[name][0]
-            path.append(name)
-        return path
-
-    def return_address(self, caller: str, callee: str) -> int:
-        """Where `callee` returns to in `caller` (just after the call instruction)."""
-        func = self.functions[caller]
-        return func.call_sites.get(callee) or func.call_sites.get("*") or func.address + 4
 
     def kallsyms(self) -> str:
         """The symbol table in /proc/kallsyms format, sorted by address."""

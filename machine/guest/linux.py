@@ -28,7 +28,7 @@ from .boot import BOOT_SECTOR, boot_sector_image
 from .contexts import ContextLayout
 from .devices import apic_page
 from .guest_os import GuestOS
-from .kernel_image import SYSCALLS, KernelImage
+from .kernel_image import SYSCALLS, LinuxKernelImage
 from .linux_syscalls import LINUX_SYSCALLS
 from .profile import KernelPaths
 from .programs import KERNEL_THREADS, WORKLOADS
@@ -94,7 +94,7 @@ class LinuxGuest(GuestOS):
 
     def __init__(self, machine, workload: str, seed: int):
         super().__init__(machine, WORKLOADS[workload], seed)
-        self.kernel = KernelImage()
+        self.kernel = LinuxKernelImage()
         self.paths = LINUX_PATHS
         self._build_memory()
         self.tick_counter = self.kernel.symbols["jiffies"]

@@ -28,6 +28,7 @@ SWAPGS = b"\x0f\x01\xf8"
 SYSRETQ = b"\x48\x0f\x07"
 HLT = b"\xf4"
 STI = b"\xfb"
+CALL_RAX = b"\xff\xd0"  # call rax: through a pointer the caller loaded
 PROLOGUE = PUSH_RBP + MOV_RBP_RSP
 EPILOGUE = LEAVE + RET
 
