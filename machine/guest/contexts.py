@@ -26,8 +26,7 @@ class ContextLayout:
     kernel_ss: int
     user_cs: int
     user_ss: int
-    user_gs_base: int  # GS base in user mode (the kernel's is the CPU's `percpu`)
-    user_fs_base: int
+    user_fs_base: int  # FS base in user mode (GS's is the task's, `Task.user_gs_base`; the kernel's the CPU's `percpu`)
     thread_size: int  # a task's kernel stack
     regs_frame_size: int  # the saved user registers at the top of the kernel stack (Linux: pt_regs)
 
@@ -53,7 +52,7 @@ class Contexts:
         r = cpu.vcpu.regs
         r["CS"], r["SS"] = lay.user_cs, lay.user_ss
         r["RIP"], r["RSP"], r["RBP"] = task.user_rip, task.user_rsp, task.user_rbp
-        r["GSBASE"], r["KERNELGSBASE"], r["FSBASE"] = lay.user_gs_base, cpu.percpu, lay.user_fs_base
+        r["GSBASE"], r["KERNELGSBASE"], r["FSBASE"] = task.user_gs_base, cpu.percpu, lay.user_fs_base
         r["CR3"] = task.mm.cr3
         cpu.mode = "user"
         cpu.pending = None
@@ -81,9 +80,9 @@ class Contexts:
         r["RBP"] = outer_rbp if rbp is None else task.stack + rbp
         r["CS"], r["SS"] = lay.kernel_cs, lay.kernel_ss
         if swapped:
-            r["GSBASE"], r["KERNELGSBASE"] = cpu.percpu, lay.user_gs_base
+            r["GSBASE"], r["KERNELGSBASE"] = cpu.percpu, task.user_gs_base
         else:  # the first instructions of an entry point, before swapgs
-            r["GSBASE"], r["KERNELGSBASE"] = lay.user_gs_base, cpu.percpu
+            r["GSBASE"], r["KERNELGSBASE"] = task.user_gs_base, cpu.percpu
         cpu.mode = "kernel"
         cpu.path, cpu.path_outer_rbp = path, outer_rbp
         cpu.pending = (task, path, at_entry, outer_rbp)

@@ -31,18 +31,19 @@ from .faults import Faults
 from .hv import Exit
 from .interrupts import Interrupts
 from .profile import GuestProfile
-from .programs import Workload
+from .programs import Program, Workload
 from .scheduler import Scheduler
 from .state import CpuState, Task
-from .syscalls import SystemCall, SystemCalls
+from .syscalls import SystemCall, SystemCallABI, SystemCalls
 from .tasks import Tasks, UserLayout
 
 
 class GuestOS(GuestProfile):
-    def __init__(self, machine, workload: Workload, seed: int):
+    def __init__(self, machine, programs: dict[str, Program], workload: Workload, seed: int):
         self.m = machine
         self.probes = machine.probes
         self.events = machine.events
+        self.programs = programs  # what its processes run, by name
         self.workload = workload
         self.rng = random.Random(seed)
         self.memory = machine.memory
@@ -53,13 +54,13 @@ class GuestOS(GuestProfile):
         self.timer_period_ns = NS_PER_SEC // machine.config.timer_hz
 
     def assemble(self, contexts: ContextLayout, user: UserLayout, syscall_numbers: dict[str, int],
-                 syscalls: dict[str, SystemCall], syscall_stub: int, exit_call: str, spawn_call: str) -> None:
+                 syscalls: dict[str, SystemCall], abi: SystemCallABI, exit_call: str, spawn_call: str) -> None:
         """Build the shared parts for this kernel (its image and paths are set)."""
         self.contexts = Contexts(self.kernel, self.paths.syscall_entry, contexts, self.probes, self.kwrite_u64)
         self.processes = Tasks(self, user)
         self.scheduler = Scheduler(self)
         self.activity = Activity(self, exit_call, spawn_call)
-        self.syscalls = SystemCalls(self, syscall_numbers, syscalls, syscall_stub)
+        self.syscalls = SystemCalls(self, syscall_numbers, syscalls, abi)
         self.faults = Faults(self)
         self.interrupts = Interrupts(self)
         self.disk = Disk(self)
@@ -101,6 +102,13 @@ class GuestOS(GuestProfile):
     def new_mm_struct(self, tables) -> tuple[int, int]:
         """The kernel's descriptor of a new address space with page tables `tables`:
         (kernel virtual address, physical address of its page)."""
+
+    def new_task_ids(self, program: Program, share: Task | None) -> tuple[int, int]:
+        """(thread id, process id) of a new task: a thread of `share`'s process, or a new process
+        (Linux: one number, a new process's id is its first thread's)."""
+        tid = self.next_pid
+        self.next_pid += 1
+        return tid, share.tgid if share else tid
 
     # ---- what the machine asks (GuestProfile) ----------------------------------------------------
 

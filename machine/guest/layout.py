@@ -24,8 +24,7 @@ USER_HEAP = 0x0060_0000
 USER_MMAP_BASE = 0x7F3A_2C00_0000  # shared libraries (libc) and anonymous mmaps
 LIBC_PAGES = 0x180  # libc's text (1.5 MiB), mapped at USER_MMAP_BASE
 USER_STACK_TOP = 0x7FFF_F7FF_F000
-USER_GS_BASE = 0  # user processes leave GS base at 0 (TLS is in FS)
-USER_FS_BASE = 0x7F3A_2C4E_B700
+USER_FS_BASE = 0x7F3A_2C4E_B700  # TLS is in FS; user processes leave GS base at 0
 USER_CS, USER_SS = 0x33, 0x2B
 KERNEL_CS, KERNEL_SS = 0x10, 0x18
 

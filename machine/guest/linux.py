@@ -31,12 +31,14 @@ from .guest_os import GuestOS
 from .kernel_image import SYSCALLS, LinuxKernelImage
 from .linux_syscalls import LINUX_SYSCALLS
 from .profile import KernelPaths
-from .programs import KERNEL_THREADS, WORKLOADS
+from .programs import KERNEL_THREADS, PROGRAMS, WORKLOADS
 from .state import CpuState, Task
+from .syscalls import SystemCallABI
 from .tasks import UserLayout
 
 SERIAL_PORT = 0x3F8  # COM1: the kernel's console
-LIBC_SYSCALL = 0x9E2A5  # libc's `syscall` instruction
+# libc's `syscall` instruction; the arguments go in RDI, RSI, RDX (the workload reads and writes fd 3).
+SYSCALL_ABI = SystemCallABI(stub=0x9E2A5, registers=("RDI", "RSI", "RDX"), handle=3)
 
 # The kernel's handler of each guest fault.
 _FAULT_HANDLERS = {
@@ -73,7 +75,7 @@ LINUX_PATHS = KernelPaths(
                  "tcp_v4_rcv"),
 )
 CONTEXTS = ContextLayout(kernel_cs=L.KERNEL_CS, kernel_ss=L.KERNEL_SS, user_cs=L.USER_CS, user_ss=L.USER_SS,
-                         user_gs_base=L.USER_GS_BASE, user_fs_base=L.USER_FS_BASE,
+                         user_fs_base=L.USER_FS_BASE,
                          thread_size=L.THREAD_SIZE, regs_frame_size=L.PT_REGS_SIZE)
 USER = UserLayout(text=L.USER_TEXT, heap=L.USER_HEAP, library=L.USER_MMAP_BASE, library_name="libc-2.11.so",
                   library_pages=L.LIBC_PAGES, stack_top=L.USER_STACK_TOP,
@@ -93,14 +95,14 @@ class LinuxGuest(GuestOS):
     library_name = "linux64.vp"
 
     def __init__(self, machine, workload: str, seed: int):
-        super().__init__(machine, WORKLOADS[workload], seed)
+        super().__init__(machine, PROGRAMS, WORKLOADS[workload], seed)
         self.kernel = LinuxKernelImage()
         self.paths = LINUX_PATHS
         self._build_memory()
         self.tick_counter = self.kernel.symbols["jiffies"]
         self.idt_page = L.IDT_PAGE
         self.assemble(CONTEXTS, USER, {name: nr for nr, name in SYSCALLS.items()}, LINUX_SYSCALLS,
-                      LIBC_SYSCALL, exit_call="exit_group", spawn_call="clone")
+                      SYSCALL_ABI, exit_call="exit_group", spawn_call="clone")
         for vcpu in machine.vcpus:
             # CPU 0's idle task is the kernel's static init_task; the others' are allocated.
             idle = self.processes.new_kernel_task("swapper", pid=0,

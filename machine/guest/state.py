@@ -50,6 +50,7 @@ class Task:
     next_spawn_ns: int = 0
     lifetime_ns: int | None = None
     hot: tuple[int, ...] = ()
+    user_gs_base: int = 0  # GS base while it runs user code (Linux leaves it 0; Windows: the thread's TEB)
 
     @property
     def comm(self) -> str:

@@ -25,7 +25,16 @@ from .state import CpuState, Task
 Effect = Callable[["object", CpuState, Task, "str | None"], "bool | None"]
 
 INVLPG_LENGTH, RDTSC_LENGTH = 3, 2
-ARG_FD, ARG_COUNT = 3, 4096  # RDI and RDX of every call the workload makes (RSI: the top of its heap)
+ARG_COUNT = 4096  # the third argument of every call the workload makes (the second: the top of its heap)
+
+
+@dataclass(frozen=True)
+class SystemCallABI:
+    """How the guest's user code makes a system call (the number goes in RAX on every guest)."""
+
+    stub: int  # the system-call instruction's offset in the system library
+    registers: tuple[str, str, str]  # the registers of the first three arguments
+    handle: int  # the first argument of every call the workload makes (a file descriptor, a handle)
 
 
 @dataclass(frozen=True)
@@ -109,11 +118,11 @@ def exit_task(g, cpu: CpuState, task: Task, child: str | None) -> bool:
 class SystemCalls:
     """Runs the guest's system calls from its table."""
 
-    def __init__(self, guest, numbers: dict[str, int], table: dict[str, SystemCall], user_stub: int):
+    def __init__(self, guest, numbers: dict[str, int], table: dict[str, SystemCall], abi: SystemCallABI):
         self.g = guest
         paths = guest.paths
         self.read_miss = paths.disk_read_miss
-        self.user_stub = user_stub  # the system-call instruction's offset in the system library
+        self.abi = abi
         # name -> (number, kernel path from the entry through the handler, row)
         self.calls = {name: (nr, (paths.syscall_entry, paths.syscall_handler.format(name),
                                   *table.get(name, PLAIN).path), table.get(name, PLAIN))
@@ -126,8 +135,10 @@ class SystemCalls:
         r = cpu.vcpu.regs
         mm = task.mm
         r["RAX"] = nr
-        r["RDI"], r["RSI"], r["RDX"] = ARG_FD, mm.heap_next if mm else 0, ARG_COUNT
-        r["RIP"] = mm.library + self.user_stub if mm else r["RIP"]
+        abi = self.abi
+        first, second, third = abi.registers
+        r[first], r[second], r[third] = abi.handle, mm.heap_next if mm else 0, ARG_COUNT
+        r["RIP"] = mm.library + abi.stub if mm else r["RIP"]
         g.contexts.walk(cpu, task, path)
         probes = g.probes
         if call.timeout and probes.watch_reads:

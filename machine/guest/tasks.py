@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..events import NS_PER_SEC
 from ..memory import PAGE, PageTables
-from .programs import PROGRAMS, Program
+from .programs import Program
 from .state import AddressSpace, CpuState, Task
 
 USER_STACK_PAGES = 2
@@ -52,11 +52,9 @@ class Tasks:
         if at is not None:
             g.frames.free(g._phys(addr))
             addr = at
-        if pid is None:
-            pid = g.next_pid
-            g.next_pid += 1
-        program = PROGRAMS.get(comm) or Program(comm, kernel_thread=True)
-        task = Task(pid, pid, program, addr, stack, None, parent)
+        program = g.programs.get(comm) or Program(comm, kernel_thread=True)
+        pid, tgid = (pid, pid) if pid is not None else g.new_task_ids(program, None)
+        task = Task(pid, tgid, program, addr, stack, None, parent)
         g.write_task(task)
         if pid:
             g.tasks[pid] = task
@@ -65,11 +63,9 @@ class Tasks:
     def spawn(self, program_name: str, parent: Task | None, share_mm: Task | None = None) -> Task:
         """Start `program_name` (a thread of `share_mm`'s process when given); it is made runnable."""
         g = self.g
-        program = PROGRAMS[program_name]
+        program = g.programs[program_name]
         addr, stack = g.alloc_task_struct()
-        pid = g.next_pid
-        g.next_pid += 1
-        tgid = share_mm.tgid if share_mm else pid
+        pid, tgid = g.new_task_ids(program, share_mm)
         task = Task(pid, tgid, program, addr, stack, None, parent)
         g.tasks[pid] = task
         if program.kernel_thread:
