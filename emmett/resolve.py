@@ -153,7 +153,7 @@ class Resolver:
                 sym = Sym("builtin", e.name, builtin, e.pos)
             else:
                 sym = self.implicit_sym(e.name, e.pos)
-        if sym.implicit and sym.kind == "implicit":
+        if sym.kind == "implicit":
             sym.uses.append((use, e.pos, ctx))
         e.sym = sym
         return sym
