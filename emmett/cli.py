@@ -132,7 +132,7 @@ def _import_compiler():
 @click.option("-D", "define", metavar="NAME[=VALUE]", multiple=True,
               help="define a preprocessor macro (VALUE defaults to 1; repeatable)")
 @click.option("-s", "symbols", metavar="SYMFILE", type=click.Path(),
-              help="guest symbols in /proc/kallsyms format (for &symbol, extern, probe names)")
+              help="guest symbols in /proc/kallsyms or WinDbg x format (for &symbol, extern, probe names)")
 @click.option("-m", "memmodel", metavar="MEMMODEL", default="guest64", shell_complete=_memory_models,
               help="guest64 (default), guest32, guest16, guestphys, vmw64 or vmw32")
 @click.option("-a", "auto_aggr", is_flag=True, help="add a 1 Hz probe that logs and clears every aggregate (on VCPU 0)")

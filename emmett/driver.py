@@ -85,7 +85,10 @@ def _at_current_construct(reporter, filename, message):
 
 
 def read_symbols(path, files, reporter):
-    """Guest symbols from a /proc/kallsyms-format file: `ADDRESS TYPE NAME [MODULE]`."""
+    """Guest symbols from a symbol file in /proc/kallsyms or WinDbg `x` format (the spec's
+    `symbol_files`); each line in neither format is an error at that line."""
+    from vp_runtime.spec import symbol_files
+
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", "surrogateescape")
@@ -94,21 +97,10 @@ def read_symbols(path, files, reporter):
         reporter.error((fid, 1, 1), f"cannot read the guest symbol file: {e.strerror or e}")
         return {}
     fid = files.add(path, text, ((-1, 0),))
-    symbols = {}
-    for n, line in enumerate(text.split("\n"), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 3:
-            reporter.error((fid, n, 1), "expected 'ADDRESS TYPE NAME' (the /proc/kallsyms format)")
-            continue
-        try:
-            addr = int(fields[0], 16)
-        except ValueError:
-            reporter.error((fid, n, 1), f"bad address '{fields[0]}' (hexadecimal expected)")
-            continue
-        symbols.setdefault(fields[2], addr)
-    return symbols
+    parsed = symbol_files.parse(text)
+    for n, message in parsed.problems:
+        reporter.error((fid, n, 1), message)
+    return parsed.names()
 
 
 def analyse(source, filename="<input>", options=None):

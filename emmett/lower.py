@@ -509,7 +509,7 @@ class Lowerer(CallLowering):
         symbols = self.p.guest_symbols
         if symbols is None:
             self.fail(pos, f"the address of guest symbol '{name}' needs a guest symbol file: "
-                           f"compile with -s SYMFILE (/proc/kallsyms format)")
+                           f"compile with -s SYMFILE (/proc/kallsyms or WinDbg x format)")
         addr = symbols.get(name)
         if addr is None:
             self.fail(pos, f"unknown guest symbol '{name}' (not in the symbol file)")

@@ -20,7 +20,7 @@ from .guest.profile import GuestProfile
 from .memory import MMU, PhysicalMemory
 from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes
 from .stackwalk import walk_frames
-from .symbols import parse_kallsyms, read_kallsyms, resolve_address
+from .symbols import parse_symbols, read_symbols, resolve_address
 from .vcpu import REGISTER_NAMES, VCPU
 from .vmx import VMConfig, default_config
 from .x86 import CR0_PG
@@ -53,11 +53,11 @@ class SimulatedMachine:
         self._cancel_timers: list[Callable[[], None]] = []
         self.guest: GuestProfile | None = None
         self.power_on()
-        self.kallsyms_text = self.guest.symbol_table()
+        self.symbol_text = self.guest.symbol_table()
         self.guest_library_name = self.guest.library_name
         # Symbols resolve as the VM's symbol file says: vprobe.guestSyms, or the guest's own kallsyms.
-        self.symbols = (read_kallsyms(self.config.guest_syms) if self.config.guest_syms
-                        else parse_kallsyms(self.kallsyms_text))
+        self.symbols = (read_symbols(self.config.guest_syms) if self.config.guest_syms
+                        else parse_symbols(self.symbol_text))
 
     # ---- power ------------------------------------------------------------------
 

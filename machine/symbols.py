@@ -1,36 +1,29 @@
-"""Guest symbol files in /proc/kallsyms format (`vprobe.guestSyms`)."""
+"""Guest symbol files (`vprobe.guestSyms`): /proc/kallsyms or WinDbg `x` format, read alike.
+
+The formats are the language specification's (`spec.symbol_files`, which
+the compiler reads too); lines in neither format are skipped here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 from vp_runtime.reader import parse_integer
+from vp_runtime.spec import symbol_files
 
 
-def kallsyms_entries(text: str) -> Iterator[tuple[int, str, str]]:
-    """(address, type letter, name) for each `address type name [module]` line; others are skipped."""
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        try:
-            address = int(parts[0], 16)
-        except ValueError:
-            continue
-        yield address, parts[1], parts[2]
+def symbol_entries(text: str) -> list[tuple[int, str, str]]:
+    """(address, type letter, name) for each symbol of a file in either format."""
+    return symbol_files.parse(text).entries
 
 
-def parse_kallsyms(text: str) -> dict[str, int]:
+def parse_symbols(text: str) -> dict[str, int]:
     """Name -> address; the first definition of a name wins."""
-    symbols: dict[str, int] = {}
-    for address, _, name in kallsyms_entries(text):
-        symbols.setdefault(name, address)
-    return symbols
+    return symbol_files.parse(text).names()
 
 
-def read_kallsyms(path: Path) -> dict[str, int]:
-    return parse_kallsyms(Path(path).read_text(encoding="utf-8", errors="replace"))
+def read_symbols(path: Path) -> dict[str, int]:
+    return parse_symbols(Path(path).read_text(encoding="utf-8", errors="replace"))
 
 
 def resolve_address(text: str, lookup_symbol) -> int | None:

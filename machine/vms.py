@@ -3,7 +3,7 @@
 A `.vmx` that sets any `qemu.` key describes a real VM under QEMU; any other
 describes a simulated VM; no `.vmx` means the embedded default machine.  Both
 kinds of machine offer the same interface to the tools (the runtime's Backend
-plus `attach`, `detach`, `run`, `close`, `probe_points`, `kallsyms_text`,
+plus `attach`, `detach`, `run`, `close`, `probe_points`, `symbol_text`,
 `guest_library_vp`, `guest_library_name`, `guest_preload_emmett` and
 `realtime`, true when `run(seconds)` takes real seconds).
 """

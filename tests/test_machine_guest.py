@@ -9,7 +9,7 @@ import pytest
 
 from machine.guest import layout as L
 from machine.guest.kernel_image import CALLS, SYSCALLS
-from machine.symbols import parse_kallsyms
+from machine.symbols import parse_symbols
 
 from test_machine_support import Symbols, kernel_read, machine_for, run_script
 
@@ -26,11 +26,11 @@ def booted():
 # ---- symbols ---------------------------------------------------------------------------
 
 def test_kallsyms_format_and_order(booted):
-    lines = booted.kallsyms_text.splitlines()
+    lines = booted.symbol_text.splitlines()
     assert all(KALLSYMS_LINE.fullmatch(line) for line in lines)
     addresses = [int(line[:16], 16) for line in lines]
     assert addresses == sorted(addresses)
-    symbols = parse_kallsyms(booted.kallsyms_text)
+    symbols = parse_symbols(booted.symbol_text)
     for name in ("system_call", "sys_getpid", "get_task_comm", "schedule", "default_idle", "cpu_idle",
                  "jiffies", "saved_command_line", "tsc_enabled", "current_tsc_khz", "init_task", "_text", "_etext"):
         assert name in symbols, name
@@ -253,7 +253,7 @@ def test_vga_memory_holds_what_was_written():
 
 def test_stacks_at_schedule_lead_from_the_caller_down_to_user_code():
     run = run_script('(defstring s) (vprobe GUEST:schedule (gueststack s) (printf "%s\\n" s))', 3)
-    symbols = Symbols(run.machine.kallsyms_text)
+    symbols = Symbols(run.machine.symbol_text)
     callers_of_schedule = {caller for caller, callees in CALLS.items() if "schedule" in callees}
     callers, into_user = set(), 0
     for f in run.firings:

@@ -57,7 +57,7 @@ def test_real_mode_before_the_kernel_then_long_mode(regs_run):
 
 
 def test_rip_and_selectors_match_the_privilege_level(regs_run):
-    symbols = Symbols(regs_run.machine.kallsyms_text)
+    symbols = Symbols(regs_run.machine.symbol_text)
     modes = set()
     for f in regs_run.firings:
         r = parse_regs(f)

@@ -165,7 +165,7 @@ def test_cr3_writes_log_page_table_roots():
 
 def test_rip_ten_times_a_second_is_in_the_running_code():
     run = run_script(sample("sprintf_rip.vp"), 2)
-    symbols = Symbols(run.machine.kallsyms_text)
+    symbols = Symbols(run.machine.symbol_text)
     firings = run.of("VMM10Hz")
     assert len(firings) == 40
     for f in firings:
@@ -182,7 +182,7 @@ def test_rip_ten_times_a_second_is_in_the_running_code():
 
 def test_gueststack_resolves_to_kernel_symbols():
     run = run_script(sample("guest_stack.vp"), 4)
-    symbols = Symbols(run.machine.kallsyms_text)
+    symbols = Symbols(run.machine.symbol_text)
     idle = 0
     for f in run.of("VMM1Hz"):
         match = re.fullmatch(r"Stack: GUEST((?:_0x[0-9a-f]+)+)\n", f.log)

@@ -150,9 +150,9 @@ def test_vprobe_stacks_with_a_symbol_file(tmp_path):
 
 def test_vprobe_stacks_defaults_to_the_simulated_machines_symbols():
     from machine import SimulatedMachine, default_config
-    from machine.symbols import parse_kallsyms
+    from machine.symbols import parse_symbols
 
-    address = parse_kallsyms(SimulatedMachine(default_config()).kallsyms_text)["sys_read"]
+    address = parse_symbols(SimulatedMachine(default_config()).symbol_text)["sys_read"]
     result = run_stacks("-", stdin=f"GUEST_0x{address + 3:x}_0x1\n".encode())
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"stack 1: count 1 (100.0%)\n  sys_read+0x3\n  0x1\n\n"

@@ -213,7 +213,7 @@ def test_folded_and_dot_stacks(tmp_path):
 def test_syms_file_names_the_frames(tmp_path):
     from machine import SimulatedMachine, default_config
 
-    renamed = SimulatedMachine(default_config()).kallsyms_text.replace(" T sys_read\n", " T my_read\n")
+    renamed = SimulatedMachine(default_config()).symbol_text.replace(" T sys_read\n", " T my_read\n")
     syms = write(tmp_path / "kallsyms", renamed)
     result = vprobe("-d", "3", "-s", "--folded", "--syms", syms, write(tmp_path / "st.vp", STACK_VP))
     assert all(line.rsplit(" ", 1)[0].endswith(";system_call;my_read") for line in result.text.splitlines())
@@ -337,9 +337,9 @@ def test_emmett_aggregates_are_logged_each_second_for_minus_a(tmp_path):
 def test_emmett_gets_the_guest_symbols(tmp_path):
     result = vprobe("-d", "0", "-c", 'VMXLoad { printf("%x\\n", &sys_read); }')
     from machine import SimulatedMachine, default_config
-    from machine.symbols import parse_kallsyms
+    from machine.symbols import parse_symbols
 
-    expected = parse_kallsyms(SimulatedMachine(default_config()).kallsyms_text)["sys_read"]
+    expected = parse_symbols(SimulatedMachine(default_config()).symbol_text)["sys_read"]
     assert (result.status, result.text) == (0, f"{expected:x}\n")
 
 

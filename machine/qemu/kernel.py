@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vp_runtime.spec import MASK64
 
-from ..symbols import parse_kallsyms
+from ..symbols import parse_symbols
 from .btf import BTF
 from .guestlib import GuestLayout, emmett_preload, layout_from_btf, vp_library
 from .kimage import KernelImage, KernelImageError, system_map_text
@@ -63,7 +63,7 @@ class GuestKernel:
         symbols: list[tuple[int, str, str]] | None = None
         if system_map is not None:
             text = Path(system_map).read_text(encoding="utf-8", errors="replace")
-            parsed = parse_kallsyms(text)
+            parsed = parse_symbols(text)
             if not _is_placeholder_map(parsed):
                 symbols = []
                 for line in text.splitlines():

@@ -314,7 +314,8 @@ class QemuMachine:
     # ---- what the tools show ------------------------------------------------------------
 
     @property
-    def kallsyms_text(self) -> str:
+    def symbol_text(self) -> str:
+        """The guest kernel's symbols, in /proc/kallsyms format."""
         return self.kernel.kallsyms_text
 
     def probe_points(self) -> list[tuple[str, str]]:

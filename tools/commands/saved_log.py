@@ -32,7 +32,7 @@ def input_options(function: Callable) -> Callable:
         option("--input", "input_kind", type=click.Choice(["auto", "text", "json"]), default="auto", group=INPUT,
                help="how to read LOG: the log's text, JSON lines, or auto (default: by its first line)"),
         option("--syms", type=click.Path(), metavar="FILE", group=INPUT,
-               help="guest symbols (/proc/kallsyms format) for stacks; default: the simulated machine's"),
+               help="guest symbols (/proc/kallsyms or WinDbg x format) for stacks; default: the simulated machine's"),
         option("--vmx", type=click.Path(), metavar="VM.vmx", group=INPUT,
                help="use the guest symbols of the VM this .vmx describes"),
     ])(function)

@@ -134,7 +134,7 @@ FLEET = "FLEET (one script on many simulated VMs, on Dask)"
 @option("-c", "--code", metavar="CODE", group=SCRIPT, help="run the Emmett program CODE (no script file)")
 @option("-i", "--stdin", is_flag=True, group=SCRIPT, help="read a VP script from standard input")
 @option("--syms", type=click.Path(), metavar="FILE", group=SCRIPT,
-        help="guest symbols (/proc/kallsyms format) for compiling and for symbolizing stacks "
+        help="guest symbols (/proc/kallsyms or WinDbg x format) for compiling and for symbolizing stacks "
              "(default: the VM's vprobe.guestSyms, or its kernel's symbols)")
 @option("-d", "--duration", type=Seconds(), metavar="SECONDS", group=VM,
         help="unload after SECONDS of simulated time (run as fast as possible on a simulated "
@@ -146,7 +146,8 @@ FLEET = "FLEET (one script on many simulated VMs, on Dask)"
 @option("-r", "--reset", is_flag=True, group=VM, help="unload whatever script runs in the VM")
 @option("-p", "--list-probes", is_flag=True, group=VM, help="list the probe points the VM offers")
 @option("-g", "--list-globals", is_flag=True, group=VM, help="list the built-in globals with type and scope")
-@option("--kallsyms", is_flag=True, group=VM, help="print the guest kernel's symbols (/proc/kallsyms format)")
+@option("--kallsyms", is_flag=True, group=VM,
+        help="print the guest kernel's symbols (/proc/kallsyms format; WinDbg x format for a Windows guest)")
 @option("--host-config", type=click.Path(), metavar="FILE", group=VM,
         help="the host configuration that holds vprobe.allow (default /etc/vmware/config)")
 @format_option(OUTPUT, 'text (default), or one JSON object per line: {"type": "log"|"aggr"|"error"...}')

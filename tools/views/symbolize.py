@@ -1,8 +1,9 @@
 """Guest stacks: the `GUEST_0x..._0x...` strings `gueststack` writes, and their symbols.
 
 A stack string lists return addresses innermost first.  A frame is shown as
-`symbol+0xOFFSET` from a guest symbol file in /proc/kallsyms format, using
-its text symbols (types t, T, w, W): an address belongs to the last text
+`symbol+0xOFFSET` (`nt!KiSystemCall64+0x1a` for a Windows guest) from a
+guest symbol file in /proc/kallsyms or WinDbg `x` format, using its text
+symbols (types t, T, w, W; WinDbg's functions): an address belongs to the last text
 symbol at or below it, as long as the next symbol is above it (the last text
 symbol covers one page at most).  Other addresses stay in hex.
 """
@@ -32,14 +33,14 @@ def is_stack(text: str) -> bool:
 
 
 class Symbolizer:
-    """Address -> (symbol, offset), from the text symbols of a kallsyms file."""
+    """Address -> (symbol, offset), from the text symbols of a guest symbol file."""
 
-    def __init__(self, kallsyms_text: str = ""):
-        from machine.symbols import kallsyms_entries  # the machine's parser (and the runtime): only when used
+    def __init__(self, symbol_text: str = ""):
+        from machine.symbols import symbol_entries  # the machine's parser (and the runtime): only when used
 
         text_symbols: dict[int, str] = {}
         every_address: set[int] = set()
-        for address, kind, name in kallsyms_entries(kallsyms_text):
+        for address, kind, name in symbol_entries(symbol_text):
             every_address.add(address)
             if kind in _TEXT_TYPES:
                 text_symbols.setdefault(address, name)

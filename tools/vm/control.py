@@ -20,7 +20,7 @@ carry script text or log text hold bytes as Latin-1 characters.
     ping                        -> pid, vmx, script (a description or null)
     version                     -> version, enabled
     probes / globals            -> rows (lists of strings)
-    symbols                     -> text (the guest symbols, /proc/kallsyms format)
+    symbols                     -> text (the guest symbols: /proc/kallsyms or WinDbg x format)
     preload                     -> text (the guest's Emmett preload, or null: the compiler's default)
     load  sources=[{name,text}] [stream] [duration] [library]
                                 -> warnings, costs (a failed load: error, diagnostics)

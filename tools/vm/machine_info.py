@@ -3,8 +3,8 @@
 The rows are what `vprobe -p` / `-g` and `vmrun vprobeListProbes` /
 `vprobeListGlobals` print (`views.listings` formats them); a VM running in
 the background sends them as JSON, so both commands print the same.  The
-guest's symbols are its `vprobe.guestSyms` file, or the kernel's own
-/proc/kallsyms.
+guest's symbols are its `vprobe.guestSyms` file, or the kernel's own table
+(/proc/kallsyms; WinDbg `x` output for a Windows guest).
 """
 
 from __future__ import annotations
@@ -37,6 +37,6 @@ def read_symbol_file(path: str | Path) -> str:
 
 
 def vm_symbol_text(machine) -> str:
-    """A machine's guest symbols: its vprobe.guestSyms file, or its kernel's /proc/kallsyms."""
+    """A machine's guest symbols: its vprobe.guestSyms file, or its kernel's own table."""
     path = machine.config.guest_syms
-    return read_symbol_file(path) if path else machine.kallsyms_text
+    return read_symbol_file(path) if path else machine.symbol_text

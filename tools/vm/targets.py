@@ -78,7 +78,8 @@ class EmbeddedVM:
         return vm_symbol_text(self.machine)
 
     def kallsyms(self) -> str:
-        return self.machine.kallsyms_text
+        """The guest kernel's own symbols, in its format (what `vprobe --kallsyms` prints)."""
+        return self.machine.symbol_text
 
     def preload_text(self) -> str | None:
         """The guest's Emmett preload (None: the compiler's default is this guest's)."""

@@ -3,7 +3,8 @@
 Forms and operators (forms.py), builtins and their signatures (builtins.py),
 built-in globals (globals.py), probe points, their kinds and guest faults
 (probes.py), the printf directive grammar (printf.py), limits and the version
-(limits.py), value types (values.py), and the names of other VProbes
+(limits.py), value types (values.py), the formats of guest symbol files
+(symbol_files.py, imported by its readers only), and the names of other VProbes
 environments a hosted VM refuses with the reason (foreign.py).  The checker, the translator, the
 builtins, the machines and the Emmett compiler read these tables instead of
 listing names of their own (tests/test_language_spec.py keeps it so).
