@@ -225,3 +225,32 @@ def test_real_scheduler_and_worker_processes_and_a_worker_that_dies(dask_process
         alone = run_fleet(client, ran, program(), DURATION)
     assert result.aggregates == alone.aggregates
     assert result.lines == alone.lines
+
+
+def test_a_cluster_that_loses_every_worker_ends_the_run_with_every_vm_named(dask_processes):
+    import threading
+
+    procs = dask_processes(1)  # Dask's default: a task whose worker died may run again elsewhere
+    members = seeded(4, None)
+    killed, outcome = [], {}
+    with remote_client(procs.address) as client:
+        client.wait_for_workers(1, timeout=60)
+        pids = client.run(os.getpid)
+
+        def progress(done: int, total: int) -> None:
+            if not killed:  # the first VM is back: the only worker goes, with all it holds (the script too)
+                addr, pid = next(iter(pids.items()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(addr)
+
+        def run() -> None:
+            outcome["result"] = run_fleet(client, members, program(), DURATION, progress=progress)
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the run waited for a worker that will never come"
+    assert "result" in outcome, "the run raised instead of reporting the VMs"
+    result = outcome["result"]
+    assert killed and [w.address for w in result.lost_workers] == killed
+    assert {vm.name for vm in result.failed} == {m.name for m in members}
+    assert all("died" in vm.error for vm in result.failed), [vm.error for vm in result.failed]

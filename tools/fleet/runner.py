@@ -13,8 +13,10 @@ the merge is commutative and associative.
 
 A task that fails (every worker that ran it died: Dask runs a task again
 elsewhere when its worker dies, up to `distributed.scheduler.allowed-failures`
-times) is reported by the names of the VMs it covered, and the rest of the
-fleet's result still comes back, marked incomplete.  Workers that died
+times, or what it needed, such as the script scattered to the workers, died
+with every worker that held it) is reported by the names of the VMs it
+covered, as is a finished result lost with its worker before it was fetched,
+and the rest of the fleet's result still comes back, marked incomplete.  Workers that died
 during the run are reported too, with the VMs they were running.
 """
 
@@ -152,7 +154,13 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
             break
         low, high = sorted(ready)[:2]  # what is left at the end: the smallest two, until one remains
         join(ready.pop(low), ready.pop(high))
-    result = next(iter(ready.values())).future.result() if ready else None
+    result = None
+    for root in ready.values():  # the one result left: fetched, unless it died with its worker
+        try:
+            result = root.future.result()
+        except Exception:
+            why, _ = _task_failure(root.future, root)
+            failed.extend(failed_vm(order, names[order], why, max_lines) for order in root.orders)
     for part in failed:
         result = part if result is None else merge(result, part)
     workers.update(client.scheduler_info()["workers"])
@@ -162,13 +170,16 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
 
 def _task_failure(future, task: _Task) -> tuple[str, str | None]:
     """Why a task came back without a result, as said of each VM it covered; the worker it died on."""
-    try:
-        error = future.exception()
-    except Exception as e:  # cancelled, or the scheduler lost it
+    try:  # a cancelled task has no exception(); its result() raises why it was cancelled
+        error = future.result() if future.status == "cancelled" else future.exception()
+    except Exception as e:
         error = e
     kind = type(error).__name__
     worker = None
-    if kind == "KilledWorker":
+    if future.status == "cancelled" and getattr(error, "reason", None) == "already forgotten":
+        # what it needs (the script, scattered to every worker, or a result) died with every worker holding it
+        why = "the workers holding what it needed died"
+    elif kind == "KilledWorker":
         worker = getattr(error, "last_worker", None)
         worker = getattr(worker, "address", worker)
         why = "every worker that ran it died" + (f" (the last: {worker})" if worker else "")
