@@ -1,36 +1,6 @@
 """Diagnostics, the file table they point into, and the compiler's public result types."""
 
-
-class Diagnostic:
-    """One located message: `file:line:col: severity: message`, the source line and a caret."""
-
-    __slots__ = ("file", "line", "col", "message", "source_line", "severity")
-
-    def __init__(self, file, line, col, message, source_line="", severity="error"):
-        self.file = file
-        self.line = line
-        self.col = col
-        self.message = message
-        self.source_line = source_line
-        self.severity = severity
-
-    def format(self):
-        head = f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
-        if not self.source_line:
-            return head
-        # Keep tabs in the caret's indentation so the caret lines up under the column.
-        indent = "".join(ch if ch == "\t" else " " for ch in self.source_line[: max(self.col - 1, 0)])
-        return f"{head}\n{self.source_line}\n{indent}^"
-
-    def __repr__(self):
-        return f"Diagnostic({self.file!r}, {self.line}, {self.col}, {self.message!r}, severity={self.severity!r})"
-
-    def __eq__(self, other):
-        return isinstance(other, Diagnostic) and all(
-            getattr(self, s) == getattr(other, s) for s in self.__slots__)
-
-    def __hash__(self):
-        return hash((self.file, self.line, self.col, self.message))
+from vprobes_shared.diagnostics import Diagnostic
 
 
 class CompileOptions:

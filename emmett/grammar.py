@@ -14,8 +14,6 @@ the token stream.
 from . import syntax as S
 from .lexer import KEYWORDS, TOKENS, shown_literal
 
-_U64 = (1 << 64) - 1
-
 
 def _pos(p, i):
     return p.slice[i].pos

@@ -11,6 +11,7 @@ from bisect import bisect_right
 
 from ply import lex
 
+from .language import MASK64
 
 KEYWORDS = {
     w: w.upper()
@@ -36,7 +37,6 @@ TIME_UNITS = {"usec": 1, "us": 1, "msec": 1000, "ms": 1000, "sec": 1000000, "s":
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
                    "\\": "\\", "'": "'", '"': '"', "?": "?", "e": "\x1b"}
 
-_U64 = (1 << 64) - 1
 _NEWLINE = re.compile("\n")
 
 
@@ -164,7 +164,7 @@ def decode_number(text):
         digits = lower[: -len(unit)]
         if lower.endswith(unit) and digits.isdigit():
             value = _decimal(digits)
-            if value is None or value * TIME_UNITS[unit] > _U64:
+            if value is None or value * TIME_UNITS[unit] > MASK64:
                 return "error", f"the time {shown_literal(text)} does not fit in 64 bits of microseconds"
             return "time", value * TIME_UNITS[unit]
     body = lower.rstrip("ul")
@@ -185,12 +185,12 @@ def decode_number(text):
         value = None
     if value is None:
         return "error", f"bad number '{shown_literal(text)}'"
-    if value > _U64:
+    if value > MASK64:
         return "error", f"the number {shown_literal(text)} does not fit in 64 bits"
     return "int", value
 
 
-_MAX_DECIMAL_DIGITS = len(str(_U64))  # 20
+_MAX_DECIMAL_DIGITS = len(str(MASK64))  # 20
 
 
 def _decimal(digits):

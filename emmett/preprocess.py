@@ -19,6 +19,7 @@ then each `-I` folder), object-like and function-like `#define`, `#undef`,
 import os
 import re
 
+from .language import MASK64
 from .lexer import decode_number
 
 MAX_INCLUDE_DEPTH = 32
@@ -369,20 +370,20 @@ class _ExprParser:
                 raise _ExprError
             return value
         if tok == "-":
-            return (-self.unary()) & 0xFFFFFFFFFFFFFFFF
+            return (-self.unary()) & MASK64
         if tok == "+":
             return self.unary()
         if tok == "!":
             return 0 if self.unary() else 1
         if tok == "~":
-            return self.unary() ^ 0xFFFFFFFFFFFFFFFF
+            return self.unary() ^ MASK64
         if isinstance(tok, int):
             return tok
         raise _ExprError
 
 
 def _apply(op, a, b):
-    m = 0xFFFFFFFFFFFFFFFF
+    m = MASK64
     if op in ("/", "%") and b == 0:
         raise _ExprError
     return {

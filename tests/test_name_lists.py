@@ -24,7 +24,7 @@ import pytest
 from vp_runtime import spec
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("vp_runtime", "emmett", "machine", "tools")
+PACKAGES = ("vp_runtime", "emmett", "machine", "tools", "shared")
 SPEC_DIR = ROOT / "vp_runtime" / "spec"
 
 NAMES = {

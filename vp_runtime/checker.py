@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from vprobes_shared.graphs import nodes_on_cycles
+
 from . import ir, spec
 from .backend import Backend
 from .errors import Diagnostic, VPLoadError
@@ -640,62 +642,12 @@ class Checker:
             if caller is not None:
                 graph[id(caller)].add(id(call.func))
         by_id = {id(f): f for f in self.functions}
-        for scc in _strongly_connected(graph):
-            if len(scc) > 1 or next(iter(scc)) in graph[next(iter(scc))]:
-                for fid in scc:
-                    by_id[fid].recursive = True
+        for fid in nodes_on_cycles(graph):
+            by_id[fid].recursive = True
 
 
 # Builtins whose first argument, when constant, is checked at load: what it names must exist.
 _CONSTANT_ARGUMENT_CHECKS = {"getgpr": Checker.check_gpr_number, "getvmcs": Checker.check_vmcs_field}
-
-
-def _strongly_connected(graph: dict[int, set[int]]) -> list[set[int]]:
-    """Tarjan's algorithm without Python recursion (call chains may be long)."""
-    index: dict[int, int] = {}
-    low: dict[int, int] = {}
-    on_stack: set[int] = set()
-    stack: list[int] = []
-    result: list[set[int]] = []
-    counter = 0
-    for start in graph:
-        if start in index:
-            continue
-        work = [(start, iter(graph[start]))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            advanced = False
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(graph[child])))
-                    advanced = True
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                scc = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    scc.add(member)
-                    if member == node:
-                        break
-                result.append(scc)
-    return result
 
 
 def check(source: Source, forms: list, backend: Backend) -> tuple[ir.Program, list[Diagnostic]]:

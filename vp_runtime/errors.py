@@ -1,36 +1,15 @@
 """Diagnostics and the runtime's exception types.
 
-Every problem the runtime reports about a script carries the same shape the
-compiler uses (file, line, column, message, the source line and a caret), so
-the command-line tools can print both alike.  Load-time problems are raised as
+Every problem the runtime reports about a script is a `Diagnostic`, the class
+the compiler uses too (file, line, column, message, the source line and a
+caret), so the command-line tools print both alike.  Load-time problems are raised as
 one exception type, `VPLoadError`; problems that happen while a probe fires are
 `VPFault`s, which abort only that firing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One located message about a script."""
-
-    file: str
-    line: int
-    col: int
-    message: str
-    source_line: str = ""
-    severity: str = "error"
-
-    def format(self) -> str:
-        """`file:line:col: error: message`, then the source line and a caret."""
-        head = f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
-        if not self.source_line:
-            return head
-        # Keep tabs in the caret's indentation so it lines up under the column.
-        indent = "".join(ch if ch == "\t" else " " for ch in self.source_line[: self.col - 1])
-        return f"{head}\n{self.source_line}\n{indent}^"
+from vprobes_shared.diagnostics import Diagnostic  # noqa: F401 - the runtime's diagnostics are the compiler's
 
 
 class VPLoadError(Exception):

@@ -37,6 +37,7 @@ import capstone
 from capstone import x86 as _x86
 
 from .limits import MAX_DECODE_BYTES
+from .spec import MASK64
 
 __all__ = [
     "MAX_CODE_BYTES",
@@ -49,7 +50,6 @@ __all__ = [
 #: How many bytes of a function are decoded at most.
 MAX_CODE_BYTES = MAX_DECODE_BYTES
 
-_MASK64 = (1 << 64) - 1
 _MASK32 = (1 << 32) - 1
 _MAX_INSN_LEN = 15  # the longest legal x86 instruction
 
@@ -192,12 +192,12 @@ def _signed_disp(disp: int, bits: int) -> int:
     if bits == 32:
         disp &= _MASK32
         return disp - (1 << 32) if disp & (1 << 31) else disp
-    disp &= _MASK64
+    disp &= MASK64
     return disp - (1 << 64) if disp & (1 << 63) else disp
 
 
 def _as_offset(disp: int) -> int:
-    return disp & _MASK64
+    return disp & MASK64
 
 
 def _mem_operands(insn):
@@ -437,7 +437,7 @@ def _direct_target(insn) -> int | None:
     """The target address of a call or jmp with an immediate operand (None if indirect)."""
     ops = insn.operands
     if len(ops) == 1 and ops[0].type == _x86.X86_OP_IMM:
-        return ops[0].imm & _MASK64
+        return ops[0].imm & MASK64
     return None
 
 
