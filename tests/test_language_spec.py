@@ -33,6 +33,16 @@ def test_every_builtin_has_exactly_one_implementation():
     assert BUILTIN_CODE.keys() | PLAIN_BUILTINS.keys() == spec.BUILTINS.keys()
 
 
+def test_every_builtin_the_compiler_calls_has_its_lowering():
+    """The compiler takes its builtins from the spec; one without a lowering would make
+    every compilation fail, so a builtin added to the spec needs its `b_NAME` too."""
+    from emmett.language import BUILTINS
+    from emmett.lower_calls import CallLowering
+
+    assert set(spec.BUILTINS) <= BUILTINS
+    assert not sorted(n for n in BUILTINS if not callable(getattr(CallLowering, "b_" + n, None)))
+
+
 def test_the_runtime_supplies_the_globals_the_spec_says_it_does():
     from vp_runtime.translate import RUNTIME_VALUES
 
