@@ -6,8 +6,10 @@ watchpoint tables for emptiness, and checks `track_hv` before it even builds
 a VMCS/VMCB description; nothing else is paid for a disabled point.
 
 A firing sets the firing VCPU and the ARGn values, writes any frames the
-guest model deferred into guest memory, runs the handler and, if configured,
-charges the host time the handler took to the guest's clocks.
+guest model deferred into guest memory, runs the handler and, with
+`vprobe.chargeProbeTime = "host"`, charges the host time the handler took to
+the guest's clocks (the modelled charge costs the dispatcher nothing: the
+script counts its own operations, see `SimulatedMachine`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Callable
 from vp_runtime import spec
 
 from .guest.hv import Exit, amd_fields, entry_fields, intel_fields, is_npf
+from .vmx import CHARGE_HOST
 
 Handler = Callable[[], None]
 _ZEROS = (0,) * spec.PROBE_ARGS
@@ -36,7 +39,7 @@ class Probes:
         self.watch_writes: dict[int, Handler] = {}
         self.watch_reads: dict[int, Handler] = {}
         self.track_hv = False
-        self.charge = machine.config.charge_probe_time
+        self.charge = machine.config.charge_probe_time == CHARGE_HOST  # charge host time
         self.charged_ns = 0  # host time spent in probes, added to the guest's clocks
         self._firing_since: int | None = None  # perf counter at the start of the running handler
 

@@ -22,12 +22,15 @@ from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes
 from .stackwalk import walk_frames
 from .symbols import parse_symbols, read_symbols, resolve_address
 from .vcpu import REGISTER_NAMES, VCPU
-from .vmx import VMConfig, default_config
+from .vmx import CHARGE_MODEL, VMConfig, default_config
 from .x86 import CR0_PG
 
 # Host time at power-on, in microseconds since the epoch (2026-01-01T00:00:00Z):
 # fixed so that runs are reproducible.
 BOOT_HOST_TIME_US = 1_767_225_600_000_000
+# The modelled charge (vprobe.chargeProbeTime = "model"): guest time each VP operation a
+# probe executes costs (`vp_runtime.cost` defines the operation).
+NS_PER_VP_OPERATION = 10
 # The guests the machine can boot, by the name `sim.guest` gives them.
 GUEST_PROFILES: dict[str, type[GuestProfile]] = {LinuxGuest.name: LinuxGuest}
 
@@ -49,6 +52,11 @@ class SimulatedMachine:
         self.args = self.probes.args
         self._globals = self._offered_globals()
         self.script: Script | None = None
+        # The modelled charge: guest time charged for the operations of scripts detached since
+        # power-on, and the attached script's count when it was attached.
+        self.model_charge = self.config.charge_probe_time == CHARGE_MODEL
+        self._modelled_ns = 0
+        self._ops_at_attach = 0
         self._cancel_periodic: list[Callable[[], None]] = []
         self._cancel_timers: list[Callable[[], None]] = []
         self.guest: GuestProfile | None = None
@@ -149,11 +157,21 @@ class SimulatedMachine:
     # ---- time -----------------------------------------------------------------------
 
     def _clock_ns(self) -> int:
-        """Simulated time plus the host time probes have taken (when it is charged)."""
+        """Simulated time plus the time probes have taken, as charged (vprobe.chargeProbeTime):
+        the modelled cost of the VP operations they executed (in a firing too, as far as it
+        got), or the host time they took, or nothing."""
+        if self.model_charge:
+            return self.events.now_ns + self.modelled_charge_ns()
         probes = self.probes
         if not probes.charge:
             return self.events.now_ns
         return self.events.now_ns + probes.charged_ns + probes.in_probe_ns()
+
+    def modelled_charge_ns(self) -> int:
+        """Guest time charged so far for the VP operations probes executed (the modelled charge)."""
+        script = self.script
+        ops = script.operations() - self._ops_at_attach if script is not None else 0
+        return self._modelled_ns + ops * NS_PER_VP_OPERATION
 
     def ptsc(self) -> int:
         return self._clock_ns() * self.config.tsc_hz // NS_PER_SEC
@@ -194,6 +212,7 @@ class SimulatedMachine:
         if self.script is not None:
             self.detach()
         self.script = script
+        self._ops_at_attach = script.operations()
         probes = self.probes
         for point in script.probe_specs():
             handler = script.handler(point.text)
@@ -223,6 +242,7 @@ class SimulatedMachine:
             cancel()
         self._cancel_periodic.clear()
         self.probes.clear()
+        self._modelled_ns = self.modelled_charge_ns()
         self.script = None
         script.flush()
 

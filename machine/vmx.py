@@ -50,7 +50,8 @@ from vp_runtime.limits import (DEFAULT_BAG_BYTES, DEFAULT_MAX_CALLS_PER_FIRING, 
 
 __all__ = [
     "ACCEPTED_KEY_PATTERNS", "DEFAULT_HOST_CONFIG", "KNOWN_KEYS", "VMConfig", "VProbesDisabled", "VmxError",
-    "WORKLOADS", "HV_VENDORS", "check_enabled", "default_config", "guest_os_supported",
+    "WORKLOADS", "HV_VENDORS", "CHARGES", "CHARGE_MODEL", "CHARGE_HOST", "CHARGE_OFF", "check_enabled",
+    "default_config", "guest_os_supported",
     "host_allows_vprobes", "parse_vmx", "read_vmx", "script_limits",
 ]
 
@@ -58,6 +59,10 @@ DEFAULT_HOST_CONFIG = Path("/etc/vmware/config")
 
 WORKLOADS = tuple(GUEST_WORKLOADS)
 HV_VENDORS = ("intel", "amd")
+# How the time probes take reaches the guest's clocks (vprobe.chargeProbeTime, vprobe --charge):
+# a modelled cost per VP operation executed (deterministic), the host time the runtime took, or nothing.
+CHARGE_MODEL, CHARGE_HOST, CHARGE_OFF = "model", "host", "off"
+CHARGES = (CHARGE_MODEL, CHARGE_HOST, CHARGE_OFF)
 
 # Guest OS identifiers of 64-bit Linux guests that do not contain "linux"
 # (VMware's guestOS values for distributions).
@@ -135,7 +140,7 @@ class VMConfig:
     bag_bytes: int = DEFAULT_BAG_BYTES
     max_ops_per_firing: int = DEFAULT_MAX_OPS_PER_FIRING
     max_calls_per_firing: int = DEFAULT_MAX_CALLS_PER_FIRING
-    charge_probe_time: bool = True
+    charge_probe_time: str = CHARGE_MODEL  # one of CHARGES
     warnings: tuple[Diagnostic, ...] = ()
 
     def __post_init__(self):
@@ -144,14 +149,15 @@ class VMConfig:
 
     def load_config(self) -> LoadConfig:
         """The settings a script loads under on this VM."""
-        return script_limits(self)
+        return script_limits(self, count_operations=self.charge_probe_time == CHARGE_MODEL)
 
 
-def script_limits(config) -> LoadConfig:
-    """The vprobe.* limits of a VM's configuration (simulated or QEMU) as the runtime takes them."""
+def script_limits(config, *, count_operations: bool = False) -> LoadConfig:
+    """The vprobe.* limits of a VM's configuration (simulated or QEMU) as the runtime takes them;
+    `count_operations` for a machine that charges probes a modelled cost."""
     return LoadConfig(max_code_bytes=config.max_code_bytes, bag_bytes=config.bag_bytes,
                       max_ops_per_firing=config.max_ops_per_firing,
-                      max_calls_per_firing=config.max_calls_per_firing)
+                      max_calls_per_firing=config.max_calls_per_firing, count_operations=count_operations)
 
 
 def default_config(directory: Path | None = None) -> VMConfig:
@@ -317,6 +323,17 @@ def _flag(value: str, key: str, ctx: "_Context") -> bool:
     return _boolean(value, key)
 
 
+def _charge(value: str, key: str, ctx: "_Context") -> str:
+    """model, host, or a boolean: FALSE charges nothing, TRUE the default (model)."""
+    word = value.strip().lower()
+    if word in CHARGES:
+        return word
+    try:
+        return CHARGE_MODEL if _boolean(value, key) else CHARGE_OFF
+    except _Problem:
+        raise _Problem(f"invalid {key} '{value}' (expected model, host or FALSE)") from None
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str, str, "_Context"], str]:
     def convert(value: str, key: str, ctx: "_Context") -> str:
         word = value.strip().lower()
@@ -391,7 +408,8 @@ KNOWN_KEYS: dict[str, tuple[str, str, Callable[[str, str, _Context], object]]] =
         ("vprobe.maxOpsPerFiring", "max_ops_per_firing", _ranged(1, None)),
         # The most calls of recursive functions one firing may make (default 10,000).
         ("vprobe.maxCallsPerFiring", "max_calls_per_firing", _ranged(1, None)),
-        ("vprobe.chargeProbeTime", "charge_probe_time", _flag),
+        # The time probes take, charged to the guest's clocks: model (default), host or FALSE.
+        ("vprobe.chargeProbeTime", "charge_probe_time", _charge),
     )
 }
 

@@ -29,10 +29,17 @@ def test_same_config_and_seed_give_the_same_log():
     assert run_script(BUSY, 3, seed=7).log == first.log
 
 
-def test_a_clockless_script_gives_the_same_log_with_probe_time_charged():
-    first = run_script(CLOCKLESS, 3, charge_probe_time=True)
+def test_a_clockless_script_gives_the_same_log_with_host_time_charged():
+    first = run_script(CLOCKLESS, 3, charge_probe_time="host")
     assert "running[0xef, " in first.log
-    assert run_script(CLOCKLESS, 3, charge_probe_time=True).log == first.log
+    assert run_script(CLOCKLESS, 3, charge_probe_time="host").log == first.log
+
+
+def test_with_the_modelled_charge_a_script_reading_clocks_gives_the_same_log():
+    first = run_script(BUSY, 3, seed=7, charge_probe_time="model")
+    assert run_script(BUSY, 3, seed=7, charge_probe_time="model").log == first.log
+    # ... and the charge is there: the clocks differ from a run that charges nothing.
+    assert run_script(BUSY, 3, seed=7, charge_probe_time="off").log != first.log
 
 
 def test_another_seed_gives_another_log():

@@ -76,7 +76,7 @@ class Run:
 
 def machine_for(**config) -> SimulatedMachine:
     """A default machine with `config` changes (probe time is not charged unless asked)."""
-    config.setdefault("charge_probe_time", False)
+    config.setdefault("charge_probe_time", "off")
     return SimulatedMachine(dataclasses.replace(default_config(), **config))
 
 

@@ -148,6 +148,61 @@ def test_probe_global_and_symbol_listings():
     assert any(line.endswith(" T sys_read") for line in lines)
 
 
+def test_probe_patterns_are_shell_globs_over_the_names():
+    result = vprobe("-p", "GUEST:sys_*")
+    names = [line.split()[0] for line in result.text.splitlines()]
+    assert result.status == 0 and "GUEST:sys_read" in names and "GUEST:sys_getpid" in names
+    assert all(name.startswith("GUEST:sys_") for name in names)
+    both = vprobe("-p", "Guest_P?", "VMM1[0-9]Hz").text.splitlines()
+    assert [line.split()[0] for line in both] == ["VMM10Hz", "Guest_PF"]  # in the VM's order
+
+
+def test_a_pattern_that_matches_nothing_says_so():
+    result = vprobe("-p", "GUEST:sys_nope*")
+    assert (result.status, result.out) == (1, b"")
+    assert result.err == ("vprobe: no probe point matches 'GUEST:sys_nope*' (names are case-sensitive; "
+                          "shell globs: * ? [...])\n")
+
+
+def test_a_script_given_to_p_is_not_a_pattern():
+    result = vprobe("-p", "nonexist.emt")
+    assert (result.status, result.out) == (1, b"")
+    assert "not scripts: nonexist.emt is a script's name" in result.err and "vprobe -l SCRIPT" in result.err
+
+
+def test_verbose_probes_show_what_each_argument_holds():
+    lines = vprobe("-p", "-v", "Disk_IOFinish", "VMM1Hz", "GUEST:sys_read").text.splitlines()
+    assert lines[0].startswith("VMM1Hz ") and lines[1] == "    no arguments"
+    assert lines[2].startswith("Disk_IOFinish ")
+    assert lines[3:5] == ["    ARG0  adapter type", "    ARG1  controller ID"]
+    assert "    ARG6  number of sectors" in lines
+    assert lines[-2].startswith("GUEST:sys_read ") and "RDI, RSI, RDX" in lines[-1]
+
+
+def test_listings_in_json():
+    probes = [json.loads(line) for line in vprobe("-p", "-f", "json", "Guest_IRQ", "USEC*").text.splitlines()]
+    assert probes[0] == {"type": "probe", "name": "Guest_IRQ", "description": "before a hardware interrupt is delivered",
+                         "args": [{"name": "ARG0", "meaning": "IRQ vector"}]}
+    assert probes[1]["name"] == "USEC:<n>" and probes[1]["args"] == [] and probes[1]["note"] == "no arguments"
+    (rip,) = [json.loads(line) for line in vprobe("-g", "-f", "json", "RIP").text.splitlines()]
+    assert rip["type"] == "global" and (rip["name"], rip["value_type"], rip["scope"]) == ("RIP", "integer", "per-VCPU")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--folded", "-d", "1"], "--folded needs -s (--stacks)"),
+    (["--dot", "-a", "-d", "1"], "--dot needs -s (--stacks)"),
+    (["--offsets", "-d", "1"], "--offsets needs -s (--stacks)"),
+    (["--sort", "max", "-d", "1"], "--sort needs -a (--aggregates)"),
+    (["--no-refresh", "-s", "-d", "1"], "--no-refresh needs -a (--aggregates)"),
+    (["--top", "3", "-d", "1"], "--top needs -a (--aggregates) or -s (--stacks)"),
+    (["-v", "-g"], "--verbose needs -p (--list-probes)"),
+])
+def test_an_option_that_needs_another_says_so(tmp_path, argv, message):
+    script = write(tmp_path / "t.vp", "(vprobe VMM1Hz 1)")
+    result = vprobe(*argv, script)
+    assert (result.status, result.out, result.err) == (1, b"", f"vprobe: {message}\n")
+
+
 # ---- JSON ----------------------------------------------------------------------------------------------
 
 def test_json_output_has_log_aggregate_and_error_objects(tmp_path):

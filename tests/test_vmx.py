@@ -57,7 +57,7 @@ def test_an_empty_vmx_gives_every_default(tmp_path):
     assert (c.vp_file, c.guest_syms, c.syscalls) == (None, None, None)
     assert c.out_file == tmp_path / "vprobe.out"
     assert (c.max_code_bytes, c.bag_bytes) == (DEFAULT_MAX_CODE_BYTES, DEFAULT_BAG_BYTES)
-    assert c.charge_probe_time is True
+    assert c.charge_probe_time == "model"  # probes are charged a modelled cost per VP operation
     assert c.warnings == ()
 
 
@@ -111,7 +111,11 @@ def test_vmconfig_is_frozen(tmp_path):
     ('vprobe.maxCodeBytes = "1"', "max_code_bytes", 1),
     ('vprobe.bagBytes = "0"', "bag_bytes", 0),
     ('vprobe.bagBytes = "1048576"', "bag_bytes", 1048576),
-    ('vprobe.chargeProbeTime = "FALSE"', "charge_probe_time", False),
+    ('vprobe.chargeProbeTime = "FALSE"', "charge_probe_time", "off"),
+    ('vprobe.chargeProbeTime = "model"', "charge_probe_time", "model"),
+    ('vprobe.chargeProbeTime = "Host"', "charge_probe_time", "host"),
+    ('vprobe.chargeProbeTime = "off"', "charge_probe_time", "off"),
+    ('vprobe.chargeProbeTime = "TRUE"', "charge_probe_time", "model"),
 ])
 def test_each_key_sets_its_field(tmp_path, line, field, expected):
     c = load(tmp_path, line + "\n")
@@ -176,13 +180,16 @@ def test_out_file_may_not_be_a_directory(tmp_path):
 
 def test_load_config_carries_the_vprobe_limits(tmp_path):
     c = load(tmp_path, 'vprobe.maxCodeBytes = "65536"\nvprobe.bagBytes = "4096"\n')
-    assert c.load_config() == LoadConfig(max_code_bytes=65536, bag_bytes=4096)
-    assert load(tmp_path, "", "b.vmx").load_config() == LoadConfig()
+    # The modelled charge (the default) has the script count the operations it executes.
+    assert c.load_config() == LoadConfig(max_code_bytes=65536, bag_bytes=4096, count_operations=True)
+    assert load(tmp_path, "", "b.vmx").load_config() == LoadConfig(count_operations=True)
+    off = load(tmp_path, 'vprobe.chargeProbeTime = "FALSE"\n', "c.vmx")
+    assert off.load_config() == LoadConfig()
 
 
 def test_the_work_limits_of_a_firing(tmp_path):
     c = load(tmp_path, 'vprobe.maxOpsPerFiring = "5000"\nvprobe.maxCallsPerFiring = "0x100"\n')
-    assert c.load_config() == LoadConfig(max_ops_per_firing=5000, max_calls_per_firing=256)
+    assert c.load_config() == LoadConfig(max_ops_per_firing=5000, max_calls_per_firing=256, count_operations=True)
     d = one_error(tmp_path, 'vprobe.maxCallsPerFiring = "0"\n')
     assert where(d) == (1, 28) and "vprobe.maxCallsPerFiring 0 is out of range (at least 1)" in d.message
     d = one_error(tmp_path, 'vprobe.maxOpsPerFiring = "lots"\n')
@@ -259,9 +266,8 @@ def test_numbers_may_be_hexadecimal_or_zero_padded(tmp_path):
     ("FALSE", False), ("false", False), ("no", False), ("No", False), ("0", False), ("off", False), ("OFF", False),
 ])
 def test_booleans(tmp_path, word, value):
-    c = load(tmp_path, f'vprobe.enable = "{word}"\nvprobe.chargeProbeTime = "{word}"\n')
+    c = load(tmp_path, f'vprobe.enable = "{word}"\n')
     assert c.vprobe_enable is value
-    assert c.charge_probe_time is value
 
 
 @pytest.mark.parametrize("word", ["maybe", "", "2", "ture", "T"])
@@ -270,6 +276,18 @@ def test_a_bad_boolean_is_a_located_error(tmp_path, word):
     assert where(d) == (2, 19)
     assert d.message == f"invalid boolean '{word}' for vprobe.enable (expected TRUE or FALSE)"
     assert d.source_line == f'  vprobe.enable = "{word}"'
+
+
+@pytest.mark.parametrize("word, value", [("FALSE", "off"), ("no", "off"), ("0", "off"), ("TRUE", "model"),
+                                         ("yes", "model"), ("MODEL", "model"), ("host", "host")])
+def test_the_probe_time_charge_is_a_mode_or_a_boolean(tmp_path, word, value):
+    assert load(tmp_path, f'vprobe.chargeProbeTime = "{word}"\n').charge_probe_time == value
+
+
+def test_a_bad_probe_time_charge_is_a_located_error(tmp_path):
+    d = one_error(tmp_path, 'vprobe.chargeProbeTime = "guest"\n')
+    assert where(d) == (1, 26)
+    assert d.message == "invalid vprobe.chargeProbeTime 'guest' (expected model, host or FALSE)"
 
 
 # ---------------------------------------------------------------------------
@@ -500,7 +518,7 @@ def test_default_config_is_the_embedded_machine(tmp_path):
     assert vmx.guest_os_supported(c.guest_os)
     assert c.vprobe_enable is True
     assert c.out_file == tmp_path / "vprobe.out"
-    assert c.load_config() == LoadConfig()
+    assert c.load_config() == LoadConfig(count_operations=True)  # the modelled charge counts
     assert c.warnings == ()
     check_enabled(c)
 
@@ -700,5 +718,5 @@ def test_a_realistic_workstation_vmx_parses_without_warnings(tmp_path):
     assert c.vprobe_enable is True
     assert c.guest_syms == vm_dir / "kallsyms"
     assert c.out_file == vm_dir / "probes" / "vprobe.out"
-    assert c.load_config() == LoadConfig(max_code_bytes=65536, bag_bytes=131072)
+    assert c.load_config() == LoadConfig(max_code_bytes=65536, bag_bytes=131072, count_operations=True)
     check_enabled(c)

@@ -470,6 +470,32 @@ def test_the_cost_bound_covers_what_a_firing_executes(trees):
             assert cost.operations == count[0], render(tree)
 
 
+@settings(PROPERTY, max_examples=300)
+@given(st.lists(expr_trees, min_size=1, max_size=4))
+def test_the_counted_operations_are_what_a_firing_executes(trees):
+    """Loaded to count (the modelled charge), a firing counts exactly the VP operations it executes
+    along its path; one that faults, at least those it executed (the stretch it was in counts whole)."""
+    text = "(definteger x 5)\n" + "\n".join(f'(vprobe VMXLoad (printf "%u\\n" {render(t)}))' for t in trees)
+    try:
+        script = load(text, LoadConfig(count_operations=True), backend=FakeBackend(), filename="e.vp")
+    except VPLoadError:
+        return  # nested too deep (the operators test covers it)
+    env = {"x": 5}
+    expected, faulted = 0, False
+    for tree in trees:
+        count = [2]  # printf and its format
+        try:
+            executed_operations(tree, env, count)
+        except _Fault:
+            faulted = True
+        expected += count[0]
+    script.handler("VMXLoad")()
+    if faulted:
+        assert script.operations() >= expected
+    else:
+        assert script.operations() == expected, [render(t) for t in trees]
+
+
 def _subtrees(tree):
     yield tree
     if isinstance(tree, tuple):

@@ -26,6 +26,20 @@ that reaches one, the bound is its work outside recursive activations plus
 that many activations of the costliest recursive function it can reach
 (calls of recursive functions inside an activation count only the call and
 its arguments: the callee's activation counts on its own).
+
+The same unit is what a firing is charged for when the machine models the
+time probes take (`vprobe.chargeProbeTime = "model"`): the translated code
+counts the operations it executes (`LoadConfig.count_operations`).  Work is
+counted a straight-line stretch at a time: `straight_cost(e)` is what
+evaluating `e` always executes (its own operation and the operands that always
+run, up to the first place where the path depends on data); `cond_plan`
+says how a `cond` is laid out and what reaching each of its parts adds (a
+constant test is decided at load, as the translator does); the first operand
+of `&&` and `||` is straight line, each later one is counted when it is
+evaluated; a callee counts its own body when it is entered.  For code
+without `cond`, `&&`, `||` or calls the count is a constant known at load,
+and equals the probe's bound.  A firing that faults part-way is charged for
+every stretch it entered.
 """
 
 from __future__ import annotations
@@ -43,6 +57,62 @@ def operation_cost(node: ir.Expr) -> int:
     if isinstance(node, ir.BuiltinCall):
         return 1 + BUILTINS[node.name].guest_words
     return 1
+
+
+@dataclass(frozen=True)
+class CondPlan:
+    """A `cond` as it runs: the clauses whose test is decided at run time, and what each part adds.
+
+    `lead` is what always runs (the constant tests before the first live one, and
+    that test): part of the enclosing straight line.  `clauses` are the live
+    (test, body, reach) triples, `reach` being what evaluating the test adds when
+    control gets there (0 for the first: in `lead`).  `otherwise` is the body that
+    runs when no live test holds (a constant true test's, or None: the cond's
+    default), and `otherwise_cost` what that way adds (the constant tests after the
+    last live one, and the otherwise body's straight line).  With no live clause
+    `lead` covers the whole cond, its otherwise included.
+    """
+
+    lead: int
+    clauses: list[tuple[ir.Expr, ir.Expr, int]]
+    otherwise: ir.Expr | None
+    otherwise_cost: int
+
+
+def cond_plan(e: ir.Cond) -> CondPlan:
+    """How `e` runs (see `CondPlan`): a constant test is decided here, so a zero one drops its
+    clause and a non-zero one makes its body the otherwise and drops every clause after it."""
+    clauses: list[tuple[ir.Expr, ir.Expr, int]] = []
+    pending = lead = 0  # constant tests not charged yet
+    for test, body in e.clauses:
+        if isinstance(test, ir.Const):
+            pending += operation_cost(test)
+            if test.value:
+                if not clauses:
+                    return CondPlan(lead + pending + straight_cost(body), [], body, 0)
+                return CondPlan(lead, clauses, body, pending + straight_cost(body))
+            continue
+        reach = pending + straight_cost(test)
+        if clauses:
+            clauses.append((test, body, reach))
+        else:
+            lead = reach
+            clauses.append((test, body, 0))
+        pending = 0
+    if not clauses:
+        return CondPlan(pending, [], None, 0)
+    return CondPlan(lead, clauses, None, pending)
+
+
+def straight_cost(e: ir.Expr) -> int:
+    """VP operations evaluating `e` executes whatever the data: its own and those of the operands
+    that always run (see the module's description)."""
+    own = operation_cost(e)
+    if isinstance(e, ir.Cond):
+        return own + cond_plan(e).lead
+    if isinstance(e, ir.Op) and e.op in ("&&", "||"):
+        return own + straight_cost(e.args[0])
+    return own + sum(straight_cost(child) for child in _children(e))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ class LoadConfig:
     max_call_depth: int = DEFAULT_MAX_CALL_DEPTH
     max_ops_per_firing: int = DEFAULT_MAX_OPS_PER_FIRING
     max_calls_per_firing: int = DEFAULT_MAX_CALLS_PER_FIRING
+    # Whether the translated code counts the VP operations it executes (`Script.operations`):
+    # for a machine that charges probes a modelled cost per operation (vprobe.chargeProbeTime).
+    count_operations: bool = False
 
     def __post_init__(self):
         if not 0 < self.max_code_bytes <= MAX_CODE_BYTES_LIMIT:

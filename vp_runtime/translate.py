@@ -14,6 +14,12 @@ look-ups and deep recursion raise VPFault carrying the VP position.  Functions o
 call-graph cycle also count their calls against the firing's budget (`_calls_left`,
 set by each probe that can reach one), so recursion cannot make a firing run long;
 code without recursion carries neither check.
+
+When the machine models the time probes take, the code also counts the VP
+operations it executes (`counting`; the cost model is `cost.py`'s): a probe
+or function adds its straight-line cost when entered, each way through a
+`cond` and each later operand of `&&` / `||` what it adds when taken, into the
+namespace's `_ops`.  Code without branches or calls pays one addition per firing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Callable
 
 from . import ir
 from .builtins import plain_name
+from .cost import cond_plan, straight_cost
 from .limits import MAX_STRING_BYTES
 from .printf import compile_format
 from .spec import MASK64
@@ -49,8 +56,9 @@ class Translation:
 
 class Translator:
     def __init__(self, program: ir.Program, location: Callable[[int, int], str], budgeted=frozenset(), *,
-                 stamped: bool = False):
+                 stamped: bool = False, counting: bool = False):
         self.program = program
+        self.counting = counting  # count the VP operations executed into `_ops`
         self.budgeted = budgeted  # indexes of the probes that can reach recursive functions
         # A node's (line, byte column) as the `file:line:col` its fault lines name.
         self.location = location
@@ -94,6 +102,19 @@ class Translator:
 
     def emit(self, indent: int, text: str) -> None:
         self.out.append("    " * indent + text)
+
+    def charged(self, operations: int, code: str) -> str:
+        """`code` (an expression), counting `operations` first when the code counts."""
+        if not self.counting or not operations:
+            return code
+        self.assigned_globals.add("_ops")
+        return f"((_ops := _ops + {operations}) and ({code}))"
+
+    def count(self, indent: int, operations: int) -> None:
+        """A statement counting `operations`, when the code counts."""
+        if self.counting and operations:
+            self.assigned_globals.add("_ops")
+            self.emit(indent, f"_ops += {operations}")
 
     # ---- expressions ----------------------------------------------------------
 
@@ -195,10 +216,10 @@ class Translator:
                     test = f"{acc} {e.op} {operand}"
                     acc = test if i == len(args) - 2 else f"(1 if {test} else 0)"
                 return self.sequence(first, acc)
-            if e.op == "&&":
-                return "(" + " and ".join(self.truth(a) for a in e.args) + ")"
-            if e.op == "||":
-                return "(" + " or ".join(self.truth(a) for a in e.args) + ")"
+            if e.op in ("&&", "||"):
+                later = [self.charged(straight_cost(a), self.truth(a)) for a in e.args[1:]]
+                joiner = " and " if e.op == "&&" else " or "
+                return "(" + joiner.join([self.truth(e.args[0]), *later]) + ")"
             if e.op == "!":
                 return f"(not {self.truth(e.args[0])})"
         return self.x(e)
@@ -208,9 +229,12 @@ class Translator:
         return self.const("") if e.tvar.resolved == STR else "0"
 
     def x_Cond(self, e: ir.Cond) -> str:
-        clauses, otherwise = _live_clauses(e.clauses)
-        parts = [f"{self.x(body)} if {self.truth(test)} else" for test, body in clauses]
-        last = self.default(e) if otherwise is None else self.x(otherwise)
+        plan = cond_plan(e)
+        parts = [f"{self.charged(straight_cost(body), self.x(body))} if {self.charged(reach, self.truth(test))} else"
+                 for test, body, reach in plan.clauses]
+        last = self.default(e) if plan.otherwise is None else self.x(plan.otherwise)
+        if plan.clauses:
+            last = self.charged(plan.otherwise_cost, last)
         return f"({' '.join(parts + [last])})"
 
     def x_Do(self, e: ir.Do) -> str:
@@ -334,17 +358,22 @@ class Translator:
     def stmt(self, e: ir.Expr, target: str, indent: int) -> None:
         """Emit `e` as statements; with RETURN, return its value."""
         if isinstance(e, ir.Cond):
-            clauses, otherwise = _live_clauses(e.clauses)
-            for i, (test, body) in enumerate(clauses):
-                self.emit(indent, f"{'if' if i == 0 else 'elif'} {self.truth(test)}:")
+            plan = cond_plan(e)
+            clauses, otherwise = plan.clauses, plan.otherwise
+            for i, (test, body, reach) in enumerate(clauses):
+                self.emit(indent, f"{'if' if i == 0 else 'elif'} {self.charged(reach, self.truth(test))}:")
+                self.count(indent + 1, straight_cost(body))
                 self.block(body, target, indent + 1)
-            if otherwise is None and target != RETURN:
+            counted_otherwise = self.counting and clauses and plan.otherwise_cost
+            if otherwise is None and target != RETURN and not counted_otherwise:
                 return
             if clauses:
                 self.emit(indent, "else:")
                 indent += 1
+                self.count(indent, plan.otherwise_cost)
             if otherwise is None:
-                self.emit(indent, f"return {self.default(e)}")
+                if target == RETURN:
+                    self.emit(indent, f"return {self.default(e)}")
             else:  # under `else:` a body that emits nothing needs a `pass`
                 (self.block if clauses else self.stmt)(otherwise, target, indent)
             return
@@ -423,6 +452,7 @@ class Translator:
             self.emit(1, "_depth[0] += 1")
             self.emit(1, "try:")
             indent = 2
+        self.count(indent, sum(straight_cost(e) for e in func.body))
         for e in func.body[:-1]:
             self.stmt(e, DISCARD, indent)
         self.stmt(func.body[-1], RETURN, indent)
@@ -445,6 +475,7 @@ class Translator:
         if index in self.budgeted:
             self.assigned_globals.add("_calls_left")
             self.emit(1, "_calls_left = _max_calls")
+        self.count(1, sum(straight_cost(e) for e in probe.body))
         self.emit(1, "try:")
         before = len(self.out)
         for e in probe.body:
@@ -478,22 +509,6 @@ class Translator:
         return Translation(source, self.constants, probes, self.readers)
 
 
-def _live_clauses(clauses: list[tuple[ir.Expr, ir.Expr]]
-                  ) -> tuple[list[tuple[ir.Expr, ir.Expr]], ir.Expr | None]:
-    """The clauses of a cond that need a test at run time, and the body that runs when none
-    of them is true (None: the cond's default).  A constant condition is decided here, so
-    the generated code has no dead branch: a zero one drops its clause, a non-zero one
-    makes its body the `else` and drops every clause after it."""
-    live = []
-    for test, body in clauses:
-        if isinstance(test, ir.Const):
-            if test.value:
-                return live, body
-            continue
-        live.append((test, body))
-    return live, None
-
-
 def _effectful(e: ir.Expr) -> bool:
     """Whether evaluating `e` can change state, write the log or fault."""
     if isinstance(e, (ir.Const, ir.GlobalRef, ir.ParamRef, ir.BuiltinRef)):
@@ -523,9 +538,10 @@ RUNTIME_VALUES = {"PROBENAME": Translator.probe_name}
 
 
 def translate(program: ir.Program, location: Callable[[int, int], str], budgeted=frozenset(), *,
-              stamped: bool = False) -> Translation:
+              stamped: bool = False, counting: bool = False) -> Translation:
     """`program` as Python source; `location` gives the `file:line:col` a fault at a (line, byte
     column) names; the probes whose indexes are in `budgeted` (those that can reach a recursive
     function) start each firing with a fresh call budget; `stamped`: aggregate entries also
-    record the aggregate clock (see `vp_runtime.load`)."""
-    return Translator(program, location, budgeted, stamped=stamped).translate()
+    record the aggregate clock (see `vp_runtime.load`); `counting`: the code counts the VP
+    operations it executes into `_ops` (see the module's description)."""
+    return Translator(program, location, budgeted, stamped=stamped, counting=counting).translate()

@@ -139,6 +139,24 @@ def exclusive(ctx: click.Context, *names: str) -> None:
         raise click.UsageError(f"{second} cannot be given with {first}", ctx)
 
 
+def missing_requirement(ctx: click.Context, requires: dict[str, tuple[str, ...]]) -> str | None:
+    """What is wrong when an option given on the command line needs another that is not given
+    (`requires`: parameter name -> the parameters one of which it needs), e.g. `--folded needs -s`."""
+    params = {p.name: p for p in ctx.command.params}
+
+    def spelled(name: str) -> str:
+        opts = params[name].opts
+        return " (".join(opts) + ")" if len(opts) > 1 else opts[0]
+
+    for param in ctx.command.params:
+        needs = requires.get(param.name)
+        if needs is None or ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        if not any(ctx.params.get(n) for n in needs):
+            return f"{param.opts[-1]} needs {' or '.join(spelled(n) for n in needs)}"
+    return None
+
+
 def _show_help(ctx: click.Context, param, value) -> None:
     if not value or ctx.resilient_parsing:
         return

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import click
 
-from .base import Streams, ToolCommand, exclusive, option, version_option
+from .base import Streams, ToolCommand, exclusive, missing_requirement, option, version_option, write_message
 from ..fleet.merge import DEFAULT_MAX_LINES
 from .options import aggr_options, format_option, stack_options
 
@@ -73,8 +73,8 @@ EXAMPLES
         Stream a script's output from a VM running in the background.
     vprobe -l web01.vmx irqs.vp; vprobe -r web01.vmx
         Leave a script loaded in the running VM; unload it later.
-    vprobe -p | grep GUEST:sys_
-        Which system calls can be probed.
+    vprobe -p 'GUEST:sys_*'; vprobe -p -v 'Disk_*'
+        Which system calls can be probed; what the disk probes pass in ARG0...
     echo '(vprobe VMM1Hz (printf "tick\\n"))' | vprobe -i -d 2
         A VP script from standard input.
     vprobe --fleet 100 -d 5 -a strace.emt
@@ -124,13 +124,20 @@ class Seconds(click.ParamType):
 
 
 SCRIPT, VM, OUTPUT = "SCRIPT OPTIONS", "VM OPTIONS", "OUTPUT OPTIONS"
+# Options that shape what another shows: each needs one of these (parameter names) too.
+REQUIRES = {
+    "verbose": ("list_probes",),
+    "sort": ("aggregates",), "reverse": ("aggregates",), "no_refresh": ("aggregates",),
+    "top": ("aggregates", "stacks"),
+    "folded": ("stacks",), "dot": ("stacks",), "offsets": ("stacks",), "cumulative": ("stacks",),
+}
 FLEET = "FLEET (one script on many simulated VMs, on Dask)"
 
 
 @click.command("vprobe", cls=ToolCommand, synopsis="[options] [VM.vmx] [SCRIPT.emt ... | SCRIPT.vp ...]",
                help=DESCRIPTION, epilog=EPILOG, help_group=OUTPUT,
                context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("files", nargs=-1, type=click.Path(), metavar="[VM.vmx] SCRIPT")
+@click.argument("files", nargs=-1, type=click.Path(), metavar="[VM.vmx] SCRIPT|PATTERN")
 @option("-c", "--code", metavar="CODE", group=SCRIPT, help="run the Emmett program CODE (no script file)")
 @option("-i", "--stdin", is_flag=True, group=SCRIPT, help="read a VP script from standard input")
 @option("--syms", type=click.Path(), metavar="FILE", group=SCRIPT,
@@ -144,10 +151,19 @@ FLEET = "FLEET (one script on many simulated VMs, on Dask)"
              "output goes to its vprobe.out); on the embedded machine: only check that it loads. "
              "Either way, list each probe with the most VP operations one firing can execute")
 @option("-r", "--reset", is_flag=True, group=VM, help="unload whatever script runs in the VM")
-@option("-p", "--list-probes", is_flag=True, group=VM, help="list the probe points the VM offers")
-@option("-g", "--list-globals", is_flag=True, group=VM, help="list the built-in globals with type and scope")
+@option("-p", "--list-probes", is_flag=True, group=VM,
+        help="list the probe points the VM offers; PATTERN arguments (shell globs such as 'GUEST:sys_*') "
+             "keep those whose name matches one")
+@option("-v", "--verbose", is_flag=True, group=VM, help="with -p, also what each probe's ARG0.. hold")
+@option("-g", "--list-globals", is_flag=True, group=VM,
+        help="list the built-in globals with type and scope (PATTERN arguments as for -p)")
 @option("--kallsyms", is_flag=True, group=VM,
         help="print the guest kernel's symbols (/proc/kallsyms format; WinDbg x format for a Windows guest)")
+@option("--charge", type=click.Choice(["model", "host", "off"]), group=VM,
+        help="what the time probes take costs the guest's clocks (TSC, PTSC, host time), instead of "
+             "the VM's vprobe.chargeProbeTime: model (the default) a fixed cost per VP operation "
+             "executed, so runs are reproducible; host the host time the runtime took; off nothing "
+             "(simulated VMs powered on by vprobe)")
 @option("--host-config", type=click.Path(), metavar="FILE", group=VM,
         help="the host configuration that holds vprobe.allow (default /etc/vmware/config)")
 @format_option(OUTPUT, 'text (default), or one JSON object per line: {"type": "log"|"aggr"|"error"...}')
@@ -172,6 +188,10 @@ FLEET = "FLEET (one script on many simulated VMs, on Dask)"
 @click.pass_context
 def command(ctx: click.Context, **options) -> int:
     exclusive(ctx, "folded", "dot")
+    missing = missing_requirement(ctx, REQUIRES)
+    if missing is not None:
+        write_message(Streams.of(ctx).stderr, f"vprobe: {missing}\n")
+        return 1
     from .vprobe_run import run_vprobe  # the machine, the runtime and the compiler: only for a run
 
     return run_vprobe(SimpleNamespace(**options), Streams.of(ctx))

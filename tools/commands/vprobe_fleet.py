@@ -91,7 +91,7 @@ def run_fleet_command(command, vmx: str | None, scripts: list[str]) -> int:
         vm.load(files, lambda text: None, command.warn)  # a script that does not load stops here
     finally:
         vm.close(command.warn)
-    program = Program(tuple(files))
+    program = Program(tuple(files), a.charge)
     progress = Progress(command.err, a.duration, _isatty(command.stderr))
     clients = remote_client(a.scheduler) if a.scheduler else local_client(a.workers)
     try:

@@ -9,6 +9,8 @@ asked for.  Errors become plain messages on stderr and an exit status
 
 from __future__ import annotations
 
+import dataclasses
+
 from machine.vmx import VmxError, VProbesDisabled, check_enabled, host_allows_vprobes
 
 from ..errors import LoadFailed, ToolError, machine_failure
@@ -16,7 +18,8 @@ from ..output import LogStream, MessageStream
 from ..scripts.sources import SourceFile, compile_emmett, compiled_name, is_emmett, needs_auto_aggr, read_sources
 from ..views import aggr, stacks
 from ..views.json_view import JsonView
-from ..views.listings import format_costs, format_globals, format_probes
+from ..log.json_lines import dumps
+from ..views.listings import format_costs, format_globals, format_probes, global_json, matching, probe_json
 from ..views.pipeline import Pipeline
 from ..views.symbolize import Symbolizer
 from ..vm.machine_info import read_symbol_file
@@ -28,6 +31,15 @@ from .vprobe_fleet import check_fleet_usage, run_fleet_command
 
 class _Plain(ToolError):
     """A message that is already complete (located diagnostics): printed without the program's name."""
+
+
+def with_charge(config, charge: str | None):
+    """`config` with the probe-time charge --charge asks for (None: the VM's own)."""
+    if charge is None:
+        return config
+    if not hasattr(config, "charge_probe_time"):
+        raise ToolError("--charge applies to simulated VMs: a VM under QEMU runs on real clocks")
+    return dataclasses.replace(config, charge_probe_time=charge)
 
 
 class VprobeRun:
@@ -55,6 +67,17 @@ class VprobeRun:
 
     def check_usage(self, scripts: list[str], vmx: str | None) -> None:
         a = self.args
+        if a.list_probes or a.list_globals:
+            if a.code is not None or a.stdin:
+                raise ToolError("-p and -g list what the VM offers: they run no script (-c, -i)")
+            scripts_given = [s for s in scripts if s.endswith((".emt", ".vp"))]
+            if scripts_given:
+                raise ToolError(f"-p and -g take name patterns (shell globs such as 'GUEST:sys_*'), not scripts: "
+                                f"{scripts_given[0]} is a script's name (vprobe -l SCRIPT lists the probes a "
+                                f"script uses)")
+            return
+        if a.kallsyms and (scripts or a.code is not None or a.stdin):
+            raise ToolError("--kallsyms prints the guest's symbols: give it no script")
         if sum(map(bool, (a.code is not None, a.stdin, scripts))) > 1:
             raise ToolError("give script files, -c CODE or -i, not several of them")
         kinds = {is_emmett(s) for s in scripts}
@@ -83,6 +106,7 @@ class VprobeRun:
             raise _Plain(e.format()) from None
         for warning in config.warnings:
             self.warn(warning.format())
+        config = with_charge(config, self.args.charge)
         try:
             check_enabled(config)
         except VProbesDisabled as e:
@@ -163,6 +187,9 @@ class VprobeRun:
             return run_fleet_command(self, vmx, scripts)
         vm = find_vm(vmx)
         config_vp_file = None
+        if vm is not None and a.charge is not None:
+            raise ToolError(f"--charge applies to a VM vprobe powers on: {vmx} runs in the background "
+                            f"and charges probes as its vprobe.chargeProbeTime says")
         if vm is None:
             if a.reset:
                 raise ToolError(f"the VM {vmx} is not running: nothing to unload")
@@ -177,15 +204,31 @@ class VprobeRun:
             return status or 1
         return status
 
+    def list(self, vm, patterns: list[str]) -> None:
+        """-p, -g (the rows matching `patterns`), --kallsyms."""
+        a = self.args
+        json = a.format == "json"
+        lists = []
+        if a.list_probes:
+            lists.append((vm.probe_rows(), probe_json if json else lambda rows: format_probes(rows, a.verbose)))
+        if a.list_globals:
+            lists.append((vm.global_rows(), global_json if json else format_globals))
+        shown = [matching(rows, patterns) for rows, _ in lists]
+        unmatched = [p for p in patterns if all(p in missed for _, missed in shown)]
+        if unmatched:
+            what = " or ".join(w for w, asked in (("probe point", a.list_probes), ("global", a.list_globals)) if asked)
+            raise ToolError(f"no {what} matches {unmatched[0]!r} (names are case-sensitive; shell globs: "
+                            f"* ? [...])")
+        for (kept, _), (_, render) in zip(shown, lists):
+            rendered = render(kept)
+            self.out.write("".join(dumps(r) for r in rendered) if json else rendered)
+        if a.kallsyms:
+            self.out.write(vm.kallsyms())
+
     def run_on(self, vm, vmx: str | None, scripts: list[str], config_vp_file) -> int:
         a = self.args
         if a.list_probes or a.list_globals or a.kallsyms:
-            if a.list_probes:
-                self.out.write(format_probes(vm.probe_rows()))
-            if a.list_globals:
-                self.out.write(format_globals(vm.global_rows()))
-            if a.kallsyms:
-                self.out.write(vm.kallsyms())
+            self.list(vm, scripts)
             self.out.close()
             return 0
         if a.reset:

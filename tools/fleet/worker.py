@@ -31,6 +31,7 @@ class Program:
     """The VP sources every VM of the fleet loads (Emmett is compiled once, by the client)."""
 
     files: tuple[SourceFile, ...]
+    charge: str | None = None  # vprobe --charge: the probe-time charge instead of each VM's own
 
 
 class LineCollector:
@@ -63,8 +64,8 @@ class LineCollector:
             self.count += 1
 
 
-def machine_config(member: Member):
-    """The member's machine configuration, with its seed."""
+def machine_config(member: Member, charge: str | None = None):
+    """The member's machine configuration, with its seed (and `charge`, if given)."""
     from machine.qemu import QemuConfig
     from machine.vms import read_vm_config
     from machine.vmx import VmxError, VProbesDisabled, check_enabled
@@ -77,6 +78,8 @@ def machine_config(member: Member):
         raise ToolError(f"{member.vmx} describes a VM under QEMU: a fleet runs simulated VMs")
     if member.seed is not None:
         config = dataclasses.replace(config, seed=member.seed)
+    if charge is not None:
+        config = dataclasses.replace(config, charge_probe_time=charge)
     try:
         check_enabled(config)
     except VProbesDisabled as e:
@@ -99,7 +102,7 @@ def run_member(member: Member, program: Program, duration: float, max_lines: int
     from machine.simulated import SimulatedMachine
 
     try:
-        config = machine_config(member)
+        config = machine_config(member, program.charge)
         machine = SimulatedMachine(config)
     except ToolError as e:
         return failed_vm(member.order, member.name, e.message, max_lines)
