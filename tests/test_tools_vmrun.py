@@ -197,6 +197,19 @@ def test_vprobe_streams_only_its_own_scripts_output(vm, tmp_path):
     assert vm.log() == "B loaded\nB bye\n" + out  # the VM's log has it all
 
 
+def test_aggregates_never_logged_are_printed_when_the_script_unloads(vm, tmp_path):
+    script = tmp_path / "count.vp"
+    script.write_text('(defaggr ticks 1 0)\n(vprobe VMM1Hz (aggr ticks (VCPUID) () 1))\n')
+    status, out, err = vprobe("-d", "2", vm.vmx, script)
+    assert (status, err) == (0, "")
+    assert out == "aggr: ticks (1 integer key) (0 string keys)\nticks[0x0] == avg 1 count 2 min 1 max 1 latest 1\n" \
+                  "ticks[0x1] == avg 1 count 2 min 1 max 1 latest 1\n"
+    # A script replaced by another, or reset, shows them too (in the VM's log).
+    assert vm("vprobeLoad", "(defaggr a 0 0) (vprobe VMXLoad (aggr a () () 7))").returncode == 0
+    assert vm("vprobeReset").returncode == 0
+    vm.wait_log("a[] == avg 7 count 1 min 7 max 7 latest 7\n")
+
+
 def test_vprobe_concatenated_files_and_json_on_a_running_vm(vm, tmp_path):
     a = tmp_path / "a.vp"
     a.write_text("(definteger n 6)\n")

@@ -203,6 +203,36 @@ def test_an_option_that_needs_another_says_so(tmp_path, argv, message):
     assert (result.status, result.out, result.err) == (1, b"", f"vprobe: {message}\n")
 
 
+# ---- nothing collected is lost from view --------------------------------------------------------------
+
+@needs_emmett
+def test_an_emmett_aggregate_never_logged_is_printed_at_unload():
+    result = vprobe("-d", "3", "-c", "GUEST:system_call { calls[curprocname()]++; }")
+    assert result.status == 0
+    lines = result.text.splitlines()
+    assert lines[0] == "aggr: calls (0 integer keys) (1 string key)"
+    assert any(line.startswith('calls["mysqld"] == avg 1 count ') for line in lines[1:])
+    assert len(lines) >= 3 and all(line.startswith("calls[") for line in lines[1:])
+
+
+def test_only_aggregates_the_run_never_logged_are_printed_at_unload(tmp_path):
+    script = write(tmp_path / "t.vp", "(defaggr seen 0 0)\n(defaggr unseen 0 0)\n(defaggr empty 1 1)\n"
+                                      "(vprobe VMM1Hz (aggr seen () () 1) (aggr unseen () () 2) (logaggr seen))\n"
+                                      '(vprobe VMXUnload (printf "bye\\n"))\n')
+    result = vprobe("-d", "1", script)
+    assert result.text == ("aggr: seen (0 integer keys) (0 string keys)\nseen[] == avg 1 count 1 min 1 max 1 latest 1\n"
+                           "aggr: seen (0 integer keys) (0 string keys)\nseen[] == avg 1 count 2 min 1 max 1 latest 1\n"
+                           "bye\n"
+                           "aggr: unseen (0 integer keys) (0 string keys)\nunseen[] == avg 2 count 2 min 2 max 2 latest 2\n"
+                           "aggr: empty (1 integer key) (1 string key)\n")
+
+
+def test_aggregates_printed_at_unload_show_as_tables_with_a(tmp_path):
+    script = write(tmp_path / "t.vp", "(defaggr irqs 1 0)\n(vprobe Guest_IRQ (aggr irqs (ARG0) () 1))\n")
+    result = vprobe("-a", "-d", "1", script)
+    assert result.text.startswith("aggr: irqs  (1 integer key, 0 string keys)  epoch 1  total count ")
+
+
 # ---- JSON ----------------------------------------------------------------------------------------------
 
 def test_json_output_has_log_aggregate_and_error_objects(tmp_path):

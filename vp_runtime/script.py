@@ -116,6 +116,7 @@ class Script:
         def logaggr(table: AggregateTable) -> int:
             # The block is whole lines (pretty-printers parse it): end a partial line first.
             self.log.line(table.format().rstrip("\n"))
+            table.logged = True
             return 1
 
         def clearaggr(table: AggregateTable) -> int:
@@ -192,6 +193,19 @@ class Script:
         if self.aggregate_clock is None:
             raise ValueError("run totals are kept only for a script loaded with an aggregate clock")
         return {name: table.run_totals() for name, table in self.aggregates.items()}
+
+    def log_unlogged_aggregates(self) -> list[str]:
+        """Log, as `logaggr` would, every aggregate no `logaggr` has logged so far, in declaration
+        order (the tools do so at unload, so that nothing a script collects is lost from view,
+        as bpftrace prints its maps at exit); their names."""
+        names = []
+        for table in self.aggregates.values():
+            if not table.logged:
+                self.log.line(table.format().rstrip("\n"))
+                table.logged = True
+                names.append(table.name)
+        self.log.flush()
+        return names
 
     def end_firing(self) -> None:
         """A machine calls this after each firing: its output is a record of the log, so a

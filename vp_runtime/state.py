@@ -27,7 +27,7 @@ class Cell:
 class AggregateTable:
     """One aggregate's entries; keys are a scalar for one key, a tuple otherwise."""
 
-    __slots__ = ("name", "int_keys", "str_keys", "entries", "cleared")
+    __slots__ = ("name", "int_keys", "str_keys", "entries", "cleared", "logged")
 
     def __init__(self, name: str, int_keys: int, str_keys: int, *, keep_run_totals: bool = False):
         self.name = name
@@ -36,6 +36,7 @@ class AggregateTable:
         self.entries: dict = {}
         # What clearaggr took away, folded together (None: not kept).
         self.cleared: dict | None = {} if keep_run_totals else None
+        self.logged = False  # whether `logaggr` has logged it
 
     def clear(self) -> None:
         """`clearaggr`: empty the table (keeping its entries in the run totals, if they are kept)."""

@@ -343,7 +343,8 @@ class Daemon:
             conn.finish()
         old, self.session = self.session, session
         log(f"loaded {names}")
-        self.guarded(lambda: self.machine.attach(script))  # detaches the old script first
+        self.detach()
+        self.guarded(lambda: self.machine.attach(script))
         if duration is not None:  # counted from the attach: a QEMU VM's timers start there
             session.until_ns = self.now_ns() + round(duration * NS_PER_S)
         if old is not None:
@@ -411,12 +412,20 @@ class Daemon:
         self.machine_closed = True
         close_quietly(self.machine, log)
 
+    def detach(self) -> None:
+        """Detach the machine's script, if one is attached: its unload probes fire, then the
+        aggregates it never logged are logged (nothing it collected is lost from view)."""
+        script = self.machine.script
+        if script is not None:
+            self.guarded(self.machine.detach)
+            self.guarded(script.log_unlogged_aggregates)
+
     def unload(self, reason: str) -> str | None:
         """Unload the script (its unload probes fire); returns what its log lost, if anything."""
         session, self.session = self.session, None
         if session is None:
             return None
-        self.guarded(self.machine.detach)
+        self.detach()
         lost = self.log_file.take_losses()
         log(f"unloaded {session.description} ({reason})" + (f"; {lost}" if lost else ""))
         session.end(reason, lost=lost)

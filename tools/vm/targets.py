@@ -124,6 +124,7 @@ class EmbeddedVM:
                 status = self._failed(e, warn)
             try:
                 self.machine.detach()  # the unload probes fire; the log is flushed
+                script.log_unlogged_aggregates()  # what the script collected and never logged
             except Exception as e:
                 if status == 0:
                     status = self._failed(e, warn)
