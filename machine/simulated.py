@@ -21,6 +21,7 @@ from .memory import MMU, PhysicalMemory
 from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes
 from .stackwalk import walk_frames
 from .symbols import parse_symbols, read_symbols, resolve_address
+from .syscall_names import read_syscalls_file
 from .vcpu import REGISTER_NAMES, VCPU
 from .vmx import CHARGE_MODEL, VMConfig, default_config
 from .x86 import CR0_PG
@@ -253,6 +254,12 @@ class SimulatedMachine:
     def guest_library_vp(self) -> str:
         """The VP helpers curpid, curtid, curppid, curprocname for this guest (`guest_library_name`)."""
         return self.guest.library_vp()
+
+    def syscall_names(self) -> dict[int, str]:
+        """System call numbers' names: the VM's vprobe.syscalls file, or its guest kernel's own table."""
+        if self.config.syscalls is not None:
+            return read_syscalls_file(self.config.syscalls)
+        return self.guest.system_calls()
 
     def guest_preload_emmett(self) -> str | None:
         """The Emmett preload for this guest (None: the compiler's default is this guest's)."""

@@ -366,6 +366,19 @@ def _existing_file(value: str, key: str, ctx: "_Context") -> Path | None:
     return path
 
 
+def _syscalls_file(value: str, key: str, ctx: "_Context") -> Path | None:
+    """An existing file of system call names (`syscall_names`), checked when the .vmx is read."""
+    from .syscall_names import SyscallsFileError, read_syscalls_file
+
+    path = _existing_file(value, key, ctx)
+    if path is not None:
+        try:
+            read_syscalls_file(path)
+        except SyscallsFileError as e:
+            raise _Problem(f"{key}: {e}") from None
+    return path
+
+
 def _output_file(value: str, key: str, ctx: "_Context") -> Path | None:
     if not value.strip():
         return None
@@ -401,7 +414,8 @@ KNOWN_KEYS: dict[str, tuple[str, str, Callable[[str, str, _Context], object]]] =
         ("vprobe.vpFile", "vp_file", _existing_file),
         ("vprobe.outFile", "out_file", _output_file),
         ("vprobe.guestSyms", "guest_syms", _existing_file),
-        ("vprobe.syscalls", "syscalls", _existing_file),
+        # System call numbers' names for the tools (machine/syscall_names.py).
+        ("vprobe.syscalls", "syscalls", _syscalls_file),
         ("vprobe.maxCodeBytes", "max_code_bytes", _max_code_bytes),
         ("vprobe.bagBytes", "bag_bytes", _bag_bytes),
         # The most VP operations one firing may execute by its bound at load (default 1,000,000).

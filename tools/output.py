@@ -12,6 +12,14 @@ import os
 from typing import BinaryIO
 
 
+def is_terminal(stream) -> bool:
+    """Whether `stream` is a terminal (live views and progress are only for one)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 class LogStream:
     """A binary stream that takes log text (one character per byte) and writes those bytes."""
 

@@ -195,12 +195,12 @@ class Script:
         return {name: table.run_totals() for name, table in self.aggregates.items()}
 
     def log_unlogged_aggregates(self) -> list[str]:
-        """Log, as `logaggr` would, every aggregate no `logaggr` has logged so far, in declaration
-        order (the tools do so at unload, so that nothing a script collects is lost from view,
-        as bpftrace prints its maps at exit); their names."""
+        """Log, as `logaggr` would, every aggregate that holds entries and that no `logaggr` has
+        logged so far, in declaration order (the tools do so at unload, so that nothing a script
+        collects is lost from view, as bpftrace prints its maps at exit); their names."""
         names = []
         for table in self.aggregates.values():
-            if not table.logged:
+            if not table.logged and table.entries:
                 self.log.line(table.format().rstrip("\n"))
                 table.logged = True
                 names.append(table.name)

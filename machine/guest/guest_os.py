@@ -22,7 +22,10 @@ import random
 from abc import abstractmethod
 from importlib.resources import files
 
+from vp_runtime import GuestMemoryFault
+
 from ..events import NS_PER_SEC
+from ..syscall_names import kernel_syscalls
 from .activity import Activity
 from .boot import Boot
 from .contexts import ContextLayout, Contexts
@@ -133,6 +136,15 @@ class GuestOS(GuestProfile):
 
     def library_vp(self) -> str:
         return (files("machine.guest") / self.library_name).read_text(encoding="utf-8")
+
+    def system_calls(self) -> dict[int, str]:
+        """The kernel's `sys_call_table` as its memory holds it, resolved through its symbols."""
+        def read(address: int, size: int) -> bytes | None:
+            try:
+                return self.mmu.read(self.kernel_tables.cr3, address, size)
+            except GuestMemoryFault:
+                return None
+        return kernel_syscalls(read, self.kernel.symbols)
 
     # ---- services the parts share --------------------------------------------------------------
 

@@ -66,6 +66,10 @@ class GuestProfile(ABC):
         """Addresses of the kernel's data symbols (listed as `GUEST_READ:`/`GUEST_WRITE:` points)."""
 
     @abstractmethod
+    def system_calls(self) -> dict[int, str]:
+        """The kernel's own system-call table: each number's name (for the tools that show one)."""
+
+    @abstractmethod
     def library_vp(self) -> str:
         """The VP text of the guest's helper library."""
 

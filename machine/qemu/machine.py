@@ -38,6 +38,7 @@ from vp_runtime.spec import MASK64
 from ..attaching import fire_load_probes, fire_unload_probes, periodic
 from ..stackwalk import walk_frames
 from ..symbols import resolve_address
+from ..syscall_names import kernel_syscalls, read_syscalls_file
 from .breakpoints import Action, Breakpoints, Handler
 from .config import QemuConfig
 from .dispatch import Dispatch
@@ -338,6 +339,13 @@ class QemuMachine:
     def guest_library_vp(self) -> str:
         """curpid/curtid/curppid/curprocname in VP for this guest's kernel (from its BTF)."""
         return self.kernel.vp_library()
+
+    def syscall_names(self) -> dict[int, str]:
+        """System call numbers' names: the VM's vprobe.syscalls file, or the kernel's own
+        sys_call_table as its image holds it (x86-64 Linux numbering), resolved through its symbols."""
+        if self.config.syscalls is not None:
+            return read_syscalls_file(self.config.syscalls)
+        return kernel_syscalls(self.kernel.read_image, self.kernel.symbols, relocation=self.kernel.slide)
 
     def guest_preload_emmett(self) -> str:
         """The Emmett preload (struct definitions and helpers) for this guest's kernel."""

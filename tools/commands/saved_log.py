@@ -2,7 +2,11 @@
 
 A printer reads LOG (a file, or - for standard input) through `log.reader`
 into one view, with the guest's symbols from --syms, from the VM --vmx
-describes, or from the embedded default machine (`vm.targets.default_symbol_text`).
+describes, or from the embedded default machine (`vm.targets.default_symbol_text`),
+and its system call names likewise (`default_syscall_names`).  A printer
+that shows aggregates takes the script that wrote the log (--script), whose
+annotations name their columns and make histograms of them (JSON input
+carries them already).
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from typing import Callable
 
 import click
 
-from ..errors import ToolError
+from ..errors import LoadFailed, ToolError
+from ..log.aggr_info import AggregateCatalog
 from ..log.reader import LogReader, pump
-from ..output import LogStream, MessageStream
+from ..output import LogStream, MessageStream, is_terminal
 from ..views.pipeline import Pipeline
 from ..views.symbolize import Symbolizer
 from ..vm.machine_info import read_symbol_file
@@ -48,11 +53,19 @@ def printer_command(name: str, description: str, epilog: str) -> Callable:
     ])
 
 
+def script_option(function: Callable) -> Callable:
+    """--script: the script whose log it is, for what its annotations say about its aggregates."""
+    return option("--script", type=click.Path(), metavar="FILE.emt|FILE.vp", group=INPUT,
+                  help="the script that wrote the log: compiled Emmett names its aggregates' columns and "
+                       "makes histograms of them (JSON lines from vprobe -f json carry that already)")(function)
+
+
 def show_saved_log(ctx: click.Context, make_view: Callable) -> int:
     """Read the log the options name into the view `make_view(out, err, symbols, live)` builds; the exit status.
 
     `symbols()` gives the Symbolizer (made only if the view asks); `live` is
-    whether standard output is a terminal.
+    whether standard output is a terminal.  With --script, the aggregates get
+    what the script's annotations say about them.
     """
     exclusive(ctx, "syms", "vmx")
     options = ctx.params
@@ -60,20 +73,24 @@ def show_saved_log(ctx: click.Context, make_view: Callable) -> int:
     streams = Streams.of(ctx)
     out, err = LogStream(streams.stdout), MessageStream(streams.stderr)
 
-    def symbols() -> Symbolizer:
+    def symbols_text() -> str:
         if options["syms"]:
-            return Symbolizer(read_symbol_file(options["syms"]))
+            return read_symbol_file(options["syms"])
         from ..vm.targets import default_symbol_text
 
-        return Symbolizer(default_symbol_text(options["vmx"]))
+        return default_symbol_text(options["vmx"])
+
+    def symbols() -> Symbolizer:
+        return Symbolizer(symbols_text())
 
     def warn(message: str) -> None:
         err.write(f"{prog}: {message}\n")
 
     path = options["log"]
     try:
-        view = make_view(out, err, symbols, _is_terminal(streams.stdout))
-        reader = LogReader(Pipeline([view]), options["input_kind"], warn)
+        view = make_view(out, err, symbols, is_terminal(streams.stdout))
+        catalog = script_catalog(options["script"], symbols_text) if options.get("script") else None
+        reader = LogReader(Pipeline([view], catalog), options["input_kind"], warn)
         if path == "-":
             fd, close = streams.stdin.fileno(), False
         else:
@@ -88,6 +105,9 @@ def show_saved_log(ctx: click.Context, make_view: Callable) -> int:
         finally:
             if close:
                 os.close(fd)
+    except LoadFailed as e:
+        err.write(e.text + "\n")
+        return 1
     except ToolError as e:
         warn(e.message)
         return e.status
@@ -98,8 +118,10 @@ def show_saved_log(ctx: click.Context, make_view: Callable) -> int:
     return 0
 
 
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+def script_catalog(path: str, symbols_text: Callable[[], str]) -> AggregateCatalog:
+    """What the script at `path` says about its aggregates (Emmett compiled with the guest's symbols)."""
+    from ..scripts.sources import compile_emmett, is_emmett, read_sources  # the runtime: only when used
+
+    files = read_sources([path])
+    vp = compile_emmett(files, symbols_text=symbols_text())[0] if is_emmett(path) else files[0].text
+    return AggregateCatalog.of_vp(vp)

@@ -50,14 +50,20 @@ DESCRIPTION
     curtid and curppid without defining them: the guest's own VP library is
     added on demand.
 
+    An aggregate the script never logs is logged once when it is unloaded.
     -a shows the aggregates the script logs as sorted, aligned tables (for
     Emmett programs that never call logaggr, a probe that logs and clears
-    every aggregate once a second is added).  On a terminal the tables are
-    redrawn at every epoch, like top; otherwise each epoch's tables are
-    printed in turn, between the script's other output.  -s shows every
+    every aggregate once a second is added).  For compiled Emmett the
+    columns are named by the keys' source, numbers are decimal unless they
+    are addresses (symbolized) or system call numbers (named, from the VM's
+    vprobe.syscalls or its kernel's table), a counted aggregate shows count
+    and share, and a histogram is drawn as one, with its percentiles.  On a
+    terminal the tables are redrawn at every epoch, like top; otherwise each
+    epoch's tables are printed in turn, between the script's other output.  -s shows every
     guest stack the script logs (GUEST_0x..._0x..., in lines or aggregate
     keys), symbolized, one frame per line, counted, once the script is
-    unloaded.  -f json writes one JSON object per line instead of text."""
+    unloaded.  -f json writes one JSON object per line instead of text.
+    On a terminal, a long -d run shows on stderr how far it got."""
 
 EPILOG = """\
 EXAMPLES

@@ -21,6 +21,8 @@ from ..fleet.members import Member, members
 from ..fleet.merge import DEFAULT_MAX_LINES
 from ..fleet.runner import local_client, remote_client, run_fleet
 from ..fleet.worker import Program
+from ..output import is_terminal
+from .status_line import StatusLine
 
 FLEET_ONLY = ("scheduler", "workers", "max_lines", "by_vm")
 NOT_WITH_FLEET = {"load_only": "-l", "reset": "-r", "list_probes": "-p", "list_globals": "-g", "kallsyms": "--kallsyms"}
@@ -42,32 +44,21 @@ def check_fleet_usage(args) -> None:
         raise ToolError("--workers sizes the local cluster: give it or --scheduler, not both")
 
 
-class Progress:
+class Progress(StatusLine):
     """VMs done and simulated seconds reached, redrawn on one line of a terminal's stderr."""
 
     def __init__(self, err, duration: float, enabled: bool):
-        self.err, self.duration, self.enabled = err, duration, enabled
+        super().__init__(err, enabled)
+        self.duration = duration
         self.started = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
-        if self.enabled:
-            self.err.write(f"\rvprobe: fleet: {done}/{total} VMs done, {done * self.duration:g} of "
-                           f"{total * self.duration:g} simulated s, {time.monotonic() - self.started:.1f} s\x1b[K")
-
-    def clear(self) -> None:
-        if self.enabled:
-            self.err.write("\r\x1b[K")
+        self.show(f"vprobe: fleet: {done}/{total} VMs done, {done * self.duration:g} of "
+                  f"{total * self.duration:g} simulated s, {time.monotonic() - self.started:.1f} s")
 
 
 def max_lines(args) -> int:
     return DEFAULT_MAX_LINES if args.max_lines is None else args.max_lines
-
-
-def _isatty(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def first_vm(command, fleet: list[Member]):
@@ -92,7 +83,7 @@ def run_fleet_command(command, vmx: str | None, scripts: list[str]) -> int:
     finally:
         vm.close(command.warn)
     program = Program(tuple(files), a.charge)
-    progress = Progress(command.err, a.duration, _isatty(command.stderr))
+    progress = Progress(command.err, a.duration, is_terminal(command.stderr))
     clients = remote_client(a.scheduler) if a.scheduler else local_client(a.workers)
     try:
         with clients as client:
@@ -100,18 +91,18 @@ def run_fleet_command(command, vmx: str | None, scripts: list[str]) -> int:
                                progress=progress)
     finally:
         progress.clear()
-    show(command, result, vm)
+    show(command, result, vm, files)
     return report(command, result)
 
 
-def show(command, result, vm) -> None:
+def show(command, result, vm, files) -> None:
     a = command.args
     if a.format == "json" and not a.stacks:  # the merged tables are in it, with their VMs: -a adds nothing
         for line in render.json_lines(result):
             command.out.write(line)
         command.out.close()
         return
-    sink, finish = command.sink(vm)
+    sink, finish = command.sink(vm, files)
     try:
         for text in render.log_text(result):
             sink(text)

@@ -14,18 +14,22 @@ import dataclasses
 from machine.vmx import VmxError, VProbesDisabled, check_enabled, host_allows_vprobes
 
 from ..errors import LoadFailed, ToolError, machine_failure
-from ..output import LogStream, MessageStream
-from ..scripts.sources import SourceFile, compile_emmett, compiled_name, is_emmett, needs_auto_aggr, read_sources
+from ..output import LogStream, MessageStream, is_terminal
+from ..log.aggr_info import SYSCALL, AggregateCatalog
+from ..scripts.sources import (SourceFile, SourceMap, compile_emmett, compiled_name, is_emmett, needs_auto_aggr,
+                               read_sources)
 from ..views import aggr, stacks
 from ..views.json_view import JsonView
 from ..log.json_lines import dumps
 from ..views.listings import format_costs, format_globals, format_probes, global_json, matching, probe_json
 from ..views.pipeline import Pipeline
 from ..views.symbolize import Symbolizer
+from ..views.tables import KeyFormat
 from ..vm.machine_info import read_symbol_file
 from ..vm.targets import EmbeddedVM, find_vm
 from .base import Streams
 from .options import shape
+from .status_line import RunProgress
 from .vprobe_fleet import check_fleet_usage, run_fleet_command
 
 
@@ -147,33 +151,31 @@ class VprobeRun:
 
     # ---- output ---------------------------------------------------------------------------------
 
-    def sink(self, vm):
-        """Where the script's log goes, and what to call at the end."""
+    def sink(self, vm, files: list[SourceFile]):
+        """Where the log of the script made of `files` goes, and what to call at the end."""
         a = self.args
         if not a.aggregates and not a.stacks and a.format == "text":
             return self.out.write, self.out.close
         views = []
         symbols = Symbolizer(self.symbols_text(vm)) if a.aggregates or a.stacks else None
+        # What compiled Emmett says about its aggregates: their tables' columns, histograms.
+        catalog = AggregateCatalog.of_vp(SourceMap(files).text) if a.aggregates or a.format == "json" else None
         if a.aggregates:
-            views.append(aggr.AggrView(self.out, symbolizer=symbols, by=a.sort, reverse=a.reverse,
-                                       top=a.top, fmt=a.format, live=self._tty() and not a.no_refresh))
+            names = vm.syscall_names() if catalog.has_kind(SYSCALL) else {}
+            views.append(aggr.AggrView(self.out, keys=KeyFormat(symbols, lambda: names), by=a.sort,
+                                       reverse=a.reverse, top=a.top, fmt=a.format,
+                                       live=is_terminal(self.stdout) and not a.no_refresh))
         if a.stacks:
             views.append(stacks.StackView(self.out, self.err, symbols, shape=shape(a.folded, a.dot), fmt=a.format,
                                           top=a.top, offsets=a.offsets, cumulative=a.cumulative))
         if not views:
             views.append(JsonView(self.out))
-        pipeline = Pipeline(views)
+        pipeline = Pipeline(views, catalog)
 
         def finish() -> None:
             pipeline.finish()
             self.out.close()
         return pipeline.sink, finish
-
-    def _tty(self) -> bool:
-        try:
-            return self.stdout.isatty()
-        except (AttributeError, ValueError):
-            return False
 
     # ---- the run ---------------------------------------------------------------------------------
 
@@ -241,10 +243,16 @@ class VprobeRun:
             MessageStream(self.stdout).write(format_costs(costs))
             self.warn(f"vprobe: {message}")
             return 0
-        sink, finish = self.sink(vm)
+        sink, finish = self.sink(vm, files)
+        progress = None
+        if a.duration is not None and is_terminal(self.stderr):
+            progress = RunProgress(self.err, a.duration, not vm.realtime, enabled=True)
+            sink = progress.around(sink)
         try:
-            status = vm.run(files, sink, a.duration, self.warn)
+            status = vm.run(files, sink, a.duration, self.warn, progress)
         finally:
+            if progress is not None:
+                progress.clear()
             finish()
         return status
 

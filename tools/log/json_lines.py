@@ -6,6 +6,14 @@
     {"type": "error", "probe": "VMM1Hz", "file": "t.vp", "line": 1, "col": 24,
      "message": "...", "data": "vprobe error: probe VMM1Hz aborted at t.vp:1:24: ...\\n"}
 
+An aggregate the script's annotations describe (compiled Emmett) also
+carries what they say — `"columns": [{"header": "RAX", "kind": "syscall"}, ...]`,
+`"counted"`, and `"value"` and `"hist"` when known (`log.aggr_info`) — so a
+printer reading these lines back shows it as `vprobe -a` would.  The -a
+view in JSON writes tables with each entry's keys as shown and its share
+(`views.tables.Table.as_json`), and histograms as
+`{"type": "histogram", ...}` objects (`views.tables.Histogram.as_json`).
+
 Log text is bytes held as Latin-1: every string in these objects holds one
 character (U+0000..U+00FF) per byte of the log, so encoding it with Latin-1
 gives the log's bytes back exactly.  The output itself is ASCII (other
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 
+from .aggr_info import AggregateInfo
 from .parse import AggrBlock, AggrEntry, Event, Fault, LogText, parse_fault
 
 TYPES = ("log", "aggr", "error")
@@ -35,8 +44,13 @@ def to_json(event: Event, entries: list[AggrEntry] | None = None) -> dict:
     """The JSON object for `event`; `entries` replaces an aggregate's own (sorted, cut)."""
     if isinstance(event, AggrBlock):
         shown = event.entries if entries is None else entries
-        return {"type": "aggr", "name": event.name, "int_keys": event.int_keys, "str_keys": event.str_keys,
-                "entries": [entry_json(e) for e in shown]}
+        obj = {"type": "aggr", "name": event.name, "int_keys": event.int_keys, "str_keys": event.str_keys}
+        if event.info is not None:
+            record = event.info.to_record()
+            obj["columns"] = record.pop("keys")
+            obj.update(record)
+        obj["entries"] = [entry_json(e) for e in shown]
+        return obj
     if isinstance(event, Fault):
         return {"type": "error", "probe": event.probe, "file": event.file, "line": event.line,
                 "col": event.col, "message": event.message, "data": event.text}
@@ -67,9 +81,15 @@ def from_json(obj: dict) -> Event | None:
         if not isinstance(name, str):
             raise ValueError("an aggregate's name must be a string")
         block = AggrBlock(name, int(obj.get("int_keys", 0)), int(obj.get("str_keys", 0)))
+        if "columns" in obj:
+            record = {"keys": obj["columns"], **{k: obj[k] for k in ("counted", "value", "hist") if k in obj}}
+            block.info = AggregateInfo.of(record, block.int_keys, block.str_keys)
+        counted = obj.get("counted") is True  # every value 1: the -a view leaves the statistics out
         for e in obj.get("entries", ()):
-            block.entries.append(AggrEntry(tuple(e.get("keys", ())), int(e["avg"]), int(e["count"]),
-                                           int(e["min"]), int(e["max"]), int(e["latest"])))
+            count = int(e["count"])
+            stats = (1, 1, 1, 1) if counted and "avg" not in e else (e["avg"], e["min"], e["max"], e["latest"])
+            avg, low, high, latest = (int(v) for v in stats)
+            block.entries.append(AggrEntry(tuple(e.get("keys", ())), avg, count, low, high, latest))
         return block
     return None
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .aggr_info import AggregateInfo
+
 _HEADER = re.compile(r"aggr: (\S+) \((\d+) integer keys?\) \((\d+) string keys?\)\Z")
 _ENTRY_TAIL = re.compile(r"\] == avg (\d+) count (\d+) min (\d+) max (\d+) latest (\d+)\Z")
 _INT_KEY = re.compile(r"0x([0-9a-fA-F]+)")
@@ -73,6 +75,9 @@ class AggrBlock:
     str_keys: int
     entries: list[AggrEntry] = field(default_factory=list)
     text: str = ""
+    # What the script says about the aggregate (compiled Emmett's annotations; None for plain VP):
+    # set by the pipeline from the script's catalog, or read from JSON input.
+    info: AggregateInfo | None = None
 
     @property
     def total_count(self) -> int:

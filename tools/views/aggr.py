@@ -1,4 +1,6 @@
-"""Sorted aggregates (`vprobe -a`, `vprobe-aggr`): each `logaggr` as an aligned table.
+"""Sorted aggregates (`vprobe -a`, `vprobe-aggr`): each `logaggr` as an aligned table or as histograms.
+
+A VP script without annotations::
 
     aggr: pf  (1 integer key, 1 string key)  epoch 2  total count 8
     key1                key2  count  avg  min  max  latest      %  bar
@@ -11,6 +13,28 @@ entry's share of the aggregate's total count and a bar scaled to the largest
 count.  Rows are sorted by count, largest first (`--sort`, `--reverse`,
 `--top N`); equal rows keep the order the log listed them in.
 
+Compiled Emmett says more about its aggregates (`log.aggr_info`), and the
+table explains itself: columns named by the keys' Emmett source, integers in
+decimal unless they are addresses (hex, symbolized `sym+0xoff`) or system
+call numbers (their names), and for an aggregate only ever counted just the
+count, share and bar::
+
+    aggr: syscalls  epoch 2  total count 768
+    RAX      curprocname()  count      %  bar
+    pread64  mysqld           159  20.7%  ####################
+
+A histogram is drawn as one, per value of its other keys: the buckets in
+order with their decimal ranges, counts and bars, empty buckets inside the
+range included, and its count, mean, min, max and percentiles (the bucket
+each falls in)::
+
+    aggr: lat  histogram of usec (us), power-of-two buckets, by curprocname()  epoch 1  total count 10
+    lat[mysqld]  count 10  mean 97  min 40  max 300  p50 in [64, 128)  p90 in [128, 256)  p99 in [256, 512)
+      [32, 64)      2 |@@@@@@@@@@@@@@@@                        |
+      ...
+
+The data behind these (`views.tables`) is what -f json writes.
+
 Each block of the log is one epoch of its aggregate.  A live view (a terminal)
 redraws every aggregate's latest table whenever the input pauses, like top;
 otherwise each epoch's table is printed as it arrives, and ordinary log lines
@@ -22,25 +46,16 @@ from __future__ import annotations
 import time
 
 from ..log.json_lines import dumps, to_json
-from ..log.parse import AggrBlock, AggrEntry, Event
-from .symbolize import Symbolizer, is_stack, parse_stack
+from ..log.parse import AggrBlock, Event
+from .symbolize import Symbolizer
+from .tables import (SORT_KEYS, Bucket, Gap, HistogramSet, KeyFormat, Table, histograms, is_histogram,  # noqa: F401
+                     printable, range_text, sort_entries, table)
 
-SORT_KEYS = ("count", "avg", "min", "max", "latest", "key")
 BAR_WIDTH = 20
+HISTOGRAM_BAR_WIDTH = 40
 RECENT_LINES = 8
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 REDRAW_INTERVAL_S = 0.2
-
-
-def _key_order(entry: AggrEntry) -> tuple:
-    return entry.keys
-
-
-def sort_entries(entries: list[AggrEntry], by: str = "count", reverse: bool = False) -> list[AggrEntry]:
-    """Rows in display order: statistics largest first, keys smallest first; ties keep log order."""
-    if by == "key":
-        return sorted(entries, key=_key_order, reverse=reverse)
-    return sorted(entries, key=lambda e: getattr(e, by), reverse=not reverse)
 
 
 def text_width(text: str) -> int:
@@ -48,80 +63,134 @@ def text_width(text: str) -> int:
     return len(text.encode("latin-1", "replace").decode("utf-8", "replace"))
 
 
-def printable(text: str) -> str:
-    """A string key for a table cell: control characters escaped."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code < 0x20 or code == 0x7F:
-            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\x{code:02x}"))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def render_table(block: AggrBlock, *, symbolizer: Symbolizer | None = None, by: str = "count",
-                 reverse: bool = False, top: int | None = None, epoch: int | None = None) -> str:
-    """`block` as an aligned table (see the module's description)."""
-    total = block.total_count
-    nkeys = block.int_keys + block.str_keys
-    title = (f"aggr: {block.name}  ({_plural(block.int_keys, 'integer key')}, "
-             f"{_plural(block.str_keys, 'string key')})")
+def _bar(count: int, biggest: int, width: int, char: str = "#") -> str:
+    return char * max(1 if count else 0, round(width * count / (biggest or 1)))
+
+
+def _title(name: str, shape: str, epoch: int | None, total: int) -> str:
+    title = f"aggr: {name}  {shape}" if shape else f"aggr: {name}"
     if epoch is not None:
         title += f"  epoch {epoch}"
-    title += f"  total count {total}"
-    if not block.entries:
-        return f"{title}\n(no entries)\n"
-    rows = sort_entries(block.entries, by, reverse)
-    shown = rows[:top] if top else rows
-    biggest = max(e.count for e in block.entries) or 1
-    key_names = ["key"] if nkeys == 1 else [f"key{i + 1}" for i in range(nkeys)]
-    headers = key_names + ["count", "avg", "min", "max", "latest", "%", "bar"]
-    right = [i < block.int_keys for i in range(nkeys)] + [True] * 6 + [False]
-    table: list[list[list[str]]] = [[[h] for h in headers]]
-    for e in shown:
-        cells: list[list[str]] = []
-        for i, key in enumerate(e.keys):
-            if i < block.int_keys:
-                cells.append([f"0x{key:x}"])
-            elif symbolizer is not None and is_stack(key):
-                cells.append([symbolizer.frame(a) for a in parse_stack(key)])
-            else:
-                cells.append([printable(key)])
-        share = f"{100.0 * e.count / total:.1f}%" if total else "-"
-        bar = "#" * max(1 if e.count else 0, round(BAR_WIDTH * e.count / biggest))
-        cells += [[str(v)] for v in (e.count, e.avg, e.min, e.max, e.latest)] + [[share], [bar]]
-        table.append(cells)
-    widths = [max(text_width(line) for row in table for line in row[c]) for c in range(len(headers))]
-    lines = [title]
+    return title + f"  total count {total}"
+
+
+def _aligned(table: list[list[list[str]]], right: list[bool]) -> list[str]:
+    """Rows of cells (each a list of lines) as aligned text lines."""
+    widths = [max(text_width(line) for row in table for line in row[c]) for c in range(len(right))]
+    lines = []
     for row in table:
-        height = max(len(cell) for cell in row)
-        for n in range(height):
+        for n in range(max(len(cell) for cell in row)):
             parts = []
             for c, cell in enumerate(row):
                 text = cell[n] if n < len(cell) else ""
                 pad = " " * (widths[c] - text_width(text))
                 parts.append(pad + text if right[c] else text + pad)
             lines.append("  ".join(parts).rstrip())
-    if len(shown) < len(rows):
-        rest = rows[len(shown):]
-        lines.append(f"({len(rest)} more {'entry' if len(rest) == 1 else 'entries'} not shown, "
-                     f"count {sum(e.count for e in rest)})")
+    return lines
+
+
+def format_table(t: Table) -> str:
+    """A Table as text (see the module's description)."""
+    if t.annotated:
+        shape = f"of {t.value}" if t.value and not t.counted else ""
+    else:
+        shape = f"({_plural(t.int_keys, 'integer key')}, {_plural(t.str_keys, 'string key')})"
+    title = _title(t.name, shape, t.epoch, t.total_count)
+    if not t.rows:
+        return f"{title}\n(no entries)\n"
+    stats = ["count", "%", "bar"] if t.counted else ["count", "avg", "min", "max", "latest", "%", "bar"]
+    headers = [c.header for c in t.columns] + stats
+    right = [c.right for c in t.columns] + [True] * (len(stats) - 1) + [False]
+    biggest = max(r.entry.count for r in t.rows)
+    cells: list[list[list[str]]] = [[[h] for h in headers]]
+    for r in t.rows:
+        e = r.entry
+        share = f"{100.0 * r.share:.1f}%" if r.share is not None else "-"
+        values = [e.count] if t.counted else [e.count, e.avg, e.min, e.max, e.latest]
+        cells.append(r.keys + [[str(v)] for v in values] + [[share], [_bar(e.count, biggest, BAR_WIDTH)]])
+    lines = [title] + _aligned(cells, right)
+    if t.hidden:
+        lines.append(f"({t.hidden} more {'entry' if t.hidden == 1 else 'entries'} not shown, count {t.hidden_count})")
     return "\n".join(lines) + "\n"
+
+
+def _unit(unit: str) -> str:
+    return f" {unit}" if unit else ""
+
+
+def format_histograms(hs: HistogramSet) -> str:
+    """A HistogramSet as text (see the module's description)."""
+    info = hs.info
+    what = f"histogram of {hs.value}" if hs.value else "histogram"
+    shape = what + (f" ({info.unit})" if info.unit else "") + f", {info.describe()}"
+    if hs.headers:
+        shape += f", by {', '.join(hs.headers)}"
+    lines = [_title(hs.name, shape, hs.epoch, hs.total_count)]
+    if not hs.histograms:
+        lines.append("(no entries)")
+    unit = _unit(info.unit)
+    for h in hs.histograms:
+        name = f"{hs.name}[{', '.join(printable(g) for g in h.group)}]" if h.group else hs.name
+        summary = [name, f"count {h.count}"]
+        if h.count:
+            summary += [f"mean {h.mean // 1:.0f}{unit}", f"min {h.min}", f"max {h.max}"]
+            summary += [f"p{p} in {range_text(b.low, b.high)}" for p, b in h.percentiles.items()]
+        lines.append("  ".join(summary))
+        biggest = max((b.count for b in h.buckets), default=0)
+        rows = []
+        for line in h.lines:
+            if isinstance(line, Gap):
+                rows.append((f"{range_text(line.low, line.high)}", "0", f"({line.buckets} empty buckets)"))
+            else:
+                rows.append((range_text(line.low, line.high), str(line.count),
+                             f"|{_bar(line.count, biggest, HISTOGRAM_BAR_WIDTH, '@'):<{HISTOGRAM_BAR_WIDTH}}|"))
+        if rows:
+            w0 = max(len(r[0]) for r in rows)
+            w1 = max(len(r[1]) for r in rows)
+            lines += [f"  {r[0]:<{w0}}  {r[1]:>{w1}} {r[2]}".rstrip() for r in rows]
+    if hs.hidden:
+        lines.append(f"({hs.hidden} more histogram{'' if hs.hidden == 1 else 's'} not shown)")
+    return "\n".join(lines) + "\n"
+
+
+def render(block: AggrBlock, keys: KeyFormat, *, by: str = "count", reverse: bool = False,
+           top: int | None = None, epoch: int | None = None) -> str:
+    """`block` as text: its histograms if it is a histogram, else its table."""
+    if is_histogram(block):
+        return format_histograms(histograms(block, keys, by=by, reverse=reverse, top=top, epoch=epoch))
+    return format_table(table(block, keys, by=by, reverse=reverse, top=top, epoch=epoch))
+
+
+def render_table(block: AggrBlock, *, symbolizer: Symbolizer | None = None, by: str = "count",
+                 reverse: bool = False, top: int | None = None, epoch: int | None = None) -> str:
+    """`block` as text, its keys shown with `symbolizer` (and no system call names)."""
+    return render(block, KeyFormat(symbolizer), by=by, reverse=reverse, top=top, epoch=epoch)
+
+
+def render_json(block: AggrBlock, keys: KeyFormat, *, by: str = "count", reverse: bool = False,
+                top: int | None = None) -> list[dict]:
+    """`block` as JSON objects: today's aggr object without info; with it, the table's (names and
+    shown keys added) or one histogram object per histogram."""
+    if block.info is None:
+        rows = sort_entries(block.entries, by, reverse)
+        return [to_json(block, rows[:top] if top else rows)]
+    if is_histogram(block):
+        return histograms(block, keys, by=by, reverse=reverse, top=top).as_json()
+    return [table(block, keys, by=by, reverse=reverse, top=top).as_json()]
 
 
 class AggrView:
     """The -a view (see the module's description)."""
 
-    def __init__(self, out, *, symbolizer: Symbolizer | None = None, by: str = "count", reverse: bool = False,
-                 top: int | None = None, fmt: str = "text", live: bool = False, passthrough: bool = True,
-                 min_interval: float = REDRAW_INTERVAL_S):
+    def __init__(self, out, *, symbolizer: Symbolizer | None = None, keys: KeyFormat | None = None,
+                 by: str = "count", reverse: bool = False, top: int | None = None, fmt: str = "text",
+                 live: bool = False, passthrough: bool = True, min_interval: float = REDRAW_INTERVAL_S):
         self.out = out
-        self.symbolizer = symbolizer
+        self.keys = keys or KeyFormat(symbolizer)
         self.by, self.reverse, self.top = by, reverse, top
         self.json = fmt == "json"
         self.live = live and not self.json
@@ -136,8 +205,8 @@ class AggrView:
         self.after_table = False  # a blank line separates consecutive tables
 
     def table(self, block: AggrBlock) -> str:
-        return render_table(block, symbolizer=self.symbolizer, by=self.by, reverse=self.reverse, top=self.top,
-                            epoch=self.epochs.get(block.name))
+        return render(block, self.keys, by=self.by, reverse=self.reverse, top=self.top,
+                      epoch=self.epochs.get(block.name))
 
     def event(self, event: Event) -> None:
         if isinstance(event, AggrBlock):
@@ -146,8 +215,8 @@ class AggrView:
             if self.live:
                 self.dirty = self.new_epoch = True
             elif self.json:
-                rows = sort_entries(event.entries, self.by, self.reverse)
-                self.out.write(dumps(to_json(event, rows[:self.top] if self.top else rows)))
+                for obj in render_json(event, self.keys, by=self.by, reverse=self.reverse, top=self.top):
+                    self.out.write(dumps(obj))
             else:
                 self.out.write(("\n" if self.after_table else "") + self.table(event))
                 self.after_table = True

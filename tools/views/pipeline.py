@@ -7,14 +7,17 @@ A view has three methods: `event(event)` for each parsed event
 `Pipeline` takes log text as it is written (it is a log sink: `pipeline.sink`
 receives each write of the script's log, and a write ends any aggregate block
 in it) or ready-made events (from JSON input), and hands the events to every
-view in order.
+view in order.  An aggregate block gets what the script says about its
+aggregate (`log.aggr_info`) from the script's catalog, when it has one and
+the block does not carry it already (JSON input does).
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Protocol
 
-from ..log.parse import Event, LogParser
+from ..log.aggr_info import AggregateCatalog
+from ..log.parse import AggrBlock, Event, LogParser
 
 
 class View(Protocol):
@@ -26,8 +29,9 @@ class View(Protocol):
 
 
 class Pipeline:
-    def __init__(self, views: Iterable[View]):
+    def __init__(self, views: Iterable[View], catalog: AggregateCatalog | None = None):
         self.views = list(views)
+        self.catalog = catalog
         self.parser = LogParser()
         self.finished = False
 
@@ -48,6 +52,8 @@ class Pipeline:
 
     def events(self, events: Iterable[Event]) -> None:
         for event in events:
+            if isinstance(event, AggrBlock) and event.info is None and self.catalog is not None:
+                event.info = self.catalog.info(event.name, event.int_keys, event.str_keys)
             for view in self.views:
                 view.event(event)
 

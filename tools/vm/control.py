@@ -22,6 +22,7 @@ carry script text or log text hold bytes as Latin-1 characters.
     probes / globals            -> rows (lists of strings)
     symbols                     -> text (the guest symbols: /proc/kallsyms or WinDbg x format)
     preload                     -> text (the guest's Emmett preload, or null: the compiler's default)
+    syscalls                    -> names ([[NUMBER, NAME], ...]: vprobe.syscalls, or the guest kernel's table)
     load  sources=[{name,text}] [stream] [duration] [library]
                                 -> warnings, costs (a failed load: error, diagnostics)
     loaded                      -> script (its description), costs (a script must be loaded)

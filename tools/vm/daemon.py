@@ -44,10 +44,9 @@ from . import control
 from .control import TICK_S, TIMEOUT_S, VMPaths, encode
 from .log_file import open_log_file
 from .machine_info import global_rows, probe_rows, vm_symbol_text, vp_version
-from .pacing import Pacer
+from .pacing import NS_PER_S, Pacer
 from .targets import close_quietly, power_on
 
-NS_PER_S = 1_000_000_000
 MAX_BUFFERED = 32 << 20  # bytes a client may leave unread before it is dropped
 DRAIN_S = 2.0  # how long a stopping VM waits to send what it still owes
 REALTIME_SLICE_S = 0.05  # a QEMU VM runs this long between two looks at the socket
@@ -312,6 +311,9 @@ class Daemon:
 
     def op_symbols(self, conn, message) -> dict:
         return {"ok": True, "text": vm_symbol_text(self.machine)}
+
+    def op_syscalls(self, conn, message) -> dict:
+        return {"ok": True, "names": sorted(self.machine.syscall_names().items())}
 
     def op_preload(self, conn, message) -> dict:
         return {"ok": True, "text": self.machine.guest_preload_emmett()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+NS_PER_S = 1_000_000_000  # the machines' clocks count nanoseconds
 SLICE_S = 0.01  # fine enough that output appears smoothly
 MAX_LAG_S = 0.5
 

@@ -27,12 +27,14 @@ from . import control
 from .control import STALL_S, TIMEOUT_S, LineReader, VMPaths, encode
 from .log_file import open_log_file
 from .machine_info import global_rows, probe_rows, read_symbol_file, vm_symbol_text
-from .pacing import Pacer
+from .pacing import NS_PER_S, Pacer
 
 Sink = Callable[[str], None]
 Warn = Callable[[str], None]
+Progress = Callable[[float], None]  # told the seconds of -d reached so far
 
 REALTIME_SLICE_S = 1.0  # a real VM runs in slices this long; Ctrl-C is acted upon between them
+PROGRESS_SLICE_NS = 100_000_000  # a -d run with progress reports it every 0.1 simulated seconds
 
 
 def power_on(config):
@@ -64,6 +66,11 @@ class EmbeddedVM:
         self.write_out_file = write_out_file  # a .vmx machine also writes its vprobe.outFile
         self._library: SourceFile | None = None
 
+    @property
+    def realtime(self) -> bool:
+        """Whether -d counts real seconds (a QEMU VM) rather than simulated ones."""
+        return self.machine.realtime
+
     def close(self, warn: Warn | None = None) -> None:
         """Power the machine off (a QEMU VM booted here; one attached to is detached from and runs on)."""
         close_quietly(self.machine, None if warn is None else lambda message: warn(f"vprobe: {message}"))
@@ -85,6 +92,10 @@ class EmbeddedVM:
         """The guest's Emmett preload (None: the compiler's default is this guest's)."""
         return self.machine.guest_preload_emmett()
 
+    def syscall_names(self) -> dict[int, str]:
+        """System call numbers' names (vprobe.syscalls, or the guest kernel's own table)."""
+        return self.machine.syscall_names()
+
     def library(self) -> SourceFile:
         if self._library is None:
             self._library = machine_library(self.machine)
@@ -104,7 +115,9 @@ class EmbeddedVM:
         return ("the script loads; no VM runs in the background for it, so nothing was left running",
                 cost_rows(program, script))
 
-    def run(self, files: list[SourceFile], sink: Sink, duration: float | None, warn: Warn) -> int:
+    def run(self, files: list[SourceFile], sink: Sink, duration: float | None, warn: Warn,
+            progress: Progress | None = None) -> int:
+        """Run the script until -d `duration` (told to `progress` as it goes), Ctrl-C or the VM stops."""
         log_file = None
         if self.write_out_file:
             log_file = open_log_file(self.config.out_file, lambda message: warn(f"vprobe: warning: {message}"))
@@ -115,9 +128,9 @@ class EmbeddedVM:
             try:
                 self.machine.attach(script)
                 if self.machine.realtime:
-                    self._run_realtime(duration)
+                    self._run_realtime(duration, progress)
                 else:
-                    self._run(duration)
+                    self._run(duration, progress)
             except KeyboardInterrupt:
                 pass
             except Exception as e:  # the VM failed, or a defect of the machine: report it plainly, keep the log
@@ -148,11 +161,22 @@ class EmbeddedVM:
     def _kind(self) -> str:
         return "QEMU" if self.machine.realtime else "simulated"
 
-    def _run(self, duration: float | None) -> None:
-        """`duration` simulated seconds as fast as possible, or paced to the wall clock until Ctrl-C."""
-        if duration is not None:
-            self.machine.run(duration)
+    def _run(self, duration: float | None, progress: Progress | None) -> None:
+        """`duration` simulated seconds as fast as possible (in slices when `progress` is told how
+        far it got), or paced to the wall clock until Ctrl-C."""
+        machine = self.machine
+        if duration is not None and progress is None:
+            machine.run(duration)
             return
+        if duration is not None:
+            start = machine.now_ns
+            end = start + int(duration * NS_PER_S)  # as machine.run(duration) ends
+            while True:
+                target = min(machine.now_ns + PROGRESS_SLICE_NS, end)
+                machine.run_until_ns(target)
+                progress((target - start) / NS_PER_S)
+                if target >= end:
+                    return
         pacer = Pacer()
         while True:
             wait = pacer.wait()
@@ -161,9 +185,10 @@ class EmbeddedVM:
             self.machine.run(pacer.slice_s)
             pacer.ran(pacer.slice_s)
 
-    def _run_realtime(self, duration: float | None) -> None:
+    def _run_realtime(self, duration: float | None, progress: Progress | None) -> None:
         """A real VM: `duration` real seconds (or until Ctrl-C), in slices, with no pacing."""
-        deadline = None if duration is None else time.monotonic() + duration
+        started = time.monotonic()
+        deadline = None if duration is None else started + duration
         with DeferredInterrupts() as interrupts:
             while not interrupts.noted:
                 slice_s = REALTIME_SLICE_S
@@ -172,6 +197,8 @@ class EmbeddedVM:
                     if slice_s <= 0:
                         break
                 self.machine.run(slice_s)
+                if progress is not None and duration is not None:
+                    progress(min(duration, time.monotonic() - started))
 
 
 class DeferredInterrupts:
@@ -242,6 +269,14 @@ class RunningVM:
         text = control.checked(answer).get("text")
         return text if isinstance(text, str) else None
 
+    def syscall_names(self) -> dict[int, str]:
+        """System call numbers' names, as the VM knows them (none from a VM started by an older vmrun)."""
+        answer = control.request(self.paths, {"op": "syscalls"})
+        if not answer.get("ok") and str(answer.get("error", "")).startswith("unknown request"):
+            return {}
+        names = control.checked(answer).get("names", [])
+        return {int(number): str(name) for number, name in names}
+
     def close(self, warn: Warn | None = None) -> None:
         """Nothing to do: the VM runs on in the background."""
 
@@ -274,8 +309,12 @@ class RunningVM:
         return (f"loaded into {self.paths.vmx.name}; its output goes to the VM's vprobe.out",
                 answer.get("costs", []))
 
-    def run(self, files: list[SourceFile], sink: Sink, duration: float | None, warn: Warn) -> int:
-        """Load with a stream; show the log until the script is unloaded."""
+    realtime = True  # its -d counts the seconds it streams, paced to the wall clock
+
+    def run(self, files: list[SourceFile], sink: Sink, duration: float | None, warn: Warn,
+            progress: Progress | None = None) -> int:
+        """Load with a stream; show the log until the script is unloaded (`progress` is not told:
+        the VM runs paced to the wall clock, its stream says nothing of how far it got)."""
         sock = control.connect(self.paths)
         try:
             return self._stream(sock, files, sink, duration, warn)
@@ -354,24 +393,40 @@ def default_symbol_text(vmx: str | None = None) -> str:
     vprobe.guestSyms is read without powering anything on; otherwise the
     machine is powered on (a QEMU VM only to read its kernel's symbols) and off.
     """
+    return _ask_vm(vmx, RunningVM.symbols_text, lambda config: read_symbol_file(config.guest_syms)
+                   if config.guest_syms else None, vm_symbol_text)
+
+
+def default_syscall_names(vmx: str | None = None) -> dict[int, str]:
+    """The system call names of the VM `vmx` describes, or of the embedded default machine, found
+    as `default_symbol_text` finds symbols (a .vmx's vprobe.syscalls is read without a machine)."""
+    from machine.syscall_names import read_syscalls_file
+
+    return _ask_vm(vmx, RunningVM.syscall_names, lambda config: read_syscalls_file(config.syscalls)
+                   if config.syscalls else None, lambda machine: machine.syscall_names())
+
+
+def _ask_vm(vmx: str | None, of_running: Callable, of_config: Callable, of_machine: Callable):
+    """What a VM tells: asked of it if it runs in the background, read from its configuration if
+    that says (`of_config` gives None when it does not), else from its machine powered on and off."""
     from machine.vms import read_vm_config
     from machine.vmx import VmxError
 
     running = find_vm(vmx)
     if running is not None:
-        return running.symbols_text()
+        return of_running(running)
     try:
         config = read_vm_config(vmx)
-    except VmxError as e:
-        raise ToolError(e.format()) from None
-    if config.guest_syms:
-        return read_symbol_file(config.guest_syms)
-    try:
+        found = of_config(config)
+        if found is not None:
+            return found
         machine = power_on(config)
         try:
-            return vm_symbol_text(machine)
+            return of_machine(machine)
         finally:
             close_quietly(machine)
+    except VmxError as e:
+        raise ToolError(e.format()) from None
     except Exception as e:
         message = machine_failure(e)
         if message is None:
