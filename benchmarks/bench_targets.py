@@ -1,0 +1,330 @@
+"""The toolchain's performance targets, each measured side by side in one run.
+
+    python benchmarks/bench_targets.py [--seconds N] [--rounds N] [--quick] [--against DIR]
+
+1. What a probe firing costs the whole machine: (the machine's time with the
+   probe - its time without) / firings, against a hand-written Python
+   function doing the same aggregate update called as many times (target:
+   at most 2x), for `(aggr a (VCPUID) () 1)` on a `USEC:100` timer, on
+   `Guest_IRQ` and on a `GUEST:` breakpoint, with probe time charged to the
+   guest's clocks in each way the machine offers and not charged.  The
+   timer probe fires 20,000 times a simulated second on the default machine;
+   the other two run on a machine whose guest timer ticks at 10 kHz
+   (`sim.timerHz`), so that they fire as often (the breakpoint is the timer
+   interrupt's entry, `apic_timer_interrupt`) and the difference stands out
+   of the noise; each is set against the same machine with no script.
+2. Free when disabled: the default machine with a script whose probes never
+   fire against the same machine with no script (target: at least 0.97).
+3. The machine's speed: simulated seconds per second of the default
+   workload with no script (target: at least 50).
+4. The compiler's start-up: `emmettc cookbook/hello.emt` against `python
+   -c pass` (target: at most 2x; bench_emmettc.py).
+5. The compiler's scaling to 8,000 functions (linear; bench_emmettc.py).
+
+Each machine runs in a process of its own, booted and warmed up once; each
+round forks it and times the child, so that every round of every machine
+runs the same stretch of simulated time (how busy the guest is varies along
+a run, so rounds of a machine that went on would not compare).  The rounds
+of all the machines alternate (reversed every other round), so that noise
+hits all alike, and the best round of each counts.  Figures are given per
+second of wall time and per second of the process's own CPU time (on a busy
+host the steadier measure: waiting for a core does not count).
+
+`--against DIR` also runs every machine and the compiler's start-up on the
+code of DIR, another checkout of the project (e.g. made with `git worktree
+add`), in the same alternating rounds, and prints DIR's figures beside this
+tree's: a change measured before and after in one run.
+
+Only figures printed in one run mean anything on a shared machine.  Not a
+timed test: nothing here fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_emmettc  # noqa: E402
+
+WARM_UP_S = 2.0  # past the boot, into the steady workload
+SETTLE_S = 0.2  # run in each forked round before timing: the pages the fork shares are copied then
+FAST_TICK_HZ = 10_000  # the guest timer of the machine the IRQ and breakpoint probes run on
+UPDATE = "(aggr a (VCPUID) () 1)"
+PROBES = {  # kind -> (probe point, whether it runs on the fast-tick machine)
+    "USEC:100 timer": ("USEC:100", False),
+    "Guest_IRQ": ("Guest_IRQ", True),
+    "GUEST: breakpoint": ("GUEST:apic_timer_interrupt", True),
+}
+# Probe points that exist but never fire on the default workload: a triple fault, and a
+# guest address no code reaches.
+SILENT_SCRIPT = """
+(definteger n)
+(vprobe Guest_TripleFault (setint n (+ n 1)))
+(vprobe GUEST:0x1234 (setint n (+ n 1)))
+"""
+
+
+# ---- in a worker process ------------------------------------------------------------------
+
+def charge_values() -> dict[str, object]:
+    """The ways this tree's machine can charge probe time (`vprobe.chargeProbeTime`), by name.
+    A checkout from before the modelled charge has a flag."""
+    from machine import vmx
+
+    if hasattr(vmx, "CHARGE_MODEL"):
+        return {"model": vmx.CHARGE_MODEL, "host": vmx.CHARGE_HOST, "none": vmx.CHARGE_NONE}
+    return {"host": True, "none": False}
+
+
+def make_machine(fast_tick: bool, charge: str, script: str | None):
+    from machine import SimulatedMachine
+    from machine.vmx import default_config
+    from vp_runtime import load
+
+    config = default_config()
+    config = dataclasses.replace(config, charge_probe_time=charge_values()[charge],
+                                 timer_hz=FAST_TICK_HZ if fast_tick else config.timer_hz)
+    machine = SimulatedMachine(config)
+    loaded = None
+    if script is not None:
+        loaded = load(script, machine.load_config, backend=machine)
+        machine.attach(loaded)
+    machine.run(WARM_UP_S)
+    return machine, loaded
+
+
+def hand_written(machine):
+    """What `(aggr a (VCPUID) () 1)` does, written by hand: the bare update, no dispatch."""
+    table: dict = {}
+
+    def update() -> None:
+        key = machine.current.index
+        entry = table.get(key)
+        if entry is None:
+            table[key] = [1, 1, 1, 1, 1]
+        else:
+            entry[0] += 1
+            entry[1] += 1
+            if 1 < entry[2]:
+                entry[2] = 1
+            elif 1 > entry[3]:
+                entry[3] = 1
+            entry[4] = 1
+    return update
+
+
+def worker(tree: str, spec: str) -> None:
+    """One configuration on `tree`'s code: boot and warm up, then a round per line read.
+
+    `spec` is `machine FAST CHARGE POINT` (POINT `-`: no script, `silent`: the silent script)
+    or `hand`.  A machine round reads simulated seconds and prints wall time, CPU time and the
+    probe's firings; a `hand` round reads a number of calls and prints the two times."""
+    sys.path.insert(0, tree)
+    words = spec.split()
+    if words[0] == "hand":
+        machine, _ = make_machine(False, "none", None)
+        update = hand_written(machine)
+    else:
+        _, fast, charge, point = words
+        script = {"-": None, "silent": SILENT_SCRIPT}.get(point, f"(defaggr a 1 0)\n(vprobe {point} {UPDATE})\n")
+        machine, loaded = make_machine(fast == "fast", charge, script)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        # Each round runs in a child forked from the warmed-up machine, so that every round
+        # measures the same stretch of simulated time (the workload's load varies along a run).
+        pid = os.fork()
+        if pid:
+            os.waitpid(pid, 0)
+            continue
+        if words[0] == "hand":
+            calls = range(int(line))
+            for _ in range(len(calls) // 10):  # copy what the fork shares before timing
+                update()
+            start, cpu = time.perf_counter(), time.process_time()
+            for _ in calls:
+                update()
+            print(time.perf_counter() - start, time.process_time() - cpu, len(calls), flush=True)
+        else:
+            machine.run(SETTLE_S)  # copy what the fork shares before timing
+            before = firings(loaded)
+            start, cpu = time.perf_counter(), time.process_time()
+            machine.run(float(line))
+            took, used = time.perf_counter() - start, time.process_time() - cpu
+            print(took, used, firings(loaded) - before, flush=True)
+        os._exit(0)
+
+
+def firings(script) -> int:
+    if script is None or "a" not in script.aggregates:
+        return 0
+    return sum(entry[0] for entry in script.aggregates["a"].entries.values())
+
+
+# ---- the driver ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Best:
+    wall: float = float("inf")
+    cpu: float = float("inf")
+    firings: int = 0
+
+    def take(self, wall: float, cpu: float, count: int) -> None:
+        self.wall, self.cpu = min(self.wall, wall), min(self.cpu, cpu)
+        self.firings = count
+
+
+class Workers:
+    """One process per (configuration, tree), run a round at a time, alternating."""
+
+    def __init__(self):
+        self.procs: dict[tuple[str, str], subprocess.Popen] = {}
+        self.best: dict[tuple[str, str], Best] = {}
+
+    def start(self, spec: str, label: str, tree: str) -> None:
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", tree, spec],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            sys.exit(f"bench_targets: the {label} worker for '{spec}' did not start")
+        self.procs[(spec, label)] = proc
+        self.best[(spec, label)] = Best()
+
+    def rounds(self, rounds: int, request) -> None:
+        """`request(spec)` is the line each worker gets for a round."""
+        order = list(self.procs)
+        for round_ in range(rounds):
+            for key in order if round_ % 2 == 0 else reversed(order):
+                proc = self.procs[key]
+                proc.stdin.write(f"{request(key[0])}\n")
+                proc.stdin.flush()
+                wall, cpu, count = proc.stdout.readline().split()
+                self.best[key].take(float(wall), float(cpu), int(count))
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            proc.stdin.close()
+            proc.wait()
+
+
+def machine_specs(charges: list[str]) -> dict[str, str]:
+    """Every machine configuration measured, by a short name."""
+    specs = {"default, no script": "machine default none -", "silent script": "machine default none silent",
+             "fast tick, no script": "machine fast none -"}
+    for kind, (point, fast) in PROBES.items():
+        for charge in charges:
+            specs[f"{kind} ({charge})"] = f"machine {'fast' if fast else 'default'} {charge} {point}"
+    return specs
+
+
+def tree_charges(tree: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {tree!r}); "
+                          f"sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                          "import bench_targets; print(*bench_targets.charge_values())"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def machines(opts, trees: dict[str, str]) -> None:
+    charges = {label: tree_charges(tree) for label, tree in trees.items()}
+    all_charges = [c for c in ("model", "host", "none") if any(c in cs for cs in charges.values())]
+    specs = machine_specs(all_charges)
+    workers = Workers()
+    for label, tree in trees.items():
+        for name, spec in specs.items():
+            if spec.split()[2] in charges[label] or spec.split()[3] in ("-", "silent"):
+                workers.start(spec, label, tree)
+        workers.start("hand", label, tree)
+    calls = 10_000 * int(opts.seconds * 2)  # about as many as the timer probe fires in a round
+    try:
+        workers.rounds(opts.rounds, lambda spec: calls if spec == "hand" else opts.seconds)
+    finally:
+        workers.close()
+    best = workers.best
+    labels = list(trees)
+    beside = f"; beside {trees['DIR']} (DIR)" if "DIR" in trees else ""
+    print(f"Machines: {opts.seconds:g} simulated s a round after {WARM_UP_S:g} s of warm-up, best of "
+          f"{opts.rounds} alternating rounds, each machine in its own process{beside}")
+
+    def per_s(spec: str, label: str, kind: str) -> float:
+        return opts.seconds / getattr(best[(spec, label)], kind)
+
+    print("1. Cost of a firing to the whole machine, (with - without) / firings, against the hand-written update "
+          "(target: ratio at most 2)")
+    header = f"   {'probe (charge)':30s} {'firings':>8s}"
+    for label in labels:
+        tag = "" if label == "this tree" else " DIR"
+        header += f" {'wall ns' + tag:>11s} {'ratio':>6s} {'CPU ns' + tag:>11s} {'ratio':>6s}"
+    print(header)
+    hand = {label: (best[("hand", label)].wall / calls, best[("hand", label)].cpu / calls) for label in labels}
+    row = f"   {'hand-written update':30s} {calls:8d}"
+    for label in labels:
+        row += f" {hand[label][0] * 1e9:11.0f} {1:6.2f} {hand[label][1] * 1e9:11.0f} {1:6.2f}"
+    print(row)
+    for kind, (point, fast) in PROBES.items():
+        base = specs["fast tick, no script" if fast else "default, no script"]
+        for charge in all_charges:
+            spec = specs[f"{kind} ({charge})"]
+            have = [label for label in labels if (spec, label) in best]
+            row = f"   {f'{kind} ({charge})':30s} {best[(spec, have[0])].firings:8d}"
+            for label in labels:
+                if label not in have:
+                    row += f" {'-':>11s} {'':6s} {'-':>11s} {'':6s}"
+                    continue
+                count = best[(spec, label)].firings
+                for i, kind_ in enumerate(("wall", "cpu")):
+                    cost = (getattr(best[(spec, label)], kind_) - getattr(best[(base, label)], kind_)) / count
+                    row += f" {cost * 1e9:11.0f} {cost / hand[label][i]:6.2f}"
+            print(row)
+    silent, none = specs["silent script"], specs["default, no script"]
+    for label in labels:
+        tag = "" if label == "this tree" else " (DIR)"
+        ratios = [per_s(silent, label, k) / per_s(none, label, k) for k in ("wall", "cpu")]
+        print(f"2. Free when disabled{tag}: a script that never fires against no script: "
+              f"wall {ratios[0]:.3f}, CPU {ratios[1]:.3f}   (target: at least 0.97)")
+    for label in labels:
+        tag = "" if label == "this tree" else " (DIR)"
+        print(f"3. Machine speed{tag}, default workload, no script: {per_s(none, label, 'wall'):6.1f} simulated s "
+              f"per wall s, {per_s(none, label, 'cpu'):6.1f} per CPU s   (target: at least 50)")
+
+
+def compiler(opts, trees: dict[str, str]) -> None:
+    against = Path(trees["DIR"]) if "DIR" in trees else None
+    bench_emmettc.startup(5 if opts.quick else 20, against, number="4")
+    with tempfile.TemporaryDirectory(prefix="bench-targets-") as tmp:
+        bench_emmettc.scaling(1, Path(tmp), number="5")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="simulated seconds per round (default 2)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per machine (default 7)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer, shorter rounds")
+    parser.add_argument("--against", metavar="DIR", help="another checkout to measure beside this tree")
+    parser.add_argument("--no-compiler", action="store_true", help="measure the machines only")
+    opts = parser.parse_args()
+    if opts.quick:
+        opts.seconds, opts.rounds = 0.5, 2
+    trees = {"this tree": str(REPO)}
+    if opts.against:
+        trees["DIR"] = str(Path(opts.against).resolve())
+        if not (Path(trees["DIR"]) / "machine" / "simulated.py").is_file():
+            sys.exit(f"bench_targets: {opts.against} is not a checkout of this project (no machine/simulated.py)")
+    print(f"Python {sys.version.split()[0]}")
+    machines(opts, trees)
+    if not opts.no_compiler:
+        compiler(opts, trees)
+
+
+if __name__ == "__main__":
+    main()
