@@ -45,7 +45,7 @@ def firing_cost(calls: int, rounds: int) -> None:
     script = load(IRQ_SCRIPT, machine.load_config, backend=machine)
     machine.attach(script)
     probes = machine.probes
-    generated = probes.static["Guest_IRQ"]
+    generated = script.handler("Guest_IRQ")
     table = script.aggregates["irqs"].entries
     args = machine.args
 
@@ -79,14 +79,14 @@ def firing_cost(calls: int, rounds: int) -> None:
 
     def run_dispatch(fn):
         def run():
-            probes.static["Guest_IRQ"] = fn
+            probes.static["Guest_IRQ"] = probes.firing(fn)
             for _ in loop:
                 dispatch()
         return run
 
     t_gen, t_hand, t_gen_d, t_hand_d = best_of(
         rounds, run_direct(generated), run_direct(handwritten), run_dispatch(generated), run_dispatch(handwritten))
-    probes.static["Guest_IRQ"] = generated
+    probes.static["Guest_IRQ"] = probes.firing(generated)
     ns = 1e9 / calls
     print("1. firing cost of (vprobe Guest_IRQ (aggr irqs (ARG0) () 1))")
     print(f"   called directly:          translated {t_gen * ns:7.1f} ns   hand-written {t_hand * ns:7.1f} ns"

@@ -81,7 +81,7 @@ def charge_values() -> dict[str, object]:
     from machine import vmx
 
     if hasattr(vmx, "CHARGE_MODEL"):
-        return {"model": vmx.CHARGE_MODEL, "host": vmx.CHARGE_HOST, "none": vmx.CHARGE_NONE}
+        return {"model": vmx.CHARGE_MODEL, "host": vmx.CHARGE_HOST, "none": vmx.CHARGE_OFF}
     return {"host": True, "none": False}
 
 

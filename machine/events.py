@@ -26,33 +26,38 @@ class EventQueue:
 
     def cancel_owner(self, owner: object) -> None:
         """Void every pending event scheduled with `owner` (e.g. a guest that was reset)."""
-        self._heap = [e for e in self._heap if e[3] is not owner]
+        self._heap[:] = [e for e in self._heap if e[3] is not owner]  # in place: `run_until` holds it
         heapq.heapify(self._heap)
 
     def every(self, period_ns: int, action: Callable[[], None], first_ns: int | None = None) -> Callable[[], None]:
         """Run `action` every `period_ns` from `first_ns` (default: one period from now).
 
-        Returns a function that cancels the series.
+        Returns a function that cancels the series.  Each tick schedules the next once its
+        action has run (so events the action schedules for that instant come first).
         """
-        live = [True]
+        when = self.now_ns + period_ns if first_ns is None else first_ns
+        live = True
+        heap, seq, push = self._heap, self._seq, heapq.heappush
 
-        def tick(when: int) -> None:
-            if live[0]:
+        def tick() -> None:
+            nonlocal when
+            if live:
                 action()
-                self.at(when + period_ns, lambda: tick(when + period_ns))
+                when += period_ns
+                push(heap, (when, next(seq), tick, None))
 
-        start = self.now_ns + period_ns if first_ns is None else first_ns
-        self.at(start, lambda: tick(start))
+        self.at(when, tick)
 
         def cancel() -> None:
-            live[0] = False
+            nonlocal live
+            live = False
         return cancel
 
     def run_until(self, end_ns: int) -> None:
         """Run every event due at or before `end_ns`; time then stands at `end_ns`."""
-        pop = heapq.heappop
-        while self._heap and self._heap[0][0] <= end_ns:
-            when, _, action, _ = pop(self._heap)
+        heap, pop = self._heap, heapq.heappop
+        while heap and heap[0][0] <= end_ns:
+            when, _, action, _ = pop(heap)
             self.now_ns = when
             action()
         self.now_ns = max(self.now_ns, end_ns)
@@ -62,13 +67,13 @@ class EventQueue:
         after every event: a caller that must answer someone in bounded time passes a clock
         test).  Returns whether time reached `end_ns`; stopped early, it stands at the last
         event run, and the same events follow as if it had not stopped."""
-        pop = heapq.heappop
-        while self._heap and self._heap[0][0] <= end_ns:
-            when, _, action, _ = pop(self._heap)
+        heap, pop = self._heap, heapq.heappop
+        while heap and heap[0][0] <= end_ns:
+            when, _, action, _ = pop(heap)
             self.now_ns = when
             action()
             if give_way():
-                if self._heap and self._heap[0][0] <= end_ns:
+                if heap and heap[0][0] <= end_ns:
                     return False
                 break
         self.now_ns = max(self.now_ns, end_ns)

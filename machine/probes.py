@@ -5,11 +5,17 @@ entry here.  The guest model asks `static.get(name)`, tests the breakpoint and
 watchpoint tables for emptiness, and checks `track_hv` before it even builds
 a VMCS/VMCB description; nothing else is paid for a disabled point.
 
-A firing sets the firing VCPU and the ARGn values, writes any frames the
-guest model deferred into guest memory, runs the handler and, with
-`vprobe.chargeProbeTime = "host"`, charges the host time the handler took to
-the guest's clocks (the modelled charge costs the dispatcher nothing: the
-script counts its own operations, see `SimulatedMachine`).
+What a firing does is decided once per point, when the script is attached
+(`prepare`, then `firing` for each point): it makes the VCPU the firing one
+and runs the handler; and only where the script or the VM needs it, it
+writes the frames the guest model deferred into guest memory first (a
+script that can read guest memory), sets the ARGn values (a script that
+reads them; `fire_static`), charges the host time the handler took to the
+guest's clocks (`vprobe.chargeProbeTime = "host"`; the modelled charge costs
+the dispatcher nothing: the script counts its own operations, see
+`SimulatedMachine`), and ends the line the firing left unfinished
+(`Script.end_firing`, for a script that writes text).  A periodic
+VMM-context point fires on every VCPU through one callable (`on_each_vcpu`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from .guest.hv import Exit, amd_fields, entry_fields, intel_fields, is_npf
 from .vmx import CHARGE_HOST
 
 Handler = Callable[[], None]
+Firing = Callable[[object], None]  # fires a point's handler on the VCPU given
 _ZEROS = (0,) * spec.PROBE_ARGS
 # The static probes a hardware-virtualization exit fires, in order.
 HV_EXIT = "HV_Exit"
@@ -34,14 +41,24 @@ class Probes:
     def __init__(self, machine):
         self.machine = machine
         self.args: list[int] = [0] * spec.PROBE_ARGS
-        self.static: dict[str, Handler] = {}
-        self.breakpoints: dict[int, Handler] = {}
-        self.watch_writes: dict[int, Handler] = {}
-        self.watch_reads: dict[int, Handler] = {}
+        self.static: dict[str, Firing] = {}
+        self.breakpoints: dict[int, Firing] = {}
+        self.watch_writes: dict[int, Firing] = {}
+        self.watch_reads: dict[int, Firing] = {}
         self.track_hv = False
         self.charge = machine.config.charge_probe_time == CHARGE_HOST  # charge host time
         self.charged_ns = 0  # host time spent in probes, added to the guest's clocks
         self._firing_since: int | None = None  # perf counter at the start of the running handler
+        # What the attached script needs of a firing (`prepare`).
+        self.keeps_args = False  # it reads ARGn: static firings set them
+        self.materializes = False  # it may read guest memory: the deferred frames are written first
+        self.end_firing: Handler | None = None  # it writes text: its line ends after each firing
+
+    def prepare(self, script) -> None:
+        """Note what `script`'s firings need, before its points are installed."""
+        self.keeps_args = any(name in spec.PROBE_ARG_INDEX for name in script.machine_globals)
+        self.materializes = script.reads_guest_memory
+        self.end_firing = script.end_firing if script.writes_text else None
 
     def clear(self) -> None:
         self.static.clear()
@@ -49,55 +66,101 @@ class Probes:
         self.watch_writes.clear()
         self.watch_reads.clear()
         self.track_hv = False
+        self.keeps_args = self.materializes = False
+        self.end_firing = None
 
-    # ---- firing ---------------------------------------------------------------
+    # ---- what a firing does, built once per point ----------------------------------
 
-    def fire_on(self, vcpu, handler: Handler) -> None:
+    def firing(self, handler: Handler) -> Firing:
+        """The callable that fires `handler` on a VCPU, doing only what the attached script needs."""
         machine = self.machine
-        machine.current = vcpu
-        guest = machine.guest
-        if guest is not None:
-            guest.materialize_all()
-        if self.charge and self._firing_since is None:
-            self._firing_since = start = time.perf_counter_ns()
+        if self.charge:
+            handler = self._charged(handler)
+        if self.end_firing is not None:
+            handler = in_order(handler, self.end_firing)
+        if self.materializes:
+            def fire(vcpu) -> None:
+                machine.current = vcpu
+                guest = machine.guest
+                if guest is not None:
+                    guest.materialize_all()
+                handler()
+            return fire
+
+        def fire_plain(vcpu) -> None:
+            machine.current = vcpu
+            handler()
+        return fire_plain
+
+    def on_each_vcpu(self, handler: Handler) -> Handler:
+        """Fire `handler` once on every VCPU, in VCPU order (a VMM-context point)."""
+        machine = self.machine
+        vcpus = machine.vcpus
+        if self.charge or self.materializes or self.end_firing is not None:
+            fire = self.firing(handler)
+
+            def fire_each() -> None:
+                for vcpu in vcpus:
+                    fire(vcpu)
+            return fire_each
+
+        def fire_each_plain() -> None:  # the hot path of a timer probe: `firing` inlined
+            for vcpu in vcpus:
+                machine.current = vcpu
+                handler()
+        return fire_each_plain
+
+    def _charged(self, handler: Handler) -> Handler:
+        """`handler`, with the host time it takes added to `charged_ns`."""
+        probes = self
+        clock = time.perf_counter_ns
+
+        def charged() -> None:
+            if probes._firing_since is not None:  # within a firing already: charged there
+                handler()
+                return
+            probes._firing_since = start = clock()
             try:
                 handler()
             finally:
-                self._firing_since = None
-                self.charged_ns += time.perf_counter_ns() - start
-        else:
-            handler()
-        script = machine.script
-        if script is not None:
-            script.end_firing()
+                probes._firing_since = None
+                probes.charged_ns += clock() - start
+        return charged
 
     def in_probe_ns(self) -> int:
         """Host time the running handler has taken so far (0 outside a handler)."""
         since = self._firing_since
         return 0 if since is None else time.perf_counter_ns() - since
 
+    # ---- the guest's events -----------------------------------------------------------
+
+    def fire_on(self, vcpu, handler: Handler) -> None:
+        """Fire `handler` on `vcpu` once (load and unload probes; not a point's hot path)."""
+        self.firing(handler)(vcpu)
+
     def fire_static(self, vcpu, name: str, *args: int) -> None:
-        handler = self.static.get(name)
-        if handler is None:
+        fire = self.static.get(name)
+        if fire is None:
             return
-        self.args[:] = args + _ZEROS[len(args):]
-        self.fire_on(vcpu, handler)
+        if self.keeps_args:
+            self.args[:] = args + _ZEROS[len(args):]
+        fire(vcpu)
 
     def execute(self, vcpu, address: int) -> None:
         """The guest executes the instruction at `address` (a dynamic probe may sit there)."""
-        handler = self.breakpoints.get(address)
-        if handler is not None:
-            self.fire_on(vcpu, handler)
+        fire = self.breakpoints.get(address)
+        if fire is not None:
+            fire(vcpu)
 
     def guest_write(self, vcpu, address: int, size: int) -> None:
-        for watched, handler in self.watch_writes.items():
+        for watched, fire in self.watch_writes.items():
             if address <= watched < address + size:
-                self.fire_on(vcpu, handler)
+                fire(vcpu)
 
     def guest_read(self, vcpu, address: int, size: int) -> None:
-        for watched, handler in self.watch_reads.items():
+        for watched, fire in self.watch_reads.items():
             if address <= watched < address + size:
-                self.fire_on(vcpu, handler)
+                fire(vcpu)
 
     def hv_exit(self, vcpu, exit_: Exit, inject: int | None = None) -> None:
         """A hardware-virtualization exit and the resume after it (HV_Exit, HV_NPF, HV_Resume)."""
@@ -110,3 +173,11 @@ class Probes:
             self.fire_static(vcpu, HV_NPF)
         vcpu.hv.update(entry_fields(vendor, inject))
         self.fire_static(vcpu, HV_RESUME)
+
+
+def in_order(first: Handler, second: Handler) -> Handler:
+    """One handler running `first`, then `second`."""
+    def run() -> None:
+        first()
+        second()
+    return run

@@ -18,7 +18,7 @@ from .events import NS_PER_SEC, EventQueue
 from .guest.linux import LinuxGuest
 from .guest.profile import GuestProfile
 from .memory import MMU, PhysicalMemory
-from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes
+from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes, in_order
 from .stackwalk import walk_frames
 from .symbols import parse_symbols, read_symbols, resolve_address
 from .syscall_names import read_syscalls_file
@@ -201,34 +201,45 @@ class SimulatedMachine:
 
     def fire_each_vcpu(self, handler: Handler) -> None:
         """A VMM-context probe: once on every VCPU, in VCPU order."""
-        for vcpu in self.vcpus:
-            self.probes.fire_on(vcpu, handler)
+        self.probes.on_each_vcpu(handler)()
 
     def fire_vmx(self, handler: Handler) -> None:
         """A VMX-context probe: once for the VM (VCPU 0's state is what it sees)."""
         self.probes.fire_on(self.vcpus[0], handler)
 
     def attach(self, script: Script) -> None:
-        """Enable `script`'s probe points and fire its load probes (replacing any script)."""
+        """Enable `script`'s probe points and fire its load probes (replacing any script).
+
+        Each point's firing is built here, once, for what the script needs (`Probes.firing`)."""
         if self.script is not None:
             self.detach()
         self.script = script
         self._ops_at_attach = script.operations()
         probes = self.probes
+        probes.prepare(script)
+        # Two probe points may name one address (a symbol and its number): both fire, as one.
+        at_address: dict[tuple[str, int], Handler] = {}
         for point in script.probe_specs():
-            handler = script.handler(point.text)
             every = periodic(point)
             if every is not None:
                 period_us, context = every
-                fire = self.fire_each_vcpu if context == spec.VMM else self.fire_vmx
-                self._cancel_periodic.append(self.events.every(period_us * 1000, lambda h=handler, f=fire: f(h)))
+                handler = script.handler(point.text)
+                if context == spec.VMM:
+                    action = probes.on_each_vcpu(handler)
+                else:
+                    fire, vmx = probes.firing(handler), self.vcpus[0]
+
+                    def action(fire=fire, vmx=vmx) -> None:
+                        fire(vmx)
+                self._cancel_periodic.append(self.events.every(period_us * 1000, action))
             elif point.parametric is not None:
-                # Two probe points may name one address (a symbol and its number): both fire.
-                table = getattr(probes, _ADDRESS_TABLES[point.parametric.fires])
-                address = point.address(self.resolve)
-                table[address] = _both(table[address], handler) if address in table else handler
+                key = (_ADDRESS_TABLES[point.parametric.fires], point.address(self.resolve))
+                handler = script.handler(point.text)
+                at_address[key] = in_order(at_address[key], handler) if key in at_address else handler
             elif point.static.fires == spec.EVENT:
-                probes.static[point.kind] = handler
+                probes.static[point.kind] = probes.firing(script.handler(point.text))
+        for (table, address), handler in at_address.items():
+            getattr(probes, table)[address] = probes.firing(handler)
         probes.track_hv = any(k in probes.static for k in (HV_EXIT, HV_NPF, HV_RESUME)) or any(
             spec.GLOBALS[name].group in (spec.VMCS, spec.VMCB) for name in script.machine_globals)
         fire_load_probes(self, script)
@@ -284,10 +295,3 @@ class SimulatedMachine:
                 points.append((f"GUEST_WRITE:{name}", f"the guest writes {name}"))
                 points.append((f"GUEST_READ:{name}", f"the guest reads {name}"))
         return points
-
-
-def _both(first: Handler, second: Handler) -> Handler:
-    def run() -> None:
-        first()
-        second()
-    return run

@@ -20,6 +20,7 @@ from .cost import ProbeCost, probe_costs
 from .errors import Diagnostic, VPFault, VPLoadError
 from .limits import LoadConfig
 from .reader import Source, read
+from .spec.builtins import BUILTINS
 from .state import AggregateTable, Bag, BagStore, Cell, LogWriter, aggregate_add
 from .translate import translate
 from .typevars import STR
@@ -96,6 +97,12 @@ class Script:
         self.entries = entries
         self.python_source = translation.source
         self.machine_globals = tuple(translation.readers)  # built-in globals the script reads from the machine
+        # What a machine's firings need to do for this script, decided once at attach: write what
+        # the machine keeps only in its model before a firing that may read guest memory (a builtin
+        # that reads it: the spec's guest_words), and call `end_firing` after each firing of a
+        # script that writes text (which can leave a line unfinished).
+        self.reads_guest_memory = any(BUILTINS[name].guest_words for name in translation.builtins)
+        self.writes_text = translation.writes_text
         self._namespace_ref = namespace
         self._program = program
 
@@ -208,9 +215,9 @@ class Script:
         return names
 
     def end_firing(self) -> None:
-        """A machine calls this after each firing: its output is a record of the log, so a
-        line the firing left unfinished ends here (the reference's printf sample prints one
-        RIP per line without a newline of its own)."""
+        """A machine calls this after each firing of a script that `writes_text`: its output is
+        a record of the log, so a line the firing left unfinished ends here (the reference's
+        printf sample prints one RIP per line without a newline of its own)."""
         self.log.end_line()
 
     def flush(self) -> None:

@@ -52,6 +52,10 @@ class Translation:
     probe_functions: list[str] = field(default_factory=list)
     # Built-in global -> the namespace name of the machine's reader for it.
     readers: dict[str, str] = field(default_factory=dict)
+    # The builtins the code calls, and whether it writes text to the log (text that may leave a
+    # line unfinished: logstr, logint, printf), so that a firing pays only for what it can need.
+    builtins: frozenset[str] = frozenset()
+    writes_text: bool = False
 
 
 class Translator:
@@ -77,6 +81,8 @@ class Translator:
         self._const_names: dict[tuple, str] = {}
         self.out: list[str] = []
         self.temp_count = 0
+        self.builtins_called: set[str] = set()
+        self.writes_text = False
         # Per function being emitted:
         self.assigned_globals: set[str] = set()
         self.probe_name_const: str | None = None
@@ -300,6 +306,7 @@ class Translator:
         return f"_format({self.x(fmt)}, {args}, {self.where(loc)})"
 
     def x_BuiltinCall(self, e: ir.BuiltinCall) -> str:
+        self.builtins_called.add(e.name)
         code = BUILTIN_CODE.get(e.name)
         if code is not None:
             return code(self, e)
@@ -308,14 +315,19 @@ class Translator:
 
     # ---- builtins with code of their own (BUILTIN_CODE below) ---------------------------
 
+    def log_text(self, helper: str, code: str) -> str:
+        """A call writing text to the log (`_logstr` or `_logint`)."""
+        self.writes_text = True
+        return f"{helper}({code})"
+
     def b_logstr(self, e: ir.BuiltinCall) -> str:
-        return f"_logstr({self.x(e.args[0])})"
+        return self.log_text("_logstr", self.x(e.args[0]))
 
     def b_logint(self, e: ir.BuiltinCall) -> str:
-        return f"_logint({self.x(e.args[0])})"
+        return self.log_text("_logint", self.x(e.args[0]))
 
     def b_printf(self, e: ir.BuiltinCall) -> str:
-        return f"_logstr({self.formatted(e.args[0], e.args[1:], e)})"
+        return self.log_text("_logstr", self.formatted(e.args[0], e.args[1:], e))
 
     def b_sprintf(self, e: ir.BuiltinCall) -> str:
         return f"_setstr({self.cell(e.args[0])}, {self.formatted(e.args[1], e.args[2:], e)})"
@@ -506,7 +518,8 @@ class Translator:
             self.function(func)
         probes = [self.probe(i, p) for i, p in enumerate(self.program.probes)]
         source = "\n".join(self.out) + "\n"
-        return Translation(source, self.constants, probes, self.readers)
+        return Translation(source, self.constants, probes, self.readers, frozenset(self.builtins_called),
+                           self.writes_text)
 
 
 def _effectful(e: ir.Expr) -> bool:

@@ -142,11 +142,11 @@ class Contexts:
         if breakpoints and not self._probed_functions().isdisjoint(path):
             functions = self.kernel.functions
             for depth in range(start, len(path) + 1):
-                handler = breakpoints.get(functions[path[depth - 1]].address)
-                if handler is not None:
+                fire = breakpoints.get(functions[path[depth - 1]].address)
+                if fire is not None:
                     swapped = depth > 1 or path[0] != self.unswapped_entry
                     self.kernel_path(cpu, task, path[:depth], True, swapped, outer_rbp)
-                    self.probes.fire_on(cpu.vcpu, handler)
+                    fire(cpu.vcpu)
         self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
 
     def _probed_functions(self) -> frozenset[str]:
