@@ -176,7 +176,7 @@ def test_declared_aggregate_key_counts_are_checked():
     ("int x; int x; VMM1Hz { }", "x; VMM1Hz", "'x' is already declared at line 1, column 5"),
     ('VMM1Hz { return 1; }', '1;', "a probe does not return a value"),
     ("Disk_IOStart(int a) { a = 1; }", "a = 1", "probe argument 'a' (ARG0) is read-only"),
-    ("int f() { return 1; } VMM1Hz { f; }", "f;", "'f' is a function; call it as f(...)"),
+    ("int f() { return 1; } VMM1Hz { f; }", "f;", "'f' is a function; call it: f()"),
 ])
 def test_type_and_name_errors(source, needle, message):
     errors = diagnostics(source)
