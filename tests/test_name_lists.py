@@ -51,6 +51,7 @@ VALUE_TABLES = {
     ("machine/guest/hv.py", "amd_fields"): "global",  # VMCB fields of an exit
     ("machine/guest/hv.py", "entry_fields"): "global",  # the fields of the entry after it
     ("machine/guest/linux.py", "_FAULT_HANDLERS"): "probe",  # the kernel's handler of each fault
+    ("machine/guest/linux.py", "SYSCALL_ABI"): "global",  # the registers of a system call's first arguments
     ("machine/guest/programs.py", "PROGRAMS"): "probe",  # how often a program provokes a fault
     ("machine/qemu/kernel.py", "FAULT_ENTRIES"): "fault",  # the kernel's IDT entry of each fault
     ("machine/qemu/reads.py", "GDB_REGISTERS"): "global",  # the gdbstub's name of each register
