@@ -64,6 +64,40 @@ def test_json_names_the_vm_everywhere_and_a_failed_vm_makes_the_result_incomplet
     assert "incomplete: 1 of 2 VMs failed" in err
 
 
+HISTOGRAM = b"""aggr nr[1][0];
+GUEST:system_call { nr <- hist(RAX); }
+"""
+
+
+def test_merged_histograms_are_drawn_as_histograms_in_text_and_json(tmp_path):
+    (tmp_path / "h.emt").write_bytes(HISTOGRAM)
+    run = vprobe("--fleet", "2", "--workers", "1", "-d", "1", "-a", "--by-vm", "h.emt", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr.decode()
+    lines = run.stdout.decode().splitlines()
+    titles = [line for line in lines if line.startswith("aggr: ")]
+    assert [t.split("  ")[:2] for t in titles] == [["aggr: nr", "histogram of RAX, power-of-two buckets"],
+                                                    ["aggr: nr@vm-0", "histogram of RAX, power-of-two buckets"],
+                                                    ["aggr: nr@vm-1", "histogram of RAX, power-of-two buckets"]]
+    merged, vm0, vm1 = (int(t.rsplit(" ", 1)[1]) for t in titles)
+    assert merged == vm0 + vm1 > 0
+    summary = lines[lines.index(titles[0]) + 1]
+    assert summary.startswith(f"nr  count {merged}  mean ") and "  p50 in [" in summary
+    assert lines[lines.index(titles[0]) + 2].startswith("  [")  # its buckets, lowest first
+
+    run = vprobe("--fleet", "2", "--workers", "1", "-d", "1", "-f", "json", "h.emt", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr.decode()
+    objects = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    (table,) = [o for o in objects if o["type"] == "aggr"]
+    (histogram,) = [o for o in objects if o["type"] == "histogram"]
+    assert table["hist"]["kind"] == "pow2" and table["columns"] == [{"header": "RAX", "kind": "bucket"}]
+    assert histogram["vm"] is None and histogram["name"] == "nr" and histogram["kind"] == "pow2"
+    counts = {e["keys"][0]: e["count"] for e in table["entries"]}
+    assert histogram["count"] == sum(counts.values()) > 0
+    assert {b["low"]: b["count"] for b in histogram["buckets"] if b["count"]} == counts
+    lows = [b["low"] for b in histogram["buckets"]]
+    assert lows == sorted(lows)
+
+
 def test_usage_errors_come_before_any_cluster(tmp_path):
     (tmp_path / "s.vp").write_bytes(SCRIPT)
     (tmp_path / "typo.vp").write_bytes(b"(vprobe VMX1Hz (printf \"x\" (nosuch)))\n")

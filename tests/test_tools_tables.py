@@ -137,14 +137,15 @@ HIST_RECORD = {"name": "lat", "keys": [{"header": "hist(usec)", "kind": "bucket"
 def test_a_histogram_has_its_buckets_in_order_with_the_empty_ones_and_its_percentiles():
     assert render(block_of(HIST_LOG, HIST_RECORD), keys(), epoch=1) == (
         "aggr: lat  histogram of usec (us), power-of-two buckets, by curprocname()  epoch 1  total count 103\n"
-        "lat[bash]  count 100  mean 22 us  min 4  max 200  p50 in [16, 32)  p90 in [16, 32)  p99 in [32, 64)\n"
+        "lat[bash]  count 100  mean 22 us  min 4 us  max 200 us  p50 in [16, 32) us  p90 in [16, 32) us  "
+        "p99 in [32, 64) us\n"
         "  [4, 8)      10 |@@@@@                                   |\n"
         "  [8, 16)      0 |                                        |\n"
         "  [16, 32)    80 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
         "  [32, 64)     9 |@@@@                                    |\n"
         "  [64, 128)    0 |                                        |\n"
         "  [128, 256)   1 |@                                       |\n"
-        "lat[sshd]  count 3  mean 3 us  min 2  max 3  p50 in [2, 4)  p90 in [2, 4)  p99 in [2, 4)\n"
+        "lat[sshd]  count 3  mean 3 us  min 2 us  max 3 us  p50 in [2, 4) us  p90 in [2, 4) us  p99 in [2, 4) us\n"
         "  [2, 4)  3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n")
 
 
@@ -237,3 +238,33 @@ def test_a_saved_log_with_its_script_and_json_lines_explain_themselves(tmp_path)
     lines = vprobe("-f", "json", "-d", "2", STRACE).out
     piped = subprocess.run([str(bin_dir / "vprobe-aggr"), "-"], input=lines, capture_output=True, timeout=300)
     assert piped.stdout == shown.stdout
+
+
+def test_a_compiled_histogram_is_drawn_by_vprobe_a_and_written_as_histogram_objects(tmp_path):
+    from test_tools_vprobe import vprobe
+
+    disk = str(Path(__file__).resolve().parent.parent / "cookbook" / "disk-latency.emt")
+    lines = vprobe("-a", "-d", "3", disk).text.splitlines()
+    titles = [i for i, line in enumerate(lines) if line.startswith("aggr: latency_us  histogram of us, power-of-two")]
+    assert len(titles) == 3
+    last = titles[-1]
+    summary = lines[last + 1].split("  ")
+    assert summary[0] == "latency_us" and summary[2].startswith("mean ") and summary[5].startswith("p50 in [")
+    buckets = []
+    for line in lines[last + 2:]:
+        if not line.startswith("  ["):
+            break
+        low, high = (int(v) for v in line.split(")")[0].strip(" [").split(", "))
+        buckets.append((low, high, int(line.split(")")[1].split()[0])))
+    assert buckets and all(high == (low * 2 or 1) for low, high, _ in buckets)
+    assert all(a[1] == b[0] for a, b in zip(buckets, buckets[1:]))  # in order, none left out
+    assert int(summary[1].split()[1]) == sum(n for _, _, n in buckets)
+
+    objects = [json.loads(line) for line in vprobe("-a", "-f", "json", "-d", "3", disk).out.splitlines()]
+    hists = [o for o in objects if o["type"] == "histogram"]
+    assert [h["name"] for h in hists] == ["latency_us"] * 2 and hists[-1]["unit"] == "us"
+    # the first second (the guest's boot) has no sample: the aggregate's object, without entries
+    (empty,) = [o for o in objects if o["type"] == "aggr" and o["name"] == "latency_us"]
+    assert empty["entries"] == [] and empty["hist"]["kind"] == "pow2"
+    assert [(b["low"], b["high"], b["count"]) for b in hists[-1]["buckets"]] == buckets
+    assert set(hists[-1]["percentiles"]) == {"p50", "p90", "p99"}

@@ -22,6 +22,9 @@ from ..fleet.merge import DEFAULT_MAX_LINES
 from ..fleet.runner import local_client, remote_client, run_fleet
 from ..fleet.worker import Program
 from ..output import is_terminal
+from ..log.json_lines import dumps
+from ..views.symbolize import Symbolizer
+from ..views.tables import histograms, is_histogram
 from .status_line import StatusLine
 
 FLEET_ONLY = ("scheduler", "workers", "max_lines", "by_vm")
@@ -98,8 +101,13 @@ def run_fleet_command(command, vmx: str | None, scripts: list[str]) -> int:
 def show(command, result, vm, files) -> None:
     a = command.args
     if a.format == "json" and not a.stacks:  # the merged tables are in it, with their VMs: -a adds nothing
-        for line in render.json_lines(result):
-            command.out.write(line)
+        catalog = command.catalog(files)
+        keys = command.key_format(vm, catalog, Symbolizer(command.symbols_text(vm)))
+        for obj, block in render.json_objects(result, catalog):
+            command.out.write(dumps(obj))
+            if block is not None and is_histogram(block):  # then its histograms, drawn as -a -f json draws them
+                for histogram in histograms(block, keys).as_json():
+                    command.out.write(dumps({"type": histogram.pop("type"), "vm": obj["vm"], **histogram}))
         command.out.close()
         return
     sink, finish = command.sink(vm, files)

@@ -158,11 +158,9 @@ class VprobeRun:
             return self.out.write, self.out.close
         views = []
         symbols = Symbolizer(self.symbols_text(vm)) if a.aggregates or a.stacks else None
-        # What compiled Emmett says about its aggregates: their tables' columns, histograms.
-        catalog = AggregateCatalog.of_vp(SourceMap(files).text) if a.aggregates or a.format == "json" else None
+        catalog = self.catalog(files) if a.aggregates or a.format == "json" else None
         if a.aggregates:
-            names = vm.syscall_names() if catalog.has_kind(SYSCALL) else {}
-            views.append(aggr.AggrView(self.out, keys=KeyFormat(symbols, lambda: names), by=a.sort,
+            views.append(aggr.AggrView(self.out, keys=self.key_format(vm, catalog, symbols), by=a.sort,
                                        reverse=a.reverse, top=a.top, fmt=a.format,
                                        live=is_terminal(self.stdout) and not a.no_refresh))
         if a.stacks:
@@ -176,6 +174,18 @@ class VprobeRun:
             pipeline.finish()
             self.out.close()
         return pipeline.sink, finish
+
+    @staticmethod
+    def catalog(files: list[SourceFile]) -> AggregateCatalog:
+        """What the script made of `files` says about its aggregates (compiled Emmett: their tables'
+        columns, histograms; empty for VP without annotations)."""
+        return AggregateCatalog.of_vp(SourceMap(files).text)
+
+    def key_format(self, vm, catalog: AggregateCatalog, symbols: Symbolizer | None) -> KeyFormat:
+        """How the aggregates' keys are shown: addresses with `symbols`, system call numbers by the
+        VM's names (asked of it now, only when some aggregate has a system call key)."""
+        names = vm.syscall_names() if catalog.has_kind(SYSCALL) else {}
+        return KeyFormat(symbols, lambda: names)
 
     # ---- the run ---------------------------------------------------------------------------------
 

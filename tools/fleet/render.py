@@ -13,7 +13,11 @@ it was written at); each merged aggregate is `{"type": "aggr", "vm": null,
 ...}` whose entries also carry the exact `sum` and `latest_vm`; with the
 per-VM breakdown, each VM's own tables follow with `"vm": NAME`; last comes
 `{"type": "fleet", ...}`: how many VMs ran, which failed and why, whether the
-result is complete, the lines left out by the bound, the workers lost.
+result is complete, the lines left out by the bound, the workers lost.  Given
+the script's catalog (`log.aggr_info`), an aggregate object carries what the
+script says about it (columns, counted, value, hist), as `vprobe -f json`
+writes it; `vprobe --fleet -f json` adds each histogram's objects after its
+aggregate's (`commands.vprobe_fleet`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Iterator
 
 from vp_runtime.state import AggregateTable
 
+from ..log.aggr_info import AggregateCatalog
 from ..log.json_lines import dumps, to_json
 from ..log.parse import AggrBlock, AggrEntry, Event, LogText, parse_fault
 from .result import FleetResult, MergedAggregate
@@ -52,14 +57,18 @@ def log_text(result: FleetResult) -> Iterator[str]:
             yield log_block(table, name)
 
 
-def block(table: MergedAggregate) -> AggrBlock:
-    """A merged aggregate as the block `logaggr` would have written for it."""
+def block(table: MergedAggregate, catalog: AggregateCatalog | None = None) -> AggrBlock:
+    """A merged aggregate as the block `logaggr` would have written for it, with what `catalog`
+    says about it."""
     entries = [AggrEntry(e.keys, e.avg, e.count, e.min, e.max, e.latest) for e in table.entries]
-    return AggrBlock(table.name, table.int_keys, table.str_keys, entries)
+    shown = AggrBlock(table.name, table.int_keys, table.str_keys, entries)
+    if catalog is not None:
+        shown.info = catalog.info(table.name, table.int_keys, table.str_keys)
+    return shown
 
 
-def aggregate_json(table: MergedAggregate, vm: str | None) -> dict:
-    obj = to_json(block(table))
+def aggregate_json(table: MergedAggregate, vm: str | None, shown: AggrBlock | None = None) -> dict:
+    obj = to_json(block(table) if shown is None else shown)
     for shown, entry in zip(obj["entries"], table.entries):
         shown["sum"] = entry.sum
         shown["latest_vm"] = entry.latest_vm
@@ -77,14 +86,20 @@ def summary_json(result: FleetResult) -> dict:
     }
 
 
-def json_lines(result: FleetResult) -> Iterator[str]:
-    """The whole result, one JSON object per line."""
+def json_objects(result: FleetResult, catalog: AggregateCatalog | None = None) -> Iterator[tuple[dict, AggrBlock | None]]:
+    """The whole result as JSON objects, each aggregate's with its block (None for the others)."""
     for line in result.lines:
         obj = to_json(line_event(line.text))
-        yield dumps({"type": obj.pop("type"), "vm": result.vm_name(line.order), "guest_ns": line.stamp, **obj})
-    for table in result.aggregates:
-        yield dumps(aggregate_json(table, None))
-    for name, tables in (result.by_vm or {}).items():
-        for table in tables:
-            yield dumps(aggregate_json(table, name))
-    yield dumps(summary_json(result))
+        yield {"type": obj.pop("type"), "vm": result.vm_name(line.order), "guest_ns": line.stamp, **obj}, None
+    tables = [(table, None) for table in result.aggregates]
+    tables += [(table, name) for name, own in (result.by_vm or {}).items() for table in own]
+    for table, vm in tables:
+        shown = block(table, catalog)
+        yield aggregate_json(table, vm, shown), shown
+    yield summary_json(result), None
+
+
+def json_lines(result: FleetResult) -> Iterator[str]:
+    """The whole result, one JSON object per line."""
+    for obj, _ in json_objects(result):
+        yield dumps(obj)

@@ -149,7 +149,12 @@ class AggregateCatalog:
         return cls(annotations_of(vp_text).aggregates)
 
     def info(self, name: str, int_keys: int, str_keys: int) -> AggregateInfo | None:
-        return AggregateInfo.of(self.records.get(name), int_keys, str_keys)
+        """The info of the aggregate `name`; a fleet's table of one VM, `NAME@VM`, is NAME's (an
+        aggregate's own name has no `@`)."""
+        record = self.records.get(name)
+        if record is None and "@" in name:
+            record = self.records.get(name.split("@", 1)[0])
+        return AggregateInfo.of(record, int_keys, str_keys)
 
     def has_kind(self, kind: str) -> bool:
         """Whether some aggregate has a key of `kind` (system call names are fetched only then)."""

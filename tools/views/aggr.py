@@ -29,7 +29,7 @@ range included, and its count, mean, min, max and percentiles (the bucket
 each falls in)::
 
     aggr: lat  histogram of usec (us), power-of-two buckets, by curprocname()  epoch 1  total count 10
-    lat[mysqld]  count 10  mean 97  min 40  max 300  p50 in [64, 128)  p90 in [128, 256)  p99 in [256, 512)
+    lat[mysqld]  count 10  mean 97 us  min 40 us  max 300 us  p50 in [64, 128) us  p90 in [128, 256) us  p99 in [256, 512) us
       [32, 64)      2 |@@@@@@@@@@@@@@@@                        |
       ...
 
@@ -126,7 +126,7 @@ def format_histograms(hs: HistogramSet) -> str:
     """A HistogramSet as text (see the module's description)."""
     info = hs.info
     what = f"histogram of {hs.value}" if hs.value else "histogram"
-    shape = what + (f" ({info.unit})" if info.unit else "") + f", {info.describe()}"
+    shape = what + (f" ({info.unit})" if info.unit and info.unit != hs.value else "") + f", {info.describe()}"
     if hs.headers:
         shape += f", by {', '.join(hs.headers)}"
     lines = [_title(hs.name, shape, hs.epoch, hs.total_count)]
@@ -137,8 +137,8 @@ def format_histograms(hs: HistogramSet) -> str:
         name = f"{hs.name}[{', '.join(printable(g) for g in h.group)}]" if h.group else hs.name
         summary = [name, f"count {h.count}"]
         if h.count:
-            summary += [f"mean {h.mean // 1:.0f}{unit}", f"min {h.min}", f"max {h.max}"]
-            summary += [f"p{p} in {range_text(b.low, b.high)}" for p, b in h.percentiles.items()]
+            summary += [f"mean {h.mean // 1:.0f}{unit}", f"min {h.min}{unit}", f"max {h.max}{unit}"]
+            summary += [f"p{p} in {range_text(b.low, b.high)}{unit}" for p, b in h.percentiles.items()]
         lines.append("  ".join(summary))
         biggest = max((b.count for b in h.buckets), default=0)
         rows = []
@@ -178,8 +178,8 @@ def render_json(block: AggrBlock, keys: KeyFormat, *, by: str = "count", reverse
     if block.info is None:
         rows = sort_entries(block.entries, by, reverse)
         return [to_json(block, rows[:top] if top else rows)]
-    if is_histogram(block):
-        return histograms(block, keys, by=by, reverse=reverse, top=top).as_json()
+    if is_histogram(block):  # (one without a sample in this epoch: its aggr object, no entries)
+        return histograms(block, keys, by=by, reverse=reverse, top=top).as_json() or [to_json(block)]
     return [table(block, keys, by=by, reverse=reverse, top=top).as_json()]
 
 
