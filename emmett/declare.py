@@ -129,6 +129,9 @@ class Declarations:
         ctx = Ctx("probe", None, p.model, preload)
         p.probes.append(Probe(node, ctx, node.pos))
         params = node.params or []
+        kinds = [part[0] for part in node.parts[:2] if part[1] == "ID"]
+        if "EXIT" in kinds and len(params) > 1:
+            self.error(params[1].pos, "an EXIT probe has one parameter: the function's return value (ARG0)")
         if len(params) > MAX_PROBE_PARAMS:
             self.error(params[MAX_PROBE_PARAMS].pos,
                        f"a probe has at most {MAX_PROBE_PARAMS} arguments (ARG0 to ARG{MAX_PROBE_PARAMS - 1})")

@@ -4,8 +4,8 @@
 compiler imports nothing else of the runtime).  Here they take the shapes the
 passes use: built-in globals with their Emmett types, static probes, the VP
 builtins and the special forms an Emmett program calls like functions, the
-names VP reserves, the limits.  Emmett's own additions are `assert` and
-`exit`, and the guest helper functions its preload library defines.
+names VP reserves, the limits.  Emmett adds the guest helper functions its
+preload library defines.
 """
 
 from vp_runtime import spec
@@ -34,11 +34,11 @@ def _first_operand(form):
 
 CONTAINER_BUILTINS = frozenset(name for name, form in spec.SPECIAL_FORMS.items()
                                if _first_operand(form) in ("AGGREGATE", "BAG"))
-# Emmett's built-in functions: VP's builtins, those forms, and its own assert and exit.
-BUILTINS = frozenset(spec.BUILTINS) | CONTAINER_BUILTINS | {"assert", "exit"}
+# Emmett's built-in functions: VP's builtins and those forms.
+BUILTINS = frozenset(spec.BUILTINS) | CONTAINER_BUILTINS
 # The builtins that can be called without arguments (getsystemtime(), exit()).
 BUILTINS_WITHOUT_ARGUMENTS = frozenset(
-    name for name, b in spec.BUILTINS.items() if all(p.optional for p in b.params)) | {"exit"}
+    name for name, b in spec.BUILTINS.items() if all(p.optional for p in b.params))
 # Builtins whose first argument is a variable they write, and its type.
 DEST_BUILTINS = {name: _emmett_type(b.params[0].type) for name, b in spec.BUILTINS.items()
                  if b.params and b.params[0].destination}

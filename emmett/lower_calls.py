@@ -2,8 +2,8 @@
 
 Every builtin has its `b_NAME` method: it checks the number and the types of
 its arguments (printf formats against their arguments), and builds the VP
-call.  `assert` and `exit` are Emmett's own: VP cannot unload a script, so
-`exit()` aborts the firing with a fault that names it.
+call.  `assert(c, fmt, args...)` is VP's assert with the message the
+toolkit's compiler gives it ("line N: " and the formatted text).
 """
 
 import re
@@ -194,6 +194,16 @@ class CallLowering:
     def b_getvmcs(self, e, ctx, discard):
         return self._int_builtin(e, ctx, "getvmcs", "getvmcs(VT_...)", "the VMCS field given to getvmcs")
 
+    def b_readmsr(self, e, ctx, discard):
+        return self._int_builtin(e, ctx, "readmsr", "readmsr(MSR)", "the MSR given to readmsr")
+
+    def b_readpmc(self, e, ctx, discard):
+        return self._int_builtin(e, ctx, "readpmc", "readpmc(COUNTER)", "the counter given to readpmc")
+
+    def b_getmeminfo(self, e, ctx, discard):
+        self.arity(e, 0, 0, "getmeminfo()")
+        return ["getmeminfo"]
+
     def b_gueststack(self, e, ctx, discard):
         self.arity(e, 1, 1, "gueststack(STRING-VARIABLE)")
         return ["gueststack", self.string_dest(e.args[0], ctx, "the destination of gueststack")]
@@ -263,29 +273,24 @@ class CallLowering:
         return ["bagremove", bag, self.as_int(form, t, e.args[1].pos, "a bag key")]
 
     def b_assert(self, e, ctx, discard):
+        """VP's assert, its message as the toolkit's compiler words it: "line N" or "line N: MESSAGE"."""
         self.arity(e, 1, None, "assert(CONDITION [, FORMAT, ARGS...])")
         test = self.condition(e.args[0], ctx)
-        fid, line, col = e.pos
-        where = f"{self.reporter.files.names[fid]}:{line}:{col}"
-        if len(e.args) > 1:
-            parts = self.format_args("assert", e.args[1], e.args[2:], ctx)
-            if type(parts[0]) is VStr:
-                message = ["printf", VStr(f"assertion failed at {where}: " + parts[0] + "\n")] + parts[1:]
-            else:
-                message = do([["printf", VStr(f"assertion failed at {where}: ")], ["printf"] + parts,
-                              ["printf", VStr("\n")]])
-        else:
-            message = ["printf", VStr(f"assertion failed at {where}\n")]
-        return cond([(op("!", test), do([message, exit_form()]))])
+        line = e.pos[1]
+        if len(e.args) == 1:
+            return ["assert", test, VStr(f"line {line}")]
+        parts = self.format_args("assert", e.args[1], e.args[2:], ctx)
+        if type(parts[0]) is not VStr:
+            self.fail(e.args[1].pos, "the message of assert must be a string literal (a format)")
+        fmt = VStr(f"line {line}: " + parts[0])
+        if len(parts) == 1:
+            return ["assert", test, fmt]
+        tmp = self.temp()
+        return ["assert", test, do([["sprintf", tmp, fmt] + parts[1:], tmp])]
 
     def b_exit(self, e, ctx, discard):
         self.arity(e, 0, 0, "exit()")
-        return exit_form()
-
-
-def exit_form():
-    """VP cannot unload itself; exit() aborts the current firing with a fault that names it."""
-    return ["getguest", VStr("exit()")]
+        return ["exit"]
 
 
 def format_kinds(fmt):

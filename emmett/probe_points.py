@@ -14,7 +14,7 @@ from .language import ADDRESS_PROBE_KINDS, INTERVAL_PROBE_KIND, LATER_GUEST_KIND
 from .lexer import shown_literal
 
 DOMAINS = ("VMM", "VMX", "GUEST")
-LATER_FORMS = LATER_PROBE_KINDS + ("EXIT",)
+LATER_FORMS = LATER_PROBE_KINDS
 # Emmett's guest-address kinds, and the VP kind each is: VP's own, and ENTER: READ: WRITE:.
 _GUEST_KINDS = {**{vp: vp for vp in ADDRESS_PROBE_KINDS.values()}, **LATER_GUEST_KINDS}
 
@@ -89,8 +89,11 @@ class ProbeName:
         return f"{_GUEST_KINDS[kind]}:{self.guest_location(args[0])}"
 
     def k_EXIT(self, kind, args, domain):
-        self.fail(self.pos, f"probe '{self.text}': function-return probes (EXIT:) are not supported by this VP "
-                            f"runtime; probe the function's return instruction with GUEST:0xADDRESS instead")
+        """A return probe: the toolkit's VP name for it (its one parameter is the return value, ARG0)."""
+        self.need(kind, args, 1)
+        if domain not in (None, "GUEST"):
+            self.fail(self.pos, f"probe '{self.text}': EXIT probes are guest probes (GUEST:EXIT:symbol)")
+        return f"GUEST:EXIT:{self.guest_location(args[0])}"
 
     def k_OFFSET(self, kind, args, domain):
         self.need(kind, args, 2)

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from vp_runtime import spec
+
+from .x86 import CR0_PE, EFER_LMA
+
 # Descriptor types (the S=1 code/data ones with the accessed bit set, as a CPU leaves them).
 TYPE_DATA_RW = 0x3  # read/write, accessed
 TYPE_CODE_RX = 0xB  # execute/read, accessed
@@ -99,3 +103,35 @@ def load(selector: int, gdt_base: int, gdt_limit: int, read_u64: Callable[[int],
         return UNUSABLE
     low = read_u64(gdt_base + index)
     return decode(low, read_u64(gdt_base + index + 8) if system else 0)
+
+
+# What RESET leaves in LDTR and TR (SDM vol. 3, table 9-1): base 0, limit 0xffff, present.
+LDT_REGISTER, TASK_REGISTER = spec.SYSTEM_SEGMENTS
+RESET_SYSTEM: dict[str, Segment] = {LDT_REGISTER: (0, 0xFFFF, TYPE_LDT | AR_P),
+                                    TASK_REGISTER: (0, 0xFFFF, TYPE_TSS_BUSY | AR_P)}
+CODE_SEGMENT = spec.SEGMENT_REGISTERS[1]
+
+
+def hidden(name: str, regs: dict, read_u64: Callable[[int], int]) -> Segment:
+    """The hidden part of segment register `name` (ES...GS, TR, LDTR) of a CPU whose registers
+    are `regs` (selectors, CR0, EFER, GDTR): real mode computes it from the selector; protected
+    and long mode load it from the GDT (or, for a selector with TI set, the LDT)."""
+    selector = regs[name]
+    system = name in spec.SYSTEM_SEGMENTS
+    if not regs["CR0"] & CR0_PE:
+        if system:
+            return RESET_SYSTEM[name]
+        return real_mode(selector, code=name == CODE_SEGMENT)
+    base, limit = regs["GDTRBASE"], regs["GDTRLIMIT"]
+    if selector & 4 and not system:  # TI: the LDT
+        base, limit, ar = hidden(LDT_REGISTER, regs, read_u64)
+        if ar & AR_UNUSABLE:
+            return UNUSABLE
+    return load(selector, base, limit, read_u64, system=system and bool(regs["EFER"] & EFER_LMA))
+
+
+def null_segments(regs: dict) -> int:
+    """SELSTATE: in protected or long mode, a bit for each of ES...GS holding a null selector."""
+    if not regs["CR0"] & CR0_PE:
+        return 0
+    return sum(1 << i for i, name in enumerate(spec.SEGMENT_REGISTERS) if regs[name] & ~3 == 0)

@@ -13,8 +13,9 @@ script that can read guest memory), sets the ARGn values (a script that
 reads them; `fire_static`), charges the host time the handler took to the
 guest's clocks (`vprobe.chargeProbeTime = "host"`; the modelled charge costs
 the dispatcher nothing: the script counts its own operations, see
-`SimulatedMachine`), and ends the line the firing left unfinished
-(`Script.end_firing`, for a script that writes text).  A periodic
+`SimulatedMachine`), ends the line the firing left unfinished
+(`Script.end_firing`, for a script that writes text), and, for a script that
+may call exit(), tells the machine when a firing did (`script_exited`).  A periodic
 VMM-context point fires on every VCPU through one callable (`on_each_vcpu`).
 """
 
@@ -45,29 +46,41 @@ class Probes:
         self.breakpoints: dict[int, Firing] = {}
         self.watch_writes: dict[int, Firing] = {}
         self.watch_reads: dict[int, Firing] = {}
+        self.returns: dict[int, Firing] = {}  # a function's entry -> its EXIT: probe
         self.track_hv = False
         self.charge = machine.config.charge_probe_time == CHARGE_HOST  # charge host time
         self.charged_ns = 0  # host time spent in probes, added to the guest's clocks
+        # The script called exit(): no probe of it fires again but, while `unloading`, its unload probes.
+        self.ended = False
+        self.unloading = False
         self._firing_since: int | None = None  # perf counter at the start of the running handler
         # What the attached script needs of a firing (`prepare`).
         self.keeps_args = False  # it reads ARGn: static firings set them
         self.materializes = False  # it may read guest memory: the deferred frames are written first
         self.end_firing: Handler | None = None  # it writes text: its line ends after each firing
+        self.script = None  # it may call exit(): the script, whose end each firing checks
 
     def prepare(self, script) -> None:
         """Note what `script`'s firings need, before its points are installed."""
         self.keeps_args = any(name in spec.PROBE_ARG_INDEX for name in script.machine_globals)
         self.materializes = script.reads_guest_memory
         self.end_firing = script.end_firing if script.writes_text else None
+        self.script = script if script.may_exit else None
 
-    def clear(self) -> None:
+    def drop_points(self) -> None:
+        """No point fires any more (the script is detached, or called exit())."""
         self.static.clear()
         self.breakpoints.clear()
         self.watch_writes.clear()
         self.watch_reads.clear()
+        self.returns.clear()
         self.track_hv = False
+
+    def clear(self) -> None:
+        self.drop_points()
         self.keeps_args = self.materializes = False
         self.end_firing = None
+        self.script = None
 
     # ---- what a firing does, built once per point ----------------------------------
 
@@ -78,6 +91,8 @@ class Probes:
             handler = self._charged(handler)
         if self.end_firing is not None:
             handler = in_order(handler, self.end_firing)
+        if self.script is not None:
+            handler = self._ending(handler)
         if self.materializes:
             def fire(vcpu) -> None:
                 machine.current = vcpu
@@ -96,7 +111,7 @@ class Probes:
         """Fire `handler` once on every VCPU, in VCPU order (a VMM-context point)."""
         machine = self.machine
         vcpus = machine.vcpus
-        if self.charge or self.materializes or self.end_firing is not None:
+        if self.charge or self.materializes or self.end_firing is not None or self.script is not None:
             fire = self.firing(handler)
 
             def fire_each() -> None:
@@ -109,6 +124,19 @@ class Probes:
                 machine.current = vcpu
                 handler()
         return fire_each_plain
+
+    def _ending(self, handler: Handler) -> Handler:
+        """`handler` of a script that may call exit(): after the firing that calls it the machine
+        is told (`script_exited`), and no firing but the unload probes' runs after it."""
+        probes, machine, script = self, self.machine, self.script
+
+        def ending() -> None:
+            if probes.ended and not probes.unloading:
+                return
+            handler()
+            if script.exited is not None and not probes.ended:
+                machine.script_exited()
+        return ending
 
     def _charged(self, handler: Handler) -> Handler:
         """`handler`, with the host time it takes added to `charged_ns`."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from vp_runtime import ProbeSpec, Script, spec
+from vp_runtime import ProbeSpec, Script, VPFault, spec
 
+from . import counters, descriptors, x86
 from .attaching import fire_load_probes, fire_unload_probes, periodic
 from .events import NS_PER_SEC, EventQueue
 from .guest.linux import LinuxGuest
@@ -37,7 +38,15 @@ GUEST_PROFILES: dict[str, type[GuestProfile]] = {LinuxGuest.name: LinuxGuest}
 
 Handler = Callable[[], None]
 # What fires a guest-address probe point -> the dispatcher's table for it.
-_ADDRESS_TABLES = {spec.EXECUTE: "breakpoints", spec.READ: "watch_reads", spec.WRITE: "watch_writes"}
+_ADDRESS_TABLES = {spec.EXECUTE: "breakpoints", spec.READ: "watch_reads", spec.WRITE: "watch_writes",
+                   spec.RETURN: "returns"}
+# A segment global -> (its segment register, which part of the hidden state: 0 base, 1 limit, 2 AR).
+_SEGMENT_PARTS = {g.name: (g.name[:-len(part)], index) for g in spec.SEGMENT_GLOBALS
+                  for index, part in enumerate(("BASE", "LIMIT", "AR")) if g.name.endswith(part)}
+_HV_STATES = {"intel": 1, "amd": 2}
+# MSRs every x86-64 VCPU has that RESET clears and a guest may leave alone.
+_RESET_ZERO_MSRS = frozenset((x86.MSR_STAR, x86.MSR_LSTAR, x86.MSR_CSTAR, x86.MSR_SFMASK, x86.MSR_SYSENTER_CS,
+                              x86.MSR_SYSENTER_ESP, x86.MSR_SYSENTER_EIP))
 
 
 class SimulatedMachine:
@@ -71,7 +80,8 @@ class SimulatedMachine:
     # ---- power ------------------------------------------------------------------
 
     def power_on(self) -> None:
-        """Fresh memory and guest; the boot sequence starts now."""
+        """Fresh memory and guest; the boot sequence starts now (and the guest's TSC at 0)."""
+        self._tsc_at_power_on = self.ptsc()
         self.memory = PhysicalMemory(self.config.memsize_mb << 20)
         self.mmu = MMU(self.memory)
         self.guest = GUEST_PROFILES[self.config.guest](self, self.config.workload, self.config.seed)
@@ -109,8 +119,13 @@ class SimulatedMachine:
 
     def check_probe(self, point: ProbeSpec) -> str | None:
         kind = point.parametric
-        if kind is not None and kind.param == spec.ADDRESS and self.resolve(point.param) is None:
-            return f"unknown guest symbol '{point.param}' in probe point '{point.text}'"
+        if kind is not None and kind.param == spec.ADDRESS:
+            address = point.address(self.resolve)
+            if address is None:
+                return f"unknown guest symbol '{point.param}' in probe point '{point.text}'"
+            if kind.fires == spec.RETURN and not self.guest.is_function_entry(address):
+                return (f"probe point '{point.text}': a return probe needs the entry of a function, and "
+                        f"{address:#x} is not where a function of the guest's kernel starts")
         return None
 
     def global_reader(self, name: str) -> Callable[[], int | str]:
@@ -121,6 +136,10 @@ class SimulatedMachine:
         if index is not None:
             args = self.args
             return lambda: args[index]
+        info = spec.GLOBALS[name]
+        if info.group == spec.SEGMENT:
+            segment, part = _SEGMENT_PARTS[name]
+            return lambda: machine.segment(segment)[part]
         readers = {
             "TSC": lambda: machine.tsc(machine.current.pcpu),
             "TSC_HZ": lambda: machine.config.tsc_hz,
@@ -129,10 +148,75 @@ class SimulatedMachine:
             "PCPUID": lambda: machine.current.pcpu,
             "THREADID": lambda: machine.current.thread_id,
             "NUMVCPUS": lambda: len(machine.vcpus),
+            "SMM": lambda: int(machine.current.smm),
+            "EMULATION_MODE": lambda: machine.emulated(),
+            "HVSTATE": lambda: 0 if machine.emulated() else _HV_STATES[machine.config.hv_vendor],
+            "SELSTATE": lambda: descriptors.null_segments(machine.current.regs),
+            "BRCNT": lambda: counters.branches(machine.unhalted_cycles()),
+            "RDTSC": lambda: machine.guest_tsc(),
         }
         if name in readers:
             return readers[name]
-        return lambda: machine.current.hv.get(name, 0)
+        hv = {spec.VMCS: machine.hv_field_reader, spec.VMCB: machine.hv_field_reader}
+        return hv[info.group](name)
+
+    def hv_field_reader(self, name: str) -> Callable[[], int]:
+        """A VMCS or VMCB field of the firing VCPU's last exit (the toolkit's aliases read theirs)."""
+        field = spec.GLOBAL_ALIASES.get(name, name)
+        return lambda: self.current.hv.get(field, 0)
+
+    # ---- what the VCPU is doing ----------------------------------------------------------
+
+    def segment(self, name: str) -> descriptors.Segment:
+        """(base, limit, access rights) of the firing VCPU's segment register `name`."""
+        return descriptors.hidden(name, self.current.regs, self._read_u64)
+
+    def _read_u64(self, linear: int) -> int:
+        return int.from_bytes(self.read_linear(linear, 8), "little")
+
+    def emulated(self) -> int:
+        """1 while the monitor emulates the firing VCPU: real mode, before protection is on."""
+        return 0 if self.current.regs["CR0"] & x86.CR0_PE else 1
+
+    def unhalted_cycles(self) -> int:
+        cpu = self.guest.cpus[self.current.index]
+        return counters.unhalted_cycles(cpu.unhalted_ns(self.events.now_ns), self.config.tsc_hz)
+
+    def guest_tsc(self) -> int:
+        """The TSC the guest reads: counting at the TSC rate from the VM's power-on (or reset)."""
+        return self.ptsc() - self._tsc_at_power_on
+
+    def read_msr(self, number: int) -> int:
+        """RDMSR `number` on the firing VCPU (a VPFault for one it does not have)."""
+        vcpu = self.current
+        regs = vcpu.regs
+        if number in vcpu.msrs:
+            return vcpu.msrs[number]
+        if number in spec.MSR_GLOBALS:
+            return regs[spec.MSR_GLOBALS[number]]
+        if number == x86.MSR_TSC:
+            return self.guest_tsc()
+        if number == x86.MSR_APIC_BASE:
+            return regs["APIC_BASEPA"] | x86.APIC_BASE_ENABLE | (x86.APIC_BASE_BSP if vcpu.index == 0 else 0)
+        if number == x86.MSR_PAT:
+            return x86.PAT_RESET
+        if x86.MSR_PMC0 <= number < x86.MSR_PMC0 + x86.GENERAL_PMCS:
+            return self.read_pmc(number - x86.MSR_PMC0)
+        if x86.MSR_FIXED_CTR0 <= number < x86.MSR_FIXED_CTR0 + x86.FIXED_PMCS:
+            return self.read_pmc(x86.PMC_FIXED | number - x86.MSR_FIXED_CTR0)
+        if number in _RESET_ZERO_MSRS:
+            return 0
+        raise VPFault(f"readmsr: this VM's VCPUs have no MSR {number:#x} (the guest's rdmsr would take #GP)")
+
+    def read_pmc(self, number: int) -> int:
+        """RDPMC `number` on the firing VCPU (machine/counters.py)."""
+        try:
+            return counters.read_pmc(number, self.unhalted_cycles())
+        except counters.NoSuchCounter as e:
+            raise VPFault(f"readpmc: {e}") from None
+
+    def memory_mb(self) -> int:
+        return self.config.memsize_mb
 
     def read_linear(self, addr: int, size: int) -> bytes:
         regs = self.current.regs
@@ -190,8 +274,33 @@ class SimulatedMachine:
         self.run_until_ns(self.events.now_ns + int(seconds * NS_PER_SEC))
 
     def run_until_ns(self, end_ns: int) -> None:
-        """Advance simulated time to exactly `end_ns` (a -d deadline lands on its nanosecond)."""
-        self.events.run_until(end_ns)
+        """Advance simulated time to exactly `end_ns` (a -d deadline lands on its nanosecond), or
+        until the attached script calls exit(): it is detached then, and time stops there."""
+        if self.script is None:
+            self.events.run_until(end_ns)
+        else:
+            self.run_until_or(end_ns, lambda: False)
+
+    def run_until_or(self, end_ns: int, give_way: Callable[[], bool]) -> bool:
+        """As `events.run_until_or`, and stop too when the script calls exit() (it is detached);
+        whether time reached `end_ns`."""
+        probes = self.probes
+        reached = False
+        if not probes.ended:
+            reached = self.events.run_until_or(end_ns, lambda: probes.ended or give_way())
+        if probes.ended:
+            self.detach()
+            return False
+        return reached
+
+    def script_exited(self) -> None:
+        """The script called exit() in the firing that just returned: none of its probes fires
+        again (the guest pays for none) until `run` detaches it, between two events."""
+        self.probes.ended = True
+        self.probes.drop_points()
+        for cancel in self._cancel_periodic:
+            cancel()
+        self._cancel_periodic.clear()
 
     def close(self) -> None:
         """Power off (nothing outlives the simulated machine's process)."""
@@ -249,7 +358,11 @@ class SimulatedMachine:
         script = self.script
         if script is None:
             return
-        fire_unload_probes(self, script)
+        self.probes.unloading = True
+        try:
+            fire_unload_probes(self, script)
+        finally:
+            self.probes.unloading = self.probes.ended = False
         for cancel in self._cancel_periodic:
             cancel()
         self._cancel_periodic.clear()

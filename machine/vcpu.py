@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from vp_runtime import spec
 
-from .x86 import APIC_DEFAULT_BASE, CR0_RESET, DR6_RESET, DR7_RESET, RESET_CS, RESET_IP, RFLAGS_RESET
+from .x86 import (APIC_DEFAULT_BASE, CR0_RESET, DESCRIPTOR_TABLE_RESET_LIMIT, DR6_RESET, DR7_RESET, RESET_CS, RESET_IP,
+                  RFLAGS_RESET)
 
 # A VCPU holds a value for each of the spec's register globals (Table 2-1).
 REGISTER_NAMES = tuple(g.name for g in spec.REGISTER_GLOBALS)
@@ -18,7 +19,7 @@ REGISTER_NAMES = tuple(g.name for g in spec.REGISTER_GLOBALS)
 class VCPU:
     """One virtual CPU: its index, the physical CPU it runs on, and its registers."""
 
-    __slots__ = ("index", "pcpu", "thread_id", "regs", "hv")
+    __slots__ = ("index", "pcpu", "thread_id", "regs", "hv", "msrs", "smm")
 
     def __init__(self, index: int, pcpu: int, thread_id: int):
         self.index = index
@@ -28,6 +29,9 @@ class VCPU:
         self.regs["APIC_BASEPA"] = APIC_DEFAULT_BASE
         # Hardware-virtualization fields (VMCS or VMCB names) of the last exit.
         self.hv: dict[str, int] = {}
+        # The MSRs the guest's kernel writes (number -> value); the others are read from `regs`.
+        self.msrs: dict[int, int] = {}
+        self.smm = False  # in system-management mode
 
     def reset(self) -> None:
         """The state after RESET/INIT (SDM vol. 3, table 9-1): real mode at F000:FFF0, every general
@@ -36,4 +40,7 @@ class VCPU:
         for name in regs:
             if name != "APIC_BASEPA":
                 regs[name] = 0
-        regs.update(RIP=RESET_IP, CS=RESET_CS, CR0=CR0_RESET, RFLAGS=RFLAGS_RESET, DR6=DR6_RESET, DR7=DR7_RESET)
+        regs.update(RIP=RESET_IP, CS=RESET_CS, CR0=CR0_RESET, RFLAGS=RFLAGS_RESET, DR6=DR6_RESET, DR7=DR7_RESET,
+                    GDTRLIMIT=DESCRIPTOR_TABLE_RESET_LIMIT, IDTRLIMIT=DESCRIPTOR_TABLE_RESET_LIMIT)
+        self.msrs.clear()
+        self.smm = False

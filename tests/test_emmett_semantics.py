@@ -313,18 +313,19 @@ def test_probe_parameters_name_the_probe_arguments():
     assert Loaded(vp).fire("Disk_IOFinish", ARG0=1, ARG1=2, ARG2=3) == "1 2 3\n"
 
 
-def test_assert_prints_where_and_aborts_the_firing():
-    out = run('VMXLoad { x = 2; assert(x == 3, "x is %d", x); printf("not reached\\n"); }')
-    lines = out.splitlines()
-    assert lines[0] == "assertion failed at t.emt:1:18: x is 2"
-    assert lines[1].startswith("vprobe error: probe VMXLoad aborted")
+def test_assert_aborts_the_firing_with_the_line_and_the_formatted_message():
+    out = run('VMXLoad { x = 2; assert(x == 2); assert(x == 3, "x is %d", x); printf("not reached\\n"); }')
+    assert out == "vprobe error: probe VMXLoad aborted at t.emt:1:34: assertion failed: line 1: x is 2\n"
     assert "not reached" not in out
+    bare = run('VMXLoad {\n assert(0);\n}')
+    assert bare.endswith(": assertion failed: line 2\n")
 
 
-def test_exit_aborts_the_firing():
-    out = run('VMXLoad { printf("before\\n"); exit(); printf("after\\n"); }')
-    assert out.startswith("before\nvprobe error: probe VMXLoad aborted")
-    assert "after" not in out
+def test_exit_unloads_the_script_once_the_firing_returns():
+    from conftest import run_machine
+    out = run_machine(vp_of('VMMLoad { printf("before %d\\n", VCPUID); exit(); printf("after %d\\n", VCPUID); }\n'
+                            'VMM1Hz { printf("tick\\n"); } VMXUnload { printf("unloaded\\n"); }'), 3)
+    assert out == "before 0\nafter 0\nunloaded\n"
 
 
 def test_getsystemtime_into_a_variable():

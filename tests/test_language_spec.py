@@ -101,3 +101,25 @@ def test_periodic_probes_have_a_period_and_only_they():
     for p in spec.STATIC_PROBES.values():
         assert (p.period_us > 0) == (p.fires == spec.PERIODIC), p.name
         assert p.context in (spec.VMM, spec.VMX) and len(p.args) <= spec.PROBE_ARGS
+
+
+def test_the_tables_that_name_globals_name_the_spec_s():
+    for field in spec.VMCS_FIELDS.values():
+        assert field.global_name is None or field.global_name in spec.GLOBALS, field
+    assert set(spec.MSR_GLOBALS.values()) <= spec.GLOBALS.keys()
+    assert all(a in spec.GLOBALS and b in spec.GLOBALS for a, b in spec.GLOBAL_ALIASES.items())
+    assert all(f"{r}AR" in spec.GLOBALS for r in spec.SEGMENT_REGISTERS + spec.SYSTEM_SEGMENTS)
+    assert len(spec.GPR_ORDER) == 16 and set(spec.GPR_ORDER) <= spec.GLOBALS.keys()
+
+
+def test_foreign_names_are_not_the_languages():
+    foreign = (spec.ESX_ONLY_BUILTINS.keys() | spec.MONITOR_BUILTINS.keys() | spec.ESX_ONLY_GLOBALS.keys()
+               | spec.MONITOR_GLOBALS.keys())
+    assert not foreign & (spec.BUILTINS.keys() | spec.GLOBALS.keys())
+
+
+def test_later_kinds_are_other_spellings_of_reference_kinds_or_their_own():
+    for kind in spec.PROBE_KINDS.values():
+        if kind.same_as is not None:
+            assert kind.domains and spec.PROBE_KINDS[kind.same_as].same_as is None, kind.name
+        assert set(kind.domains) <= set(spec.DOMAINS)

@@ -44,6 +44,7 @@ VP_HEADS = NAMES["builtin"] | NAMES["form"]  # what a VP form built as a list st
 # assigned to, or the function a display is written in.
 VALUE_TABLES = {
     ("vp_runtime/translate.py", "BUILTIN_CODE"): "builtin",  # the code of each builtin call
+    ("vp_runtime/translate.py", "RUNTIME_VALUES"): "global",  # the code of each global the runtime supplies
     ("vp_runtime/builtins.py", "PLAIN_BUILTINS"): "builtin",  # the implementation of the plain ones
     ("vp_runtime/checker.py", "_CONSTANT_ARGUMENT_CHECKS"): "builtin",  # what a constant argument must name
     ("machine/simulated.py", "SimulatedMachine.global_reader"): "global",
@@ -55,7 +56,8 @@ VALUE_TABLES = {
     ("machine/guest/programs.py", "PROGRAMS"): "probe",  # how often a program provokes a fault
     ("machine/qemu/kernel.py", "FAULT_ENTRIES"): "fault",  # the kernel's IDT entry of each fault
     ("machine/qemu/reads.py", "GDB_REGISTERS"): "global",  # the gdbstub's name of each register
-    ("machine/qemu/reads.py", "MONITOR_REGISTERS"): "global",  # the monitor's name of the others
+    ("machine/qemu/reads.py", "_STATE_READERS"): "global",  # the state globals a QEMU VM gives
+    ("machine/qemu/machine.py", "BUILTIN_REFUSALS"): "builtin",  # why QEMU cannot run a builtin
     ("machine/qemu/reads.py", "_QEMU_DESCRIPTIONS"): "global",
     ("machine/qemu/reads.py", "Reads.global_reader"): "global",
     ("machine/qemu/static_probes.py", "StaticProbes._frame_action.action"): "global",  # registers from a frame

@@ -278,3 +278,56 @@ def test_probes_loaded_at_reset_start_as_breakpoints_and_become_call_sites_once_
             machine.run(0.5)
         machine.detach()
     assert len(out) >= fired + 3, "the call site did not fire"
+
+
+def test_a_return_probe_fires_as_the_function_returns_to_its_caller(machine):
+    log = run_script(machine, """
+        (vprobe GUEST:do_filp_open (printf "enter %x\\n" RSP))
+        (vprobe GUEST:EXIT:do_filp_open (printf "exit %x %x %d %x\\n" RIP RSP (== ARG0 RAX) ARG0))
+    """, 2.5)
+    enters = [int(x, 16) for x in re.findall(r"^enter ([0-9a-f]+)$", log, re.M)]
+    exits = re.findall(r"^exit ([0-9a-f]+) ([0-9a-f]+) (\d) ([0-9a-f]+)$", log, re.M)
+    assert len(exits) >= 3 and len(enters) - len(exits) in (0, 1), log
+    for rip, rsp, same, value in exits:
+        caller = machine.kernel.function_at(int(rip, 16))
+        assert caller is not None and caller[0] != "do_filp_open", rip
+        assert int(rsp, 16) - 8 in enters  # the stack of a call that entered, one word up
+        assert same == "1" and int(value, 16) >= 0xFFFF800000000000  # a struct file * (or an error)
+
+
+def test_descriptor_tables_segments_and_smm_come_from_the_monitor(machine):
+    log = run_script(machine, """
+        (vprobe VMM1Hz (printf "%x %x %x %x %x %x %x %d %x\\n" CS CSAR SSAR DSAR GDTRLIMIT IDTRLIMIT TR SMM SELSTATE))
+    """, 1.2)
+    for line in log.splitlines():
+        cs, csar, ssar, dsar, gdtr_limit, idtr_limit, tr, smm, selstate = line.split()
+        if cs == "10":  # a VCPU in the kernel (idle, as a rule)
+            assert (csar, ssar, gdtr_limit, idtr_limit, tr, smm) == ("a09b", "c093", "7f", "fff", "40", "0"), line
+        assert dsar == "10000" and int(selstate, 16) & 0x39 == 0x39, line  # null DS, ES, FS, GS
+
+
+def test_what_qemu_cannot_give_is_refused_with_the_reason(machine):
+    refusals = {
+        "(vprobe VMM1Hz (logint BRCNT))": "QEMU counts no retired branches",
+        "(vprobe VMM1Hz (logint (readpmc 0)))": "readpmc: QEMU's gdbstub exposes no performance counters",
+        "(vprobe VMM1Hz (logint (getvmcs 0x4402)))": "getvmcs: no VMCS is visible through QEMU's gdbstub",
+        "(vprobe MAC_SendPacket (logint 1))": "does not report the VM's network I/O",
+    }
+    for text, reason in refusals.items():
+        with pytest.raises(vp_runtime.VPLoadError) as err:
+            vp_runtime.load(text, backend=machine)
+        assert reason in err.value.format(), text
+    log = run_script(machine, '(vprobe VMM1Hz (printf "%d %d\\n" (== (readmsr 0xc0000080) EFER) (getmeminfo)) '
+                              '(readmsr 0x1234))', 1.2)
+    assert log.startswith("1 512\n") and "QEMU's gdbstub does not expose MSR 0x1234" in log
+
+
+def test_exit_detaches_the_script_at_the_next_stop(machine):
+    out: list[str] = []
+    script = vp_runtime.load('(vprobe VMM10Hz (printf "tick\\n") (exit))\n(vprobe VMXUnload (printf "bye\\n"))',
+                             machine.load_config, backend=machine, log_sink=out.append)
+    machine.attach(script)
+    started = time.monotonic()
+    machine.run(30)
+    assert time.monotonic() - started < 5 and machine.script is None
+    assert "".join(out) == "tick\nbye\n"

@@ -205,3 +205,38 @@ def test_btf_task_struct_offsets_make_the_library():
     assert (layout.current_task, layout.pid, layout.tgid, layout.real_parent, layout.comm, layout.comm_size) == \
         (0x80, 0x100, 0x104, 0x110, 0x200, 16)
     assert "(getgueststr linux.procName 16 (+ (linux.curtask) 0x200))" in vp_library(layout)
+
+
+INFO_REGISTERS = """RIP=ffffffff81a592eb RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=1 HLT=1
+ES =0000 0000000000000000 00000000 00000000
+CS =0010 0000000000000000 ffffffff 00af9b00 DPL=0 CS64 [-RA]
+SS =0018 0000000000000000 ffffffff 00cf9300 DPL=0 DS   [-WA]
+DS =0000 0000000000000000 00000000 00000000
+FS =0000 0000000000000000 00000000 00000000
+GS =0000 ffff88801f400000 00000000 00000000
+LDT=0000 0000000000000000 00000000 00008200 DPL=0 LDT
+TR =0040 fffffe0000003000 00004087 00008900 DPL=0 TSS64-avl
+GDT=     fffffe0000001000 0000007f
+IDT=     fffffe0000000000 00000fff
+CR0=80050033 CR2=00000000005794a9 CR3=00000000051ee000 CR4=000006f0
+DR6=00000000ffff0ff0 DR7=0000000000000400
+"""
+
+
+def test_the_monitor_s_info_registers_gives_the_segments_tables_and_smm():
+    from machine.qemu.reads import monitor_registers
+    regs = monitor_registers(INFO_REGISTERS)
+    assert (regs["CSAR"], regs["CSLIMIT"], regs["SSAR"], regs["DSAR"], regs["LDTRAR"]) == (
+        0xA09B, 0xFFFFFFFF, 0xC093, 0x10000, 0x10000)
+    assert (regs["TR"], regs["TRBASE"], regs["TRLIMIT"], regs["TRAR"]) == (0x40, 0xFFFFFE0000003000, 0x4087, 0x89)
+    assert (regs["GDTRBASE"], regs["GDTRLIMIT"], regs["IDTRLIMIT"]) == (0xFFFFFE0000001000, 0x7F, 0xFFF)
+    assert (regs["SMM"], regs["SELSTATE"], regs["DR7"]) == (1, 0x39, 0x400)
+    assert "GSBASE" not in regs  # the gdbstub's gs_base is the base
+
+
+def test_in_real_mode_null_selectors_are_usable_segments():
+    from machine.qemu.reads import monitor_registers
+    real = INFO_REGISTERS.replace("CR0=80050033", "CR0=00000010").replace(
+        "DS =0000 0000000000000000 00000000 00000000", "DS =0000 0000000000000000 0000ffff 00009300")
+    regs = monitor_registers(real)
+    assert (regs["DSAR"], regs["DSLIMIT"], regs["SELSTATE"]) == (0x93, 0xFFFF, 0)

@@ -394,3 +394,12 @@ def test_the_vp_file_of_the_vmx_loads_at_power_on(make_vm):
     vm.wait_log("B loaded")
     assert vm("stop").returncode == 0
     assert vm.log() == "B loaded\nB bye\n"
+
+
+def test_a_script_that_calls_exit_in_a_running_vm_ends_its_stream(vm, tmp_path):
+    script = tmp_path / "once.vp"
+    script.write_text('(vprobe VMM1Hz (printf "once %d\\n" VCPUID) (exit))\n(vprobe VMXUnload (printf "bye\\n"))\n')
+    status, out, err = vprobe(vm.vmx, script)  # no -d: it ends by itself
+    assert (status, out) == (0, "once 0\nbye\n")
+    assert err == f"vprobe: the script called exit() at {script}:1:44; it is unloaded\n"
+    assert vm("vprobeListLoaded").stdout.strip() in ("", b"")

@@ -473,3 +473,12 @@ def test_on_a_terminal_minus_a_redraws_in_place_unless_told_not_to(tmp_path, ref
         assert len(frames) >= 2 and "epoch 4" in frames[-1] and "-- log --\ndone\n" in frames[-1]
     else:
         assert CLEAR_SCREEN not in text and text.count("aggr: irqs  (") == 4
+
+
+def test_a_script_that_calls_exit_ends_the_run_and_vprobe_says_where(tmp_path):
+    script = write(tmp_path / "three.vp", "(definteger n)\n"
+                   '(vprobe VMM10Hz (setint n (+ n 1)) (printf "tick %d\\n" n) (cond ((== n 3) (exit))))\n'
+                   '(vprobe VMXUnload (printf "done\\n"))')
+    result = vprobe("-d", "1000", script)
+    assert (result.status, result.out) == (0, b"tick 1\ntick 2\ntick 3\ndone\n")
+    assert result.err == f"vprobe: the script called exit() at {script}:2:75; it is unloaded\n"

@@ -52,6 +52,13 @@ class Backend(Protocol):
     def host_time_us(self) -> int:
         """Host time in microseconds (the simulated host's, on a simulated machine)."""
 
+    # A machine may also offer (the builtins that use them fault without):
+    #   read_msr(number) -> int, read_pmc(number) -> int: the firing VCPU's MSR or performance
+    #     counter, raising VPFault for one it does not have (readmsr, readpmc);
+    #   memory_mb() -> int: the VM's memory size (getmeminfo);
+    #   check_builtin(name) -> str | None: why a builtin cannot run on it at all (refused at load);
+    #   global_refusal(name) -> str | None: why it does not offer a built-in global of the spec.
+
 
 class CatalogBackend:
     """Offers every built-in global of the language; reading machine state faults."""

@@ -32,6 +32,7 @@ class Builtins:
         self.log = log
         self._offsets: dict[tuple, int] = {}
         self._readers: dict[str, object] = {}
+        self.exited_at: str | None = None  # where the script called exit()
 
     # ---- output ------------------------------------------------------------
 
@@ -218,7 +219,32 @@ class Builtins:
             raise VPFault("getvmcs: this VM has no VMCS (it runs on AMD-V, which keeps a VMCB)", where)
         return self.machine_global(field.global_name, where)
 
+    def machine_call(self, method: str, builtin: str, where: str, *args) -> int:
+        """What backend `method` answers (a builtin only some machines have)."""
+        call = getattr(self.backend, method, None)
+        if call is None:
+            raise VPFault(f"{builtin}: this VM cannot answer it", where)
+        try:
+            return call(*args) & MASK64
+        except VPFault as fault:
+            raise _located(fault, where) from None
+
+    def readmsr(self, number: int, where: str) -> int:
+        return self.machine_call("read_msr", "readmsr", where, number)
+
+    def readpmc(self, number: int, where: str) -> int:
+        return self.machine_call("read_pmc", "readpmc", where, number)
+
+    def getmeminfo(self, where: str) -> int:
+        return self.machine_call("memory_mb", "getmeminfo", where)
+
     # ---- the script itself ------------------------------------------------------
+
+    def exit(self, where: str) -> int:
+        """(exit): the machine unloads the script once this firing returns."""
+        if self.exited_at is None:
+            self.exited_at = where
+        return 1
 
     def assertion(self, condition: int, *rest) -> int:
         """(assert CONDITION [MESSAGE]): `rest` is (where,) or (message, where)."""
@@ -233,7 +259,8 @@ class Builtins:
 PLAIN_BUILTINS = {
     "getguestphys": Builtins.getguestphys,
     "offatret": Builtins.offatret, "offatstrcpy": Builtins.offatstrcpy, "offatseg": Builtins.offatseg,
-    "assert": Builtins.assertion, "getgpr": Builtins.getgpr, "getvmcs": Builtins.getvmcs,
+    "assert": Builtins.assertion, "getgpr": Builtins.getgpr, "getvmcs": Builtins.getvmcs, "exit": Builtins.exit,
+    "readmsr": Builtins.readmsr, "readpmc": Builtins.readpmc, "getmeminfo": Builtins.getmeminfo,
 }
 _BUILTIN_NUMBER = {name: i for i, name in enumerate(spec.BUILTINS)}
 

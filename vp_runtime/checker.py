@@ -359,7 +359,9 @@ class Checker:
             self.used_globals[name] = None
             return ir.BuiltinRef(pos, concrete(info.type, pos), name)
         if name in spec.GLOBALS:
-            self.fail(node, f"unknown name '{name}': this VM does not offer that built-in global")
+            why = getattr(self.backend, "global_refusal", lambda _: None)(name)
+            self.fail(node, f"unknown name '{name}': this VM does not offer that built-in global"
+                            + (f" ({why})" if why else ""))
         if name in spec.ESX_ONLY_GLOBALS:
             self.fail(node, f"'{name}' is ESX only: {spec.ESX_ONLY_GLOBALS[name]}, which a hosted VM does not have")
         if name in spec.MONITOR_GLOBALS:
@@ -508,7 +510,12 @@ class Checker:
         return call
 
     def builtin(self, node: List, info: spec.Builtin, args: list) -> ir.BuiltinCall:
-        """A call of a builtin, checked against its signature in the spec."""
+        """A call of a builtin, checked against its signature in the spec (and refused here if the
+        machine says it cannot run it)."""
+        check = getattr(self.backend, "check_builtin", None)
+        refusal = check(info.name) if check is not None else None
+        if refusal:
+            self.fail(node.items[0], f"{info.name}: {refusal}")
         params = info.params
         takes_format = bool(params) and params[-1].type == spec.FORMAT
         self.arity(node, args, sum(not p.optional for p in params), None if takes_format else len(params),

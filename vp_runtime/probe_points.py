@@ -77,7 +77,7 @@ def parse_probe_spec(text: str) -> ProbeSpec | str:
             return later
     kind_name, _, param = text.partition(_SEP)
     info = spec.PROBE_KINDS.get(kind_name)
-    if info is not None and (info.same_as or info.refused):
+    if info is not None and info.domains:  # a later release's kind, without its domain
         return _later_kind(text, None, info, parts[1:])
     if len(parts) == 1:
         return f"unknown probe point '{text}'"
@@ -140,7 +140,7 @@ def _later_kind(text: str, domain: str | None, info: spec.ProbeKind, params: lis
         return ProbeSpec(text, info.same_as, params[0], offset)
     if len(params) != 1 or not params[0]:
         return f"{usage}: one address or symbol after '{info.name}:'"
-    return ProbeSpec(text, info.same_as, params[0])
+    return ProbeSpec(text, info.same_as or info.name, params[0])
 
 
 def _offset(token: str) -> int | None:

@@ -103,6 +103,7 @@ class Script:
         # script that writes text (which can leave a line unfinished).
         self.reads_guest_memory = any(BUILTINS[name].guest_words for name in translation.builtins)
         self.writes_text = translation.writes_text
+        self.may_exit = "exit" in translation.builtins  # a firing may end the script (`exited`)
         self._namespace_ref = namespace
         self._program = program
 
@@ -144,7 +145,7 @@ class Script:
             "_host_overflow": _host_overflow,
             "_depth": [0], "_max_depth": config.max_call_depth, "_overflow": overflow,
             "_calls_left": 0, "_max_calls": config.max_calls_per_firing, "_exhausted": exhausted,
-            "_probename_box": [""], "_clock": self.aggregate_clock, "_ops": 0,
+            "_probename_box": ["", 0], "_clock": self.aggregate_clock, "_ops": 0,
         })
         return ns
 
@@ -213,6 +214,12 @@ class Script:
                 names.append(table.name)
         self.log.flush()
         return names
+
+    @property
+    def exited(self) -> str | None:
+        """Where the script called `(exit)` (FILE:LINE:COL), or None: once set, the machine
+        fires none of its probes but the unload probes, and detaches it."""
+        return self.builtins.exited_at
 
     def end_firing(self) -> None:
         """A machine calls this after each firing of a script that `writes_text`: its output is

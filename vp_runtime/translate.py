@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import ir
+from . import ir, spec
 from .builtins import plain_name
 from .cost import cond_plan, straight_cost
 from .limits import MAX_STRING_BYTES
@@ -86,6 +86,7 @@ class Translator:
         # Per function being emitted:
         self.assigned_globals: set[str] = set()
         self.probe_name_const: str | None = None
+        self.probe_vmm: str | None = None
 
     # ---- helpers -----------------------------------------------------------------
 
@@ -147,6 +148,11 @@ class Translator:
         """The firing probe's name: a constant in the probe's own code; in a function,
         what the probe that called it stored."""
         return self.probe_name_const or "_probename_box[0]"
+
+    def probe_in_vmm(self) -> str:
+        """ISVMM: 1 if the firing probe runs in VMM context, 0 in VMX context; known in the
+        probe's own code, stored beside its name for the functions it calls."""
+        return self.probe_vmm or "_probename_box[1]"
 
     def operands(self, e: ir.Op) -> tuple[list[str], list[str]]:
         """The code of `e`'s operands, evaluated right to left, and the code that must run first.
@@ -451,7 +457,7 @@ class Translator:
 
     def function(self, func: ir.FuncDef) -> None:
         self.assigned_globals = set()
-        self.probe_name_const = None
+        self.probe_name_const = self.probe_vmm = None
         header = f"def {self.name(func)}({', '.join(f'p{p.index}' for p in func.params)}):"
         start = len(self.out)
         indent = 1
@@ -480,10 +486,12 @@ class Translator:
         self.assigned_globals = set()
         name = f"probe{index}"
         self.probe_name_const = self.const(probe.spec.text)
+        point = probe.spec.static or probe.spec.parametric
+        self.probe_vmm = "1" if point.context == spec.VMM else "0"
         header = f"def {name}():"
         start = len(self.out)
         if self.store_probe_name:
-            self.emit(1, f"_probename_box[0] = {self.probe_name_const}")
+            self.emit(1, f"_probename_box[:] = ({self.probe_name_const}, {self.probe_vmm})")
         if index in self.budgeted:
             self.assigned_globals.add("_calls_left")
             self.emit(1, "_calls_left = _max_calls")
@@ -547,7 +555,7 @@ BUILTIN_CODE = {
 }
 
 # The built-in globals whose value the runtime knows itself (spec: supplied_by RUNTIME).
-RUNTIME_VALUES = {"PROBENAME": Translator.probe_name}
+RUNTIME_VALUES = {"PROBENAME": Translator.probe_name, "ISVMM": Translator.probe_in_vmm}
 
 
 def translate(program: ir.Program, location: Callable[[int, int], str], budgeted=frozenset(), *,

@@ -7,6 +7,13 @@ saved frame pointers those registers imply are computed at once but written
 into the task's kernel stack only when a probe fires (`materialize`), since
 only a probe could look.  `walk` runs down a path and fires any dynamic probe
 on the entry of a function along it, with that function's context.
+
+Returns: a function with a return probe (`Probes.returns`) that `walk` enters
+is noted on the task with the value it will return; it returns when the
+task leaves it, which the model says where a CPU comes to rest: back in user
+mode (`user`), in a kernel thread's loop or the idle loop (`unwind` with
+that path).  Its probe then fires, innermost function first, as at the
+return: RIP at the return address in the caller, RAX and ARG0 the value.
 """
 
 from __future__ import annotations
@@ -45,9 +52,14 @@ class Contexts:
         self._shapes: dict[tuple[tuple[str, ...], bool], tuple[int, int | None, int]] = {}
         self._probed_key: tuple = ()
         self._probed: frozenset[str] = frozenset()
+        self._probed_inside: dict[str, list[int]] = {}
+        self._returning_key: tuple = ()
+        self._returning: frozenset[str] = frozenset()
 
     def user(self, cpu: CpuState, task: Task) -> None:
-        """`task` running its own code on `cpu`."""
+        """`task` running its own code on `cpu` (every kernel function it was in has returned)."""
+        if task.returns:
+            self.unwind(cpu, task, ())
         lay = self.layout
         r = cpu.vcpu.regs
         r["CS"], r["SS"] = lay.user_cs, lay.user_ss
@@ -125,11 +137,13 @@ class Contexts:
                 self.kwrite_u64(sp, rbp)
                 rbp = sp
 
-    def walk(self, cpu: CpuState, task: Task, path: list[str], start: int = 1, outer_rbp: int | None = None) -> None:
+    def walk(self, cpu: CpuState, task: Task, path: list[str], start: int = 1, outer_rbp: int | None = None,
+             result: int = 0) -> None:
         """Execute down `path`: a dynamic probe on any function entry fires with that function's context.
 
         `outer_rbp` is the frame pointer below the path (default: the user's if the CPU is in user
-        mode; the same as before if the CPU goes on deeper from the same kernel entry).
+        mode; the same as before if the CPU goes on deeper from the same kernel entry).  `result`
+        is what the functions entered return (a system call's value; 0 for the others).
         """
         if outer_rbp is None:
             if cpu.mode == "user":
@@ -141,19 +155,73 @@ class Contexts:
         breakpoints = self.probes.breakpoints
         if breakpoints and not self._probed_functions().isdisjoint(path):
             functions = self.kernel.functions
+            inside = self._probed_inside
             for depth in range(start, len(path) + 1):
-                fire = breakpoints.get(functions[path[depth - 1]].address)
+                func = functions[path[depth - 1]]
+                fire = breakpoints.get(func.address)
                 if fire is not None:
                     swapped = depth > 1 or path[0] != self.unswapped_entry
                     self.kernel_path(cpu, task, path[:depth], True, swapped, outer_rbp)
                     fire(cpu.vcpu)
+                for address in inside.get(func.name, ()):
+                    self.kernel_path(cpu, task, path[:depth], outer_rbp=outer_rbp)
+                    cpu.vcpu.regs["RIP"] = address
+                    breakpoints[address](cpu.vcpu)
+        returns = self.probes.returns
+        if returns and not self._returning_functions().isdisjoint(path):
+            functions = self.kernel.functions
+            for depth in range(start, len(path) + 1):
+                if functions[path[depth - 1]].address in returns:
+                    task.returns.append((tuple(path[:depth]), result, outer_rbp))
         self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
 
+    def unwind(self, cpu: CpuState, task: Task, resting: tuple[str, ...] | list[str]) -> None:
+        """`task` comes to rest in `resting` (a kernel loop's path, or () for user mode): the probed
+        functions it was in that are not on that path return, innermost first."""
+        resting = tuple(resting)
+        pending = task.returns
+        functions = self.kernel.functions
+        while pending:
+            path, value, outer_rbp = pending[-1]
+            if resting[:len(path)] == path:
+                break
+            pending.pop()
+            fire = self.probes.returns.get(functions[path[-1]].address)
+            if fire is None:  # the probe went with the script that set it
+                continue
+            r = cpu.vcpu.regs
+            if len(path) > 1:
+                self.kernel_path(cpu, task, list(path[:-1]), outer_rbp=outer_rbp)
+                r["RIP"] = self.kernel.return_address(path[-2], path[-1])
+            else:  # the entry point itself returns to user mode
+                r["RIP"] = task.user_rip
+            r["RAX"] = value
+            self.probes.args[:] = [value] + [0] * (len(self.probes.args) - 1)
+            fire(cpu.vcpu)
+
+    def _returning_functions(self) -> frozenset[str]:
+        """Names of the kernel functions with a return probe (cached per probe set)."""
+        returns = self.probes.returns
+        key = tuple(returns)
+        if key != self._returning_key:
+            self._returning_key = key
+            self._returning = frozenset(f.name for f in self.kernel.functions.values() if f.address in returns)
+        return self._returning
+
     def _probed_functions(self) -> frozenset[str]:
-        """Names of the kernel functions with a dynamic probe at their entry (cached per probe set)."""
+        """Names of the kernel functions with a dynamic probe at their entry or in their body (cached
+        per probe set); `_probed_inside` then holds each one's probed addresses past the entry, in
+        order: they fire just after the entry's, before the path goes deeper."""
         breakpoints = self.probes.breakpoints
         key = tuple(breakpoints)
         if key != self._probed_key:
             self._probed_key = key
-            self._probed = frozenset(f.name for f in self.kernel.functions.values() if f.address in breakpoints)
+            probed, inside = set(), {}
+            for f in self.kernel.functions.values():
+                body = sorted(a for a in breakpoints if f.address < a < f.address + len(f.code))
+                if f.address in breakpoints or body:
+                    probed.add(f.name)
+                if body:
+                    inside[f.name] = body
+            self._probed, self._probed_inside = frozenset(probed), inside
         return self._probed

@@ -82,6 +82,10 @@ class Disk:
         g.scheduler.wake(task)
 
 
+FRAME_PAYLOAD = 1460  # a TCP segment in a 1500-byte IP packet
+FRAME_HEADERS = 54  # Ethernet (14), IP (20) and TCP (20) headers
+
+
 class Nic:
     """A network card receiving packets at the workload's rate; a receive with no data waits here."""
 
@@ -92,6 +96,17 @@ class Nic:
         paths = guest.paths
         self.vector, self.driver = paths.net_vector, paths.net_driver
         self.receive = list(paths.net_receive)
+
+    def transmit(self, length: int) -> None:
+        """The guest's driver hands `length` bytes to the NIC: the VM sends them as Ethernet frames of
+        at most `FRAME_PAYLOAD` bytes each behind `FRAME_HEADERS` of headers (MAC_SendPacket, once per
+        frame, in VMX context)."""
+        g = self.g
+        vcpu = g.cpus[0].vcpu
+        while length > 0:
+            payload = min(length, FRAME_PAYLOAD)
+            g.probes.fire_static(vcpu, "MAC_SendPacket", payload + FRAME_HEADERS)
+            length -= payload
 
     def wait(self, cpu: CpuState, task: Task) -> None:
         """`task` blocks in a receive until a packet arrives."""
@@ -124,6 +139,7 @@ class Smm:
         g = self.g
         vcpu = g.cpus[0].vcpu
         g.probes.fire_static(vcpu, "SMM_SMIPre")
+        vcpu.smm = True
         g.probes.fire_static(vcpu, "SMM_SMIPost")
         g.at(g.events.now_ns + 80 * NS_PER_US, self._rsm)
 
@@ -131,5 +147,6 @@ class Smm:
         g = self.g
         vcpu = g.cpus[0].vcpu
         g.probes.fire_static(vcpu, "SMM_RSMPre")
+        vcpu.smm = False
         g.probes.fire_static(vcpu, "SMM_RSMPost")
         g.at(g.events.now_ns + int(g.rng.uniform(3.0, 5.0) * NS_PER_SEC), self.smi)

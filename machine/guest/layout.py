@@ -38,7 +38,20 @@ APIC_VERSION = 0x0004_0011  # version 0x11, 5 LVT entries (max LVT index 4)
 # The kernel GS base of each CPU points at its per-CPU area; the first word is
 # the current task (as the x86-64 PDA's pcurrent was).
 PERCPU_CURRENT_TASK = 0x0
+PERCPU_GDT = 0x1000  # the CPU's GDT (gdt_page: GDT_ENTRIES 8-byte entries)
+PERCPU_TSS = 0x1080  # the CPU's TSS (init_tss: the 104-byte hardware part, no I/O bitmap)
 PERCPU_AREA_SIZE = 0x2000
+
+# ---- descriptor tables ---------------------------------------------------------------
+# The GDT of Linux 2.6 x86-64 (arch/x86/include/asm/segment.h): the flat 32- and 64-bit kernel
+# and user segments, then the TSS (a 16-byte system descriptor) at its selector.
+GDT_KERNEL32_CS = 0x08
+GDT_USER32_CS = 0x20
+TSS_SELECTOR = 0x40
+GDT_ENTRIES = 16
+TSS_SIZE = 0x68
+TSS_RSP0 = 0x4  # the stack the CPU switches to on entering the kernel from user mode
+IDT_VECTORS = 256
 
 # ---- struct task_struct -----------------------------------------------------------
 TASK_STATE = 0x0
@@ -61,6 +74,7 @@ PT_REGS_SIZE = 168  # struct pt_regs: the user registers saved at the top of the
 
 # Linux x86-64 interrupt vectors
 TIMER_VECTOR = 0xEF  # LOCAL_TIMER_VECTOR
+CALL_FUNCTION_VECTOR = 0xFC
 RESCHEDULE_VECTOR = 0xFD
 IRQ0_VECTOR = 0x30  # legacy IRQ n arrives at 0x30 + n
 DISK_IRQ = 14

@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import struct
 
+from vp_runtime import spec
+
+from .. import descriptors as D
+from .. import x86
 from ..events import NS_PER_SEC
 from ..memory import PAGE, FrameAllocator, PageTables
 from . import layout as L
@@ -135,6 +139,54 @@ class LinuxGuest(GuestOS):
                           self.percpu_base + i * L.PERCPU_AREA_SIZE)
         mem.write(BOOT_SECTOR, boot_sector_image())  # where the BIOS will have loaded it
         mem.map_device(L.APIC_PHYS, apic_page(self.m, L.APIC_VERSION))
+        self._descriptor_tables()
+
+    def _descriptor_tables(self) -> None:
+        """Each CPU's GDT and TSS in its per-CPU area, and the IDT: a page the kernel reads
+        through its fixmap address, with a gate to the kernel's entry code for each vector."""
+        mem = self.memory
+        code, data = D.TYPE_CODE_RX, D.TYPE_DATA_RW
+        flat = {
+            L.GDT_KERNEL32_CS: D.access_rights(code, db=True, g=True),
+            L.KERNEL_CS: D.access_rights(code, long=True, g=True),
+            L.KERNEL_SS: D.access_rights(data, db=True, g=True),
+            L.GDT_USER32_CS: D.access_rights(code, dpl=3, db=True, g=True),
+            L.USER_SS & ~3: D.access_rights(data, dpl=3, db=True, g=True),
+            L.USER_CS & ~3: D.access_rights(code, dpl=3, long=True, g=True),
+        }
+        for i in range(len(self.m.vcpus)):
+            percpu = self.percpu_base + i * L.PERCPU_AREA_SIZE
+            gdt = self._phys(percpu + L.PERCPU_GDT)
+            for selector, ar in flat.items():
+                mem.write_u64(gdt + selector, D.segment_descriptor(0, 0xFFFFF, ar))
+            tss = D.system_descriptor(percpu + L.PERCPU_TSS, L.TSS_SIZE - 1,
+                                      D.access_rights(D.TYPE_TSS_BUSY, s=False))
+            mem.write(gdt + L.TSS_SELECTOR, tss)
+        symbols = self.kernel.symbols
+        paths = self.paths
+        handlers = {spec.GUEST_FAULTS[probe[len(spec.GUEST_FAULT_PREFIX):]].vector: name
+                    for probe, name in paths.exception_handlers.items()}
+        handlers.update({vector: paths.device_irq[0] for vector in range(L.IRQ0_VECTOR, L.IDT_VECTORS)})
+        handlers.update({paths.timer_vector: paths.timer[0], paths.reschedule_vector: paths.reschedule_ipi[0],
+                         L.CALL_FUNCTION_VECTOR: "call_function_interrupt"})
+        idt = self.frames.alloc()
+        for vector, name in handlers.items():
+            mem.write(idt + 16 * vector, D.interrupt_gate(symbols[name], L.KERNEL_CS, dpl=3 if vector in (3, 4) else 0))
+        self.kernel_tables.map(L.IDT_PAGE, idt, PAGE, writable=False)
+
+    def cpu_init(self, cpu: CpuState) -> None:
+        """What the kernel loads on each CPU as it starts it: its GDT, the IDT, its TSS (TR) and
+        no LDT, and the system-call MSRs (the 64-bit entry point, its selectors and flag mask)."""
+        r = cpu.vcpu.regs
+        r.update(GDTRBASE=cpu.percpu + L.PERCPU_GDT, GDTRLIMIT=8 * L.GDT_ENTRIES - 1, IDTRBASE=L.IDT_PAGE,
+                 IDTRLIMIT=16 * L.IDT_VECTORS - 1, TR=L.TSS_SELECTOR, LDTR=0)
+        cpu.vcpu.msrs.update({
+            x86.MSR_STAR: (L.GDT_USER32_CS | 3) << 48 | L.KERNEL_CS << 32,
+            x86.MSR_LSTAR: self.kernel.symbols[self.paths.syscall_entry],
+            x86.MSR_SFMASK: x86.RFLAGS_TF | x86.RFLAGS_DF | x86.RFLAGS_IF | x86.RFLAGS_IOPL,
+            x86.MSR_SYSENTER_CS: L.KERNEL_CS,
+        })
+        self.kwrite_u64(cpu.percpu + L.PERCPU_TSS + L.TSS_RSP0, cpu.idle.stack + L.THREAD_SIZE)
 
     @staticmethod
     def _kphys(virt: int) -> int:
@@ -178,15 +230,20 @@ class LinuxGuest(GuestOS):
         return L.direct_map(mm_phys), mm_phys
 
     def set_current(self, cpu: CpuState, task: Task) -> None:
-        """The per-CPU current_task, the first word of the CPU's per-CPU area."""
+        """The per-CPU current_task, the first word of the CPU's per-CPU area; and the TSS's
+        RSP0, the top of the task's kernel stack, where the CPU enters the kernel from user mode."""
         current = cpu.percpu + L.PERCPU_CURRENT_TASK
         self.kwrite_u64(current, task.addr)
+        self.kwrite_u64(cpu.percpu + L.PERCPU_TSS + L.TSS_RSP0, task.stack + L.THREAD_SIZE)
         if self.probes.watch_writes:
             self.probes.guest_write(cpu.vcpu, current, 8)
 
     def kernel_thread_context(self, cpu: CpuState, task: Task) -> None:
         body = _KTHREAD_BODIES.get(task.comm.split("/")[0], "worker_thread")
-        self.contexts.kernel_path(cpu, task, ["kernel_thread_helper", "kthread", body], outer_rbp=0)
+        loop = ["kernel_thread_helper", "kthread", body]
+        if task.returns:
+            self.contexts.unwind(cpu, task, loop)
+        self.contexts.kernel_path(cpu, task, loop, outer_rbp=0)
 
     # ---- boot ---------------------------------------------------------------------------
 
@@ -194,6 +251,7 @@ class LinuxGuest(GuestOS):
         cpu = self.cpus[0]
         walk = self.contexts.walk
         self.boot.enter_long_mode(cpu, self.kernel_tables.cr3, L.KERNEL_CS, L.KERNEL_SS)
+        self.cpu_init(cpu)
         self.kwrite_u64(cpu.percpu + L.PERCPU_CURRENT_TASK, cpu.idle.addr)
         walk(cpu, cpu.idle, _BOOT_PATH)
         for step in _START_KERNEL_STEPS:
@@ -214,6 +272,7 @@ class LinuxGuest(GuestOS):
 
     def _start_secondary(self, cpu: CpuState) -> None:
         self.boot.enter_long_mode(cpu, self.kernel_tables.cr3, L.KERNEL_CS, L.KERNEL_SS)
+        self.cpu_init(cpu)
         self.kwrite_u64(cpu.percpu + L.PERCPU_CURRENT_TASK, cpu.idle.addr)
         self.contexts.walk(cpu, cpu.idle, ["start_secondary", "cpu_init"])
         cpu.online = True

@@ -60,6 +60,12 @@ class Scheduler:
             g.probes.fire_static(cpu.vcpu, "Guest_CR3Write")
             cpu.vcpu.regs["CR3"] = new_mm.cr3
         g.set_current(cpu, nxt)
+        now = g.events.now_ns
+        if prev is cpu.idle:
+            cpu.busy_since = now
+        elif nxt is cpu.idle and cpu.busy_since is not None:
+            cpu.busy_ns += now - cpu.busy_since
+            cpu.busy_since = None
         cpu.current = nxt
         cpu.generation += 1
         if nxt is cpu.idle:
@@ -98,6 +104,8 @@ class Scheduler:
         self.g.activity.schedule_step(cpu)
 
     def go_idle(self, cpu: CpuState) -> None:
+        if cpu.idle.returns:
+            self.g.contexts.unwind(cpu, cpu.idle, self.idle_path)
         cpu.mode = "idle"
         self.g.contexts.kernel_path(cpu, cpu.idle, self.idle_path)
         cpu.mode = "idle"

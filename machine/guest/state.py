@@ -51,6 +51,9 @@ class Task:
     lifetime_ns: int | None = None
     hot: tuple[int, ...] = ()
     user_gs_base: int = 0  # GS base while it runs user code (Linux leaves it 0; Windows: the thread's TEB)
+    # Functions with a return probe the task is in: (the path down to each, the value it returns),
+    # outermost first.  They return when the task leaves them (`Contexts.unwind`).
+    returns: list = field(default_factory=list)
 
     @property
     def comm(self) -> str:
@@ -71,3 +74,9 @@ class CpuState:
     path: tuple[str, ...] = ()  # the kernel call path the CPU is in (empty in user mode)
     path_outer_rbp: int = 0  # the frame pointer below that path (the user's, if entered from user mode)
     percpu: int = 0  # the kernel GS base of this CPU (Linux: its per-CPU area)
+    busy_ns: int = 0  # time spent running tasks (not the idle loop's halt), up to `busy_since`
+    busy_since: int | None = None  # when the CPU last left the idle loop, while it runs a task
+
+    def unhalted_ns(self, now_ns: int) -> int:
+        """How long the CPU has run something other than its idle loop's halt."""
+        return self.busy_ns + (now_ns - self.busy_since if self.busy_since is not None else 0)

@@ -37,12 +37,28 @@ class SystemCallABI:
     handle: int  # the first argument of every call the workload makes (a file descriptor, a handle)
 
 
+# What a call returns to its caller (in RAX): the model's value for it, from the guest's
+# system-call ABI and the calling task.
+Result = Callable[[SystemCallABI, Task], int]
+
+
 @dataclass(frozen=True)
 class SystemCall:
     path: tuple[str, ...] = ()  # the kernel functions below the call's handler, outermost first
     disk: str | None = None  # "read": may miss the page cache and read the disk; "write": always writes
     timeout: bool = False  # waits with a timeout, so reads the tick counter
     effect: Effect | None = None
+    result: Result | None = None  # None: the call returns 0
+
+
+def transferred(abi: SystemCallABI, task: Task) -> int:
+    """read, write and the like move the whole buffer the workload asks for."""
+    return ARG_COUNT
+
+
+def new_descriptor(abi: SystemCallABI, task: Task) -> int:
+    """open, socket, accept: the descriptor (handle) the workload then uses."""
+    return abi.handle
 
 
 PLAIN = SystemCall()
@@ -97,6 +113,11 @@ def start_child(g, cpu: CpuState, task: Task, child: str | None) -> bool | None:
     return _await_children(g, cpu, task) if program.spawns else None
 
 
+def send(g, cpu: CpuState, task: Task, child: str | None) -> None:
+    """sendto: the NIC sends the buffer."""
+    g.nic.transmit(ARG_COUNT)
+
+
 def unmap(g, cpu: CpuState, task: Task, child: str | None) -> None:
     """munmap flushes the page's TLB entry (an INVLPG exit)."""
     if task.mm is not None:
@@ -139,7 +160,8 @@ class SystemCalls:
         first, second, third = abi.registers
         r[first], r[second], r[third] = abi.handle, mm.heap_next if mm else 0, ARG_COUNT
         r["RIP"] = mm.library + abi.stub if mm else r["RIP"]
-        g.contexts.walk(cpu, task, path)
+        value = call.result(abi, task) if call.result is not None else 0
+        g.contexts.walk(cpu, task, path, result=value)
         probes = g.probes
         if call.timeout and probes.watch_reads:
             probes.guest_read(cpu.vcpu, g.tick_counter, 8)
@@ -157,6 +179,6 @@ class SystemCalls:
             still_running = call.effect(g, cpu, task, child)
             if still_running is not None:
                 return still_running
-        r["RAX"] = 0
+        r["RAX"] = value
         g.contexts.user(cpu, task)
         return True

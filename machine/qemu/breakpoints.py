@@ -75,6 +75,17 @@ class Breakpoints:
             self.by_address[address] = bp
         bp.actions.append(action)
 
+    def remove(self, address: int, action: Action) -> None:
+        """Stop firing `action` at `address`; a breakpoint with no action left goes (the VCPU that
+        stopped at it still gets past its instruction)."""
+        bp = self.by_address.get(address)
+        if bp is None or action not in bp.actions:
+            return
+        bp.actions.remove(action)
+        if not bp.actions and address in self.m.stub.breakpoints:
+            self.m.stub.remove_breakpoint(address)
+            del self.by_address[address]
+
     def always_step(self, address: int) -> None:
         """The instruction at `address` is never a no-op to move past (a `mov cr3`): step it."""
         self.by_address[address].skip = 0
@@ -153,9 +164,9 @@ class Breakpoints:
         bp = self.by_address.get(rip)
         if bp is None or rip not in stub.breakpoints:  # not ours, or a call site by now
             return False
-        for action in bp.actions:
+        for action in list(bp.actions):  # an action may remove itself (a return probe's one-shot)
             action(vcpu)
-        if bp.pending and self._upgrade(bp):
+        if bp.pending and bp.actions and self._upgrade(bp):
             # The site now calls its trampoline; this pass has fired already, and the nop the call
             # replaced does nothing: continue after it.
             stub.write_register(vcpu.thread, "rip", rip + len(NOP5))

@@ -51,7 +51,7 @@ class Dispatch:
         deadline = time.monotonic() + seconds
         busy = False  # the last stop came within the poll: a busy call site
         try:
-            while True:
+            while not m.ended:
                 now = time.monotonic()
                 if not stub.running:
                     self._fire_timers(now)

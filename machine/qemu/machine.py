@@ -9,6 +9,8 @@ How each probe point is produced (`probe_points()` lists only these):
   (`breakpoints.py`).  `qemu.callSites = "FALSE"` keeps guest memory
   untouched (breakpoints only).
 * `GUEST_WRITE:` / `GUEST_READ:` -- one-byte watchpoints (`breakpoints.py`).
+* `GUEST:EXIT:sym` -- at the entry (as `GUEST:`), a one-shot breakpoint at
+  the return address, for that call's stack depth (`returns.py`).
 * `VMM1Hz`, `VMM10Hz`, `USEC:n` (each VCPU) and `VMX1Hz` (once) -- host
   timers that interrupt the VM (`dispatch.py`).
 * `VMMLoad` / `VMXLoad` / `VMMUnload` / `VMXUnload` -- at attach and detach,
@@ -46,7 +48,8 @@ from .errors import QemuError
 from .gdbstub import GdbStub, StopReply
 from .guest_info import guest_tsc_hz, host_threads, kaslr_slide, under_kvm
 from .kernel import GuestKernel
-from .reads import Reads, Vcpu
+from .reads import GLOBAL_REFUSALS, Reads, Vcpu
+from .returns import Returns
 from .rsp import Address, RSPError
 from .static_probes import REFUSED, StaticProbes, not_offered
 
@@ -65,6 +68,13 @@ def _noop_length(code: bytes) -> int:
     return 0
 
 
+# Builtins a QEMU VM cannot answer, and why.
+BUILTIN_REFUSALS = {
+    "getvmcs": "no VMCS is visible through QEMU's gdbstub (under TCG there is none)",
+    "readpmc": "QEMU's gdbstub exposes no performance counters",
+}
+
+
 class QemuMachine:
     """A Linux VM under QEMU (booted here, or already running) that fires an attached script's probes."""
 
@@ -73,14 +83,19 @@ class QemuMachine:
         self.load_config = config.load_config()
         self.process = None
         self.script: Script | None = None
+        # The script called exit(): no probe of it fires again but, while `unloading`, its unload probes.
+        self.ended = False
+        self.unloading = False
         self.args: list[int] = [0] * spec.PROBE_ARGS
         self.stub: GdbStub | None = None
         self.reads = Reads(self)
         self.breakpoints = Breakpoints(self)
+        self.returns = Returns(self)
         self.static_probes = StaticProbes(self)
         self.dispatch = Dispatch(self)
         self._skip_cache: dict[int, int] = {}
         self.call_sites_enabled = False  # decided once connected
+        self.under_kvm = False
         # Whether the symbols' addresses are the running kernel's (KASLR: a booted kernel without it,
         # or a slide read from the guest's IDT); call sites are only written where that is certain.
         self.slide_known = config.attach is None and "nokaslr" in config.command_line.split()
@@ -104,7 +119,8 @@ class QemuMachine:
                     self.kernel.apply_slide(slide)
                     self.slide_known = True
             # Under KVM breakpoints cost no translation flush, and watchpoints are scarce debug registers.
-            self.call_sites_enabled = config.call_sites and not under_kvm(self.process, self.stub)
+            self.under_kvm = under_kvm(self.process, self.stub)
+            self.call_sites_enabled = config.call_sites and not self.under_kvm
         except BaseException:
             self.close()
             raise
@@ -152,6 +168,19 @@ class QemuMachine:
     def global_reader(self, name: str) -> Callable[[], int | str]:
         return self.reads.global_reader(name)
 
+    def global_refusal(self, name: str) -> str | None:
+        refusals = GLOBAL_REFUSALS
+        return refusals.get(name) or refusals.get(spec.GLOBALS[name].group)
+
+    def check_builtin(self, name: str) -> str | None:
+        return BUILTIN_REFUSALS.get(name)
+
+    def read_msr(self, number: int) -> int:
+        return self.reads.read_msr(number)
+
+    def memory_mb(self) -> int:
+        return self.config.memsize_mb
+
     def read_linear(self, addr: int, size: int) -> bytes:
         return self.reads.read_linear(addr, size)
 
@@ -178,10 +207,15 @@ class QemuMachine:
     # ---- firing and running ------------------------------------------------------------
 
     def fire(self, vcpu: Vcpu, handler: Handler) -> None:
+        if self.ended and not self.unloading:
+            return  # the script called exit(): only its unload probes fire now
         self.current = vcpu
         handler()
-        if self.script is not None:
-            self.script.end_firing()
+        script = self.script
+        if script is not None:
+            script.end_firing()
+            if script.exited is not None:
+                self.ended = True  # `run` detaches it at the next stop
 
     def fire_action(self, handler: Handler) -> Action:
         """A breakpoint's action that fires `handler` on the VCPU that stopped there."""
@@ -197,8 +231,12 @@ class QemuMachine:
         self.fire(self.vcpus[0], handler)
 
     def run(self, seconds: float) -> None:
-        """Let the VM run for `seconds` of real time, firing probes as they come."""
-        self.dispatch.run(seconds)
+        """Let the VM run for `seconds` of real time, firing probes as they come; a script that
+        calls exit() is detached at the stop after it, and `run` returns then."""
+        if not self.ended:
+            self.dispatch.run(seconds)
+        if self.ended:
+            self.detach()
 
     def _ensure_stopped(self) -> None:
         stub = self.stub
@@ -256,6 +294,8 @@ class QemuMachine:
                     self.dispatch.add_timer(period_us / 1e6, handler, context == spec.VMM, now)
                 elif point.parametric is not None and point.parametric.fires == spec.EXECUTE:
                     self.breakpoints.add(point.address(self.resolve), self.fire_action(handler), call_site=True)
+                elif point.parametric is not None and point.parametric.fires == spec.RETURN:
+                    self.returns.attach(point.address(self.resolve), handler)
                 elif point.parametric is not None:
                     self.breakpoints.watch(point, point.address(self.resolve), handler)
                 elif point.static.fires == spec.EVENT:
@@ -275,15 +315,18 @@ class QemuMachine:
             return
         try:
             self._ensure_stopped()
+            self.unloading = True
             try:
                 fire_unload_probes(self, script)
             finally:  # whatever an unload probe met, the guest gets its code back
+                self.unloading = self.ended = False
                 self.breakpoints.remove_all()
             self.resume()
         except RSPError as e:
             raise QemuError(f"cannot remove the probes: {e}") from None
         finally:
             self.breakpoints.forget()
+            self.returns.forget()
             self.dispatch.timers.clear()
             self.script = None
             script.flush()

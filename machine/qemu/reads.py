@@ -15,10 +15,10 @@ import re
 import time
 from typing import Callable
 
-from vp_runtime import GlobalInfo, GuestMemoryFault, spec
+from vp_runtime import GlobalInfo, GuestMemoryFault, VPFault, spec
 from vp_runtime.spec import MASK64
 
-from ..x86 import APIC_DEFAULT_BASE
+from ..x86 import APIC_BASE_BSP, APIC_BASE_ENABLE, APIC_DEFAULT_BASE, MSR_APIC_BASE, MSR_TSC
 from .errors import QemuError
 from .rsp import RSPError, StubError
 
@@ -30,8 +30,56 @@ GDB_REGISTERS = {
     "ES": "es", "FS": "fs", "GS": "gs", "CR0": "cr0", "CR2": "cr2", "CR3": "cr3", "CR4": "cr4",
     "CR8": "cr8", "EFER": "efer", "KERNELGSBASE": "k_gs_base", "FSBASE": "fs_base", "GSBASE": "gs_base",
 }
-# VP globals the gdbstub lacks -> their name in the monitor's `info registers`.
-MONITOR_REGISTERS = {"DR6": "DR6", "DR7": "DR7"}
+# VP globals the gdbstub lacks, read from the monitor's `info registers` (`monitor_registers`):
+# the debug registers, TR and LDTR, GDTR and IDTR, every segment's hidden part (and SMM, SELSTATE).
+MONITOR_GLOBALS = frozenset(
+    [g.name for g in spec.REGISTER_GLOBALS if g.name not in GDB_REGISTERS and g.name != "APIC_BASEPA"]
+    + [g.name for g in spec.SEGMENT_GLOBALS])
+# `info registers`: "CS =0010 0000000000000000 ffffffff 00af9b00 DPL=0 CS64 [-RA]" (selector, base,
+# limit, the descriptor's flags word), "LDT=0000 ...", "TR =0040 ...", "GDT=     BASE LIMIT", "SMM=0".
+_SEGMENT_LINE = re.compile(r"^(ES|CS|SS|DS|FS|GS|LDT|TR) ?=([0-9a-fA-F]{4}) ([0-9a-fA-F]+) ([0-9a-fA-F]+) "
+                           r"([0-9a-fA-F]+)", re.M)
+_TABLE_LINE = re.compile(r"^(GDT|IDT)= +([0-9a-fA-F]+) +([0-9a-fA-F]+)", re.M)
+_DEBUG = re.compile(r"\b(DR[67])=([0-9a-fA-F]+)")
+_SMM = re.compile(r"\bSMM=([01])")
+_CR0 = re.compile(r"\bCR0=([0-9a-fA-F]+)")
+_MONITOR_LABELS = {"LDT": spec.SYSTEM_SEGMENTS[0]}  # the monitor's label -> the register's VP name
+CR0_PE = 1
+AR_UNUSABLE = 1 << 16
+# Why a QEMU VM does not offer some of the spec's globals.
+GLOBAL_REFUSALS = {
+    spec.VMCS: "no VMCS is visible through QEMU's gdbstub (under TCG there is none)",
+    spec.VMCB: "no VMCB is visible through QEMU's gdbstub (under TCG there is none)",
+    "BRCNT": "QEMU counts no retired branches the gdbstub could read",
+}
+
+
+def monitor_registers(text: str) -> dict[str, int]:
+    """The VP globals the monitor's `info registers` for one CPU gives."""
+    regs = {name: int(value, 16) for name, value in _DEBUG.findall(text)}
+    cr0 = _CR0.search(text)
+    protected = cr0 is not None and int(cr0.group(1), 16) & CR0_PE
+    selectors = {}
+    code_segment = spec.SEGMENT_REGISTERS[1]
+    for label, selector, base, limit, flags in _SEGMENT_LINE.findall(text):
+        name = _MONITOR_LABELS.get(label, label)
+        selector = int(selector, 16)
+        selectors[name] = selector
+        flags = int(flags, 16)
+        null = protected and selector & ~3 == 0 and name != code_segment
+        regs[f"{name}LIMIT"] = int(limit, 16)
+        regs[f"{name}AR"] = AR_UNUSABLE if null or flags == 0 else (flags >> 8) & 0xF0FF
+        if name not in spec.MSR_BASED_SEGMENTS:  # their bases are the gdbstub's fs_base / gs_base
+            regs[f"{name}BASE"] = int(base, 16)
+    regs.update({name: selectors[name] for name in spec.SYSTEM_SEGMENTS if name in selectors})
+    for table, base, limit in _TABLE_LINE.findall(text):
+        regs[f"{table}RBASE"], regs[f"{table}RLIMIT"] = int(base, 16), int(limit, 16)
+    smm = _SMM.search(text)
+    if smm:
+        regs["SMM"] = int(smm.group(1))
+    regs["SELSTATE"] = sum(1 << i for i, seg in enumerate(spec.SEGMENT_REGISTERS)
+                           if protected and selectors.get(seg, 0) & ~3 == 0)
+    return regs
 # What some globals mean on a QEMU VM, where that differs from the spec's description.
 _QEMU_DESCRIPTIONS = {
     "APIC_BASEPA": "physical address of the local APIC (QEMU's fixed 0xfee00000)",
@@ -79,9 +127,9 @@ class Reads:
     def offered_globals(self) -> dict[str, GlobalInfo]:
         offered: dict[str, GlobalInfo] = {}
         by_name = self.m.stub.by_name
-        for info in spec.REGISTER_GLOBALS:
+        for info in spec.REGISTER_GLOBALS + spec.SEGMENT_GLOBALS + spec.STATE_GLOBALS:
             if (info.name in GDB_REGISTERS and GDB_REGISTERS[info.name] in by_name
-                    or info.name in MONITOR_REGISTERS or info.name == "APIC_BASEPA"):
+                    or info.name in MONITOR_GLOBALS or info.name in _STATE_READERS or info.name == "APIC_BASEPA"):
                 offered[info.name] = info
         for info in spec.HARDWARE_GLOBALS + spec.PROBE_GLOBALS:
             offered[info.name] = info
@@ -113,9 +161,10 @@ class Reads:
         if index is not None:
             args = machine.args
             return lambda: args[index]
-        monitor_name = MONITOR_REGISTERS.get(name)
-        if monitor_name is not None:
-            return lambda: self._monitor_register(monitor_name)
+        if name in MONITOR_GLOBALS:
+            return lambda: self._monitor_register(name)
+        if name in _STATE_READERS:
+            return _STATE_READERS[name](self)
         readers = {
             "APIC_BASEPA": lambda: APIC_DEFAULT_BASE,
             "TSC": lambda: time.monotonic_ns() * machine.tsc_hz // 1_000_000_000,
@@ -147,10 +196,34 @@ class Reads:
                 text = stub.monitor("info registers")
             except RSPError:
                 text = ""
-            for key, value in re.findall(r"\b(DR[0-7])=([0-9a-fA-F]+)", text):
-                regs[key] = int(value, 16)
+            regs.update(monitor_registers(text))
             vcpu.monitor_regs = regs
         return vcpu.monitor_regs.get(name, 0)
+
+    # ---- what the VM is doing -----------------------------------------------------------------
+
+    def emulated(self) -> int:
+        """1 when QEMU emulates the guest's code (TCG), 0 under KVM."""
+        return 0 if self.m.under_kvm else 1
+
+    def hv_state(self) -> int:
+        """0 emulated (TCG); under KVM, 1 on an Intel host (VT-x), 2 on an AMD one (AMD-V)."""
+        return 0 if not self.m.under_kvm else (2 if host_vendor() == "AuthenticAMD" else 1)
+
+    def guest_tsc(self) -> int:
+        return time.monotonic_ns() * self.m.tsc_hz // 1_000_000_000
+
+    def read_msr(self, number: int) -> int:
+        """The MSRs the gdbstub shows (EFER, the FS/GS bases), the APIC base and the TSC."""
+        name = spec.MSR_GLOBALS.get(number)
+        if name is not None and name in GDB_REGISTERS:
+            return self.global_reader(name)()
+        if number == MSR_TSC:
+            return self.guest_tsc()
+        if number == MSR_APIC_BASE:
+            return APIC_DEFAULT_BASE | APIC_BASE_ENABLE | (APIC_BASE_BSP if self.m.current.index == 0 else 0)
+        raise VPFault(f"readmsr: QEMU's gdbstub does not expose MSR {number:#x} (only EFER, the FS, GS and "
+                      f"kernel GS bases, the APIC base and the TSC)")
 
     # ---- memory ------------------------------------------------------------------------------
 
@@ -175,6 +248,28 @@ class Reads:
             raise QemuError(str(e)) from None
         self._cache[key] = data
         return data
+
+
+# The state globals a QEMU VM gives, and how.
+_STATE_READERS = {
+    "SMM": lambda reads: lambda: reads._monitor_register("SMM"),
+    "SELSTATE": lambda reads: lambda: reads._monitor_register("SELSTATE"),
+    "EMULATION_MODE": lambda reads: reads.emulated,
+    "HVSTATE": lambda reads: reads.hv_state,
+    "RDTSC": lambda reads: reads.guest_tsc,
+}
+
+
+def host_vendor() -> str:
+    """The host CPU's vendor string (GenuineIntel, AuthenticAMD), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def host_cpu(tid: int) -> int:

@@ -14,8 +14,8 @@
 
 Refused at load, with a reason (`REFUSED`): `HV_*` (no VT-x/AMD-V exits are
 visible through the gdbstub), `In`/`Out` (QEMU's I/O trace points do not
-fire under TCG and the gdbstub has no I/O stops), `SMM_*`, `Disk_*` and
-`Guest_TripleFault`.
+fire under TCG and the gdbstub has no I/O stops), `SMM_*`, `Disk_*`,
+`MAC_SendPacket` and `Guest_TripleFault`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ REFUSED = {
     "SMM_RSMPost": "system management mode is not visible through QEMU's gdbstub",
     "Disk_IOStart": "QEMU's gdbstub does not report the VM's disk I/O",
     "Disk_IOFinish": "QEMU's gdbstub does not report the VM's disk I/O",
+    "MAC_SendPacket": "QEMU's gdbstub does not report the VM's network I/O",
     "Guest_TripleFault": "QEMU resets the VM on a triple fault without telling the gdbstub",
 }
 FIRST_EXTERNAL_VECTOR = 32

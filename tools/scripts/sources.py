@@ -83,6 +83,15 @@ class SourceMap:
         message = _LINE_REF.sub(mention, d.message)
         return type(d)(name, line, d.col, message, d.source_line, d.severity)
 
+    def map_where(self, where: str) -> str:
+        """A runtime location, CONCAT:LINE:COL, as FILE:LINE:COL in the user's files."""
+        prefix = f"{as_log_text(CONCAT_NAME)}:"
+        if not where.startswith(prefix):
+            return where
+        line, _, col = where[len(prefix):].partition(":")
+        located = self.locate(int(line)) if line.isdigit() else None
+        return where if located is None else f"{located[0]}:{located[1]}:{col}"
+
     def map_log(self, text: str) -> str:
         """Log text with fault locations in the concatenation mapped to their files."""
         if _LOGGED_NAME not in text:

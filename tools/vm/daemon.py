@@ -134,18 +134,22 @@ class Session:
         self.description = description
         self.until_ns: int | None = None
         self.costs: list = []  # its probes and their bounds (sources.cost_rows)
+        self.script = None  # the loaded Script (whether it called exit())
+        self.program = None  # its sources (where that call is in the user's files)
 
     def sink(self, text: str) -> None:
         self.daemon.log_file.write(text)
         if self.conn is not None:
             self.conn.send({"event": "log", "data": text})
 
-    def end(self, reason: str, error: str | None = None, lost: str | None = None) -> None:
+    def end(self, reason: str, error: str | None = None, lost: str | None = None, where: str | None = None) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             message = {"event": "unloaded", "reason": reason}
             if error:
                 message["error"] = error
+            if where:
+                message["where"] = where
             if lost:
                 message["lost"] = lost
             conn.send(message)
@@ -338,6 +342,7 @@ class Daemon:
         if not isinstance(duration, (int, float)) or isinstance(duration, bool) or not 0 <= duration < 1e9:
             duration = None
         session.costs = cost_rows(program, script)
+        session.script, session.program = script, program
         conn.send({"ok": True, "warnings": warnings, "costs": session.costs})
         if stream:
             conn.streaming = True
@@ -422,15 +427,16 @@ class Daemon:
             self.guarded(self.machine.detach)
             self.guarded(script.log_unlogged_aggregates)
 
-    def unload(self, reason: str) -> str | None:
-        """Unload the script (its unload probes fire); returns what its log lost, if anything."""
+    def unload(self, reason: str, where: str | None = None) -> str | None:
+        """Unload the script (its unload probes fire); returns what its log lost, if anything.
+        `where`: the exit() call that ended it (reason "exited")."""
         session, self.session = self.session, None
         if session is None:
             return None
         self.detach()
         lost = self.log_file.take_losses()
         log(f"unloaded {session.description} ({reason})" + (f"; {lost}" if lost else ""))
-        session.end(reason, lost=lost)
+        session.end(reason, lost=lost, where=where)
         return lost
 
     def run_slice(self) -> None:
@@ -449,8 +455,9 @@ class Daemon:
         reached = [False]
 
         def run() -> None:
-            reached[0] = machine.events.run_until_or(end_ns, lambda: time.monotonic() >= give_way_at)
+            reached[0] = machine.run_until_or(end_ns, lambda: time.monotonic() >= give_way_at)
         self.guarded(run)
+        self.unload_if_exited(session)
         if reached[0] and session is not None and self.session is session and session.until_ns == end_ns:
             self.unload("duration")
         self.pacer.ran((machine.now_ns - start_ns) / NS_PER_S)
@@ -465,10 +472,17 @@ class Daemon:
             if left <= seconds:
                 if left > 0:
                     self.guarded(lambda: machine.run(left))
+                self.unload_if_exited(session)
                 if self.session is session:
                     self.unload("duration")
                 return
         self.guarded(lambda: machine.run(seconds))
+        self.unload_if_exited(session)
+
+    def unload_if_exited(self, session: "Session | None") -> None:
+        """The script called exit() in the slice just run: the machine has detached it; end its session."""
+        if session is not None and self.session is session and self.machine.script is None:
+            self.unload("exited", where=session.program.map_where(session.script.exited))
 
     # ---- the loop ---------------------------------------------------------------------------------------
 
@@ -614,6 +628,7 @@ def _load_vp_file(daemon: Daemon, path: str) -> list[str]:
     except (LoadFailed, ToolError) as e:
         return [f"vprobe.vpFile {path} did not load:\n{e.message}"]
     session.costs = cost_rows(program, script)
+    session.script, session.program = script, program
     daemon.session = session
     daemon.machine.attach(script)
     return warnings

@@ -123,7 +123,7 @@ class EmbeddedVM:
             log_file = open_log_file(self.config.out_file, lambda message: warn(f"vprobe: warning: {message}"))
             sink = Tee(sink, log_file.write)
         try:
-            script, _ = self.load(files, sink, warn)
+            script, program = self.load(files, sink, warn)
             status = 0
             try:
                 self.machine.attach(script)
@@ -141,6 +141,8 @@ class EmbeddedVM:
             except Exception as e:
                 if status == 0:
                     status = self._failed(e, warn)
+            if script.exited is not None:
+                warn(exit_note(program.map_where(script.exited)))
             lost = log_file.take_losses() if log_file is not None else None
             if lost is not None:  # the lines are complete on this command's output
                 warn(f"vprobe: {lost}")
@@ -178,7 +180,7 @@ class EmbeddedVM:
                 if target >= end:
                     return
         pacer = Pacer()
-        while True:
+        while self.machine.script is not None:  # until the script exits (or Ctrl-C)
             wait = pacer.wait()
             if wait > 0:
                 time.sleep(wait)
@@ -190,7 +192,7 @@ class EmbeddedVM:
         started = time.monotonic()
         deadline = None if duration is None else started + duration
         with DeferredInterrupts() as interrupts:
-            while not interrupts.noted:
+            while not interrupts.noted and self.machine.script is not None:
                 slice_s = REALTIME_SLICE_S
                 if deadline is not None:
                     slice_s = min(slice_s, deadline - time.monotonic())
@@ -199,6 +201,11 @@ class EmbeddedVM:
                 self.machine.run(slice_s)
                 if progress is not None and duration is not None:
                     progress(min(duration, time.monotonic() - started))
+
+
+def exit_note(where: str) -> str:
+    """What vprobe says when a script ends itself."""
+    return f"vprobe: the script called exit() at {where}; it is unloaded"
 
 
 class DeferredInterrupts:
@@ -363,6 +370,9 @@ class RunningVM:
         if reason == "crashed":
             warn(f"vprobe: the VM {name} failed: {message.get('error', '')}")
             return 2
+        if reason == "exited":
+            warn(exit_note(message.get("where", "?")))
+            return 0
         notes = {"stopped": f"the VM {name} was powered off",
                  "replaced": f"another script was loaded into {name}",
                  "reset": f"the script was unloaded from {name} (vprobeReset)"}

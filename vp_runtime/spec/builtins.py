@@ -104,6 +104,14 @@ BUILTINS = {b.name: b for b in (
     _builtin("getgpr", INT, [Param("REGISTER", INT, "the register number")],
              "general-purpose register N of the firing VCPU, numbered as in a ModR/M byte "
              "(GPR_ORDER: 0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP, 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15)"),
+    _builtin("readmsr", INT, [Param("MSR", INT, "the MSR number")],
+             "the firing VCPU's model-specific register with this number (a fault for one it lacks)"),
+    _builtin("readpmc", INT, [Param("COUNTER", INT, "the counter number")],
+             "the firing VCPU's performance counter, numbered as RDPMC does (0x40000000 + N: fixed counter N)"),
+    _builtin("getmeminfo", INT, [], "the VM's memory size in megabytes (its memsize)"),
+    _builtin("exit", INT, [],
+             "end the script: no probe fires after this firing, and the script is unloaded (its "
+             "unload probes fire)"),
     _builtin("getvmcs", INT, [Param("FIELD", INT, "the field encoding")],
              "the VMCS field with this encoding (VMCS_FIELDS), as the firing VCPU's last exit left it"),
 )}

@@ -17,6 +17,7 @@ from .values import INT, STR
 
 PER_VCPU, PER_PCPU, PER_THREAD, GLOBAL, PER_PROBE = "per-VCPU", "per-PCPU", "per-thread", "global", "per-probe"
 REGISTER, HARDWARE, VMCS, VMCB, PROBE = "register", "hardware", "vmcs", "vmcb", "probe"
+SEGMENT, STATE = "segment", "state"
 MACHINE, RUNTIME = "machine", "runtime"
 AS_ADDRESS, AS_HEX, AS_NUMBER = "address", "hex", "number"
 
@@ -50,7 +51,57 @@ REGISTER_GLOBALS = tuple(
     + _group("KERNELGSBASE", INT, PER_VCPU, REGISTER, "KERNEL_GS_BASE MSR (swapped in by SWAPGS)", AS_ADDRESS)
     + _group("FSBASE GSBASE", INT, PER_VCPU, REGISTER, "base of the {n} segment", AS_ADDRESS)
     + _group("APIC_BASEPA", INT, PER_VCPU, REGISTER, "physical address of the local APIC", AS_HEX)
+    + _group("TR LDTR", INT, PER_VCPU, REGISTER, "selector of the {n} register", AS_HEX)
+    + _group("GDTRBASE IDTRBASE", INT, PER_VCPU, REGISTER, "linear address of the descriptor table {n} names", AS_ADDRESS)
+    + _group("GDTRLIMIT IDTRLIMIT", INT, PER_VCPU, REGISTER, "limit (size - 1) of the descriptor table {n} names", AS_HEX)
 )
+
+# The segment registers, in the order the SDM numbers them (VMCS fields, SELSTATE's bits); the
+# system segments' (task register, LDT register); those whose base a 64-bit CPU reads from an MSR.
+SEGMENT_REGISTERS = ("ES", "CS", "SS", "DS", "FS", "GS")
+SYSTEM_SEGMENTS = ("LDTR", "TR")
+MSR_BASED_SEGMENTS = ("FS", "GS")
+
+# The hidden part of each segment register: what the CPU loaded from the descriptor its
+# selector names (FSBASE and GSBASE, read from their MSRs in 64-bit mode, are registers above).
+SEGMENT_GLOBALS = tuple(
+    _group(" ".join(f"{s}BASE" for s in SEGMENT_REGISTERS + SYSTEM_SEGMENTS if s not in MSR_BASED_SEGMENTS),
+           INT, PER_VCPU, SEGMENT, "base address loaded for segment {n}", AS_ADDRESS)
+    + _group(" ".join(f"{s}LIMIT" for s in SEGMENT_REGISTERS + SYSTEM_SEGMENTS), INT, PER_VCPU, SEGMENT,
+             "limit in bytes loaded for segment {n}", AS_HEX)
+    + _group(" ".join(f"{s}AR" for s in SEGMENT_REGISTERS + SYSTEM_SEGMENTS), INT, PER_VCPU, SEGMENT,
+             "access rights of segment {n}, as a VMCS holds them (bit 16: unusable)", AS_HEX)
+)
+
+# What the VM is doing when the probe fires (the toolkit's VMM/VMX globals).
+STATE_GLOBALS = tuple(
+    _group("SMM", INT, PER_VCPU, STATE, "1 while the VCPU is in system-management mode (from an SMI to its RSM)")
+    + _group("EMULATION_MODE", INT, PER_VCPU, STATE,
+             "1 while the monitor emulates the VCPU (real mode: before the guest turns protection on), "
+             "0 while the guest runs under hardware virtualization")
+    + _group("HVSTATE", INT, PER_VCPU, STATE,
+             "how the VCPU's guest code runs: 0 emulated, 1 under Intel VT-x, 2 under AMD-V")
+    + _group("SELSTATE", INT, PER_VCPU, STATE,
+             "the segment registers holding a null selector in protected or long mode (unusable), as a "
+             "mask: bit 0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS", AS_HEX)
+    + _group("BRCNT", INT, PER_VCPU, STATE,
+             "branches the VCPU has retired since power-on (the counter record and replay positions "
+             "asynchronous events by)")
+    + _group("RDTSC", INT, PER_VCPU, STATE, "the VCPU's time stamp counter as the guest reads it (RDTSC)")
+    + [GlobalInfo("ISVMM", INT, PER_PROBE, "1 in a probe that fires in the VMM (on a VCPU), 0 in the VMX",
+                  STATE, RUNTIME)]
+)
+
+HARDWARE_GLOBALS = tuple(
+    _group("TSC", INT, PER_PCPU, HARDWARE, "time stamp counter of the physical CPU where the probe fires")
+    + _group("TSC_HZ", INT, PER_PCPU, HARDWARE, "frequency of that TSC in Hz")
+    + _group("PTSC", INT, GLOBAL, HARDWARE, "pseudo TSC: monotonic and the same on every CPU")
+    + _group("VCPUID", INT, PER_VCPU, HARDWARE, "number of the VCPU where the probe fires")
+    + _group("PCPUID", INT, PER_PCPU, HARDWARE, "number of the physical CPU where the probe fires")
+    + _group("THREADID", INT, PER_THREAD, HARDWARE, "host thread running the VCPU")
+    + _group("NUMVCPUS", INT, GLOBAL, HARDWARE, "number of VCPUs in the VM")
+)
+
 
 HARDWARE_GLOBALS = tuple(
     _group("TSC", INT, PER_PCPU, HARDWARE, "time stamp counter of the physical CPU where the probe fires")
@@ -69,7 +120,11 @@ VMCS_GLOBALS = tuple(_group(
     "VMCS_EXIT_INTR_INFO VMCS_EXIT_INTR_ERR VMCS_EXIT_INSTR_LEN VMCS_EXIT_INSTR_INFO",
     INT, PER_VCPU, VMCS, "Intel VT: VMCS field {n}",
 ) + _group("VMCS_GUEST_PHYS_ADDR", INT, PER_VCPU, VMCS, "Intel VT: VMCS field {n}", AS_HEX)
-  + _group("VMCS_GUEST_LINEAR_ADDR", INT, PER_VCPU, VMCS, "Intel VT: VMCS field {n}", AS_ADDRESS))
+  + _group("VMCS_GUEST_LINEAR_ADDR", INT, PER_VCPU, VMCS, "Intel VT: VMCS field {n}", AS_ADDRESS)
+  + [GlobalInfo("VMCS_INSTR_INFO", INT, PER_VCPU, "Intel VT: VM-exit instruction information "
+                "(the toolkit's name for VMCS_EXIT_INSTR_INFO)", VMCS),
+     GlobalInfo("VMCS_VMENTRY_XCP_ERR", INT, PER_VCPU, "Intel VT: VM-entry exception error code "
+                "(the toolkit's name for VMCS_VMENTRYXCP_ERR)", VMCS)])
 
 VMCB_GLOBALS = tuple(_group(
     "VMCB_EXITCODE VMCB_EXITINFO1 VMCB_EXITINFO2 VMCB_EXITINTINFO VMCB_EVENTINJ "
@@ -86,7 +141,14 @@ PROBE_GLOBALS = tuple(
     + [GlobalInfo("PROBENAME", STR, PER_PROBE, "name of the firing probe", PROBE, RUNTIME)]
 )
 
-GLOBALS = {g.name: g for g in REGISTER_GLOBALS + HARDWARE_GLOBALS + VMCS_GLOBALS + VMCB_GLOBALS + PROBE_GLOBALS}
+# The toolkit's names for globals the reference (or a newer monitor) names otherwise: the same value.
+GLOBAL_ALIASES = {"VMCS_INSTR_INFO": "VMCS_EXIT_INSTR_INFO", "VMCS_VMENTRY_XCP_ERR": "VMCS_VMENTRYXCP_ERR"}
+
+# MSRs whose value is a register global (what readmsr of them reads).
+MSR_GLOBALS = {0xC0000080: "EFER", 0xC0000100: "FSBASE", 0xC0000101: "GSBASE", 0xC0000102: "KERNELGSBASE"}
+
+GLOBALS = {g.name: g for g in REGISTER_GLOBALS + HARDWARE_GLOBALS + SEGMENT_GLOBALS + STATE_GLOBALS
+           + VMCS_GLOBALS + VMCB_GLOBALS + PROBE_GLOBALS}
 
 # The general-purpose registers in the order a ModR/M byte numbers them: getgpr's argument.
 GPR_ORDER = ("RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI",
@@ -108,7 +170,37 @@ VMCS_FIELDS = {f.encoding: f for f in (
     VmcsField(0x0804, None, "SS", "guest SS selector"),
     VmcsField(0x0806, None, "DS", "guest DS selector"),
     VmcsField(0x0808, None, "FS", "guest FS selector"),
-    VmcsField(0x080A, None, "GS", "guest GS selector"),
+    VmcsField(0x080a, None, "GS", "guest GS selector"),
+    VmcsField(0x080c, None, "LDTR", "guest LDTR selector"),
+    VmcsField(0x080e, None, "TR", "guest TR selector"),
+    VmcsField(0x4800, None, "ESLIMIT", "guest ES limit"),
+    VmcsField(0x4802, None, "CSLIMIT", "guest CS limit"),
+    VmcsField(0x4804, None, "SSLIMIT", "guest SS limit"),
+    VmcsField(0x4806, None, "DSLIMIT", "guest DS limit"),
+    VmcsField(0x4808, None, "FSLIMIT", "guest FS limit"),
+    VmcsField(0x480a, None, "GSLIMIT", "guest GS limit"),
+    VmcsField(0x480c, None, "LDTRLIMIT", "guest LDTR limit"),
+    VmcsField(0x480e, None, "TRLIMIT", "guest TR limit"),
+    VmcsField(0x4810, None, "GDTRLIMIT", "guest GDTR limit"),
+    VmcsField(0x4812, None, "IDTRLIMIT", "guest IDTR limit"),
+    VmcsField(0x4814, None, "ESAR", "guest ES access rights"),
+    VmcsField(0x4816, None, "CSAR", "guest CS access rights"),
+    VmcsField(0x4818, None, "SSAR", "guest SS access rights"),
+    VmcsField(0x481a, None, "DSAR", "guest DS access rights"),
+    VmcsField(0x481c, None, "FSAR", "guest FS access rights"),
+    VmcsField(0x481e, None, "GSAR", "guest GS access rights"),
+    VmcsField(0x4820, None, "LDTRAR", "guest LDTR access rights"),
+    VmcsField(0x4822, None, "TRAR", "guest TR access rights"),
+    VmcsField(0x6806, None, "ESBASE", "guest ES base"),
+    VmcsField(0x6808, None, "CSBASE", "guest CS base"),
+    VmcsField(0x680a, None, "SSBASE", "guest SS base"),
+    VmcsField(0x680c, None, "DSBASE", "guest DS base"),
+    VmcsField(0x680e, None, "FSBASE", "guest FS base"),
+    VmcsField(0x6810, None, "GSBASE", "guest GS base"),
+    VmcsField(0x6812, None, "LDTRBASE", "guest LDTR base"),
+    VmcsField(0x6814, None, "TRBASE", "guest TR base"),
+    VmcsField(0x6816, None, "GDTRBASE", "guest GDTR base"),
+    VmcsField(0x6818, None, "IDTRBASE", "guest IDTR base"),
     VmcsField(0x2400, "VT_PHYSICAL_ADDR", "VMCS_GUEST_PHYS_ADDR", "guest-physical address"),
     VmcsField(0x2806, None, "EFER", "guest IA32_EFER"),
     VmcsField(0x4400, "VT_VMINSTR_ERR", None, "VM-instruction error"),
@@ -130,8 +222,6 @@ VMCS_FIELDS = {f.encoding: f for f in (
     VmcsField(0x6800, None, "CR0", "guest CR0"),
     VmcsField(0x6802, None, "CR3", "guest CR3"),
     VmcsField(0x6804, None, "CR4", "guest CR4"),
-    VmcsField(0x680E, None, "FSBASE", "guest FS base"),
-    VmcsField(0x6810, None, "GSBASE", "guest GS base"),
     VmcsField(0x681A, None, "DR7", "guest DR7"),
     VmcsField(0x681C, None, "RSP", "guest RSP"),
     VmcsField(0x681E, None, "RIP", "guest RIP"),

@@ -84,6 +84,8 @@ STATIC_PROBES = {p.name: p for p in (
     ProbeInfo("SMM_SMIPost", VMM, (), "immediately after an SMI is delivered"),
     ProbeInfo("SMM_RSMPre", VMM, (), "before RSM executes"),
     ProbeInfo("SMM_RSMPost", VMM, (), "immediately after RSM executes"),
+    ProbeInfo("MAC_SendPacket", VMX, ("the frame's length in bytes",),
+              "the VM's virtual NIC sends a frame to the network (VMware Workstation 8)"),
     ProbeInfo("Disk_IOStart", VMX, _DISK_ARGS, "at the start of a disk I/O"),
     ProbeInfo("Disk_IOFinish", VMX, _DISK_ARGS, "when a disk I/O completes"),
     ProbeInfo("VMMLoad", VMM, (), "once on each VCPU when the script loads", LOAD),
@@ -95,8 +97,8 @@ STATIC_PROBES = {p.name: p for p in (
 # What a parametric probe's parameter is: an ADDRESS (a guest linear address, hex or
 # decimal, or a guest symbol), or an INTERVAL (a positive number of microseconds).
 INTERVAL = "interval"
-# What a parametric probe fires on.
-EXECUTE, READ, WRITE = "execute", "read", "write"
+# What a parametric probe fires on (RETURN: the function at the address returns).
+EXECUTE, READ, WRITE, RETURN = "execute", "read", "write", "return"
 
 
 
@@ -135,6 +137,9 @@ PROBE_KINDS = {k.name: k for k in (
     # The toolkit's (VMware Workstation 8's) names.
     ProbeKind("ENTER", ADDRESS, EXECUTE, VMM, "[GUEST:]ENTER:<address or symbol>",
               "the guest enters a function: GUEST:<address or symbol>", "GUEST", (GUEST,)),
+    ProbeKind("EXIT", ADDRESS, RETURN, VMM, "[GUEST:]EXIT:<address or symbol>",
+              "the guest function at an address or symbol returns; ARG0 is its return value (RAX)",
+              None, (GUEST,)),
     ProbeKind("OFFSET", ADDRESS_AND_OFFSET, EXECUTE, VMM, "[GUEST:]OFFSET:<address or symbol>:<n>",
               "the guest executes the instruction n bytes into a function", "GUEST", (GUEST,)),
     ProbeKind("READ", ADDRESS, READ, VMM, "[GUEST:]READ:<address or symbol>",
