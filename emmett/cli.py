@@ -2,6 +2,7 @@
 
     emmettc file.emt [-o out.vp]      # VP on stdout without -o
     emmettc -c 'VMM1Hz { printf("hi\\n"); }'
+    emmettc lib.emt main.emt -c '...' # several inputs: one program, read in the order given
     options: -I DIR, -D NAME[=VALUE], -s SYMFILE, -m MEMMODEL, -a, -i N, --no-preload, --version
 
 Diagnostics go to stderr as `file:line:col: error: message`, the source line
@@ -20,9 +21,10 @@ import sys
 
 import click
 
-SYNOPSIS = "emmettc [options] [FILE.emt | -c CODE]"
+SYNOPSIS = "emmettc [options] [FILE.emt | -c CODE]..."
 
-HELP = "Compile an Emmett program to VP (standard input when no FILE or FILE is '-')."
+HELP = ("Compile an Emmett program to VP (standard input when no FILE or FILE is '-').  Several "
+        "FILEs and -c CODEs are one program, read in the order given.")
 
 EPILOG = """\b
 Examples:
@@ -30,6 +32,8 @@ Examples:
       compile a file
   emmettc -c 'VMM1Hz { printf("%d\\n", curpid()); }'
       a one-liner; its VP goes to standard output
+  emmettc lib.emt -c 'VMM1Hz { report(); }'
+      a library's functions, then a probe that calls one
   emmettc -a -s kallsyms -I include top.emt
       with the guest's symbols, #include files from include/ and a probe
       that logs every aggregate once a second
@@ -47,6 +51,10 @@ class EmmettcCommand(click.Command):
 
     def format_usage(self, ctx, formatter):
         formatter.write(f"usage: {SYNOPSIS}\n")
+
+    def parse_args(self, ctx, args):
+        ctx.meta["emmettc.argv"] = list(args)  # for the order of the inputs (`_inputs_in_order`)
+        return super().parse_args(ctx, args)
 
     def main(self, args=None, prog_name="emmettc", complete_var=None, standalone_mode=True, **extra):
         try:
@@ -123,10 +131,11 @@ def _import_compiler():
 
 @click.command("emmettc", cls=EmmettcCommand, help=HELP, epilog=EPILOG, add_help_option=False,
                context_settings={"max_content_width": 100})
-@click.argument("file", required=False, type=click.Path(allow_dash=True))
+@click.argument("files", nargs=-1, type=click.Path(allow_dash=True))
 @click.option("-o", "output", metavar="OUT", type=click.Path(),
               help="write the VP to OUT (default: standard output)")
-@click.option("-c", "code", metavar="CODE", help="compile CODE given on the command line")
+@click.option("-c", "code", metavar="CODE", multiple=True,
+              help="compile CODE given on the command line (repeatable; with FILEs, in the order given)")
 @click.option("-I", "include", metavar="DIR", multiple=True, type=click.Path(file_okay=False),
               help="search DIR for #include files (repeatable)")
 @click.option("-D", "define", metavar="NAME[=VALUE]", multiple=True,
@@ -143,32 +152,36 @@ def _import_compiler():
 @click.help_option("-h", "--help", help="show this help and exit")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
               help="print the version and exit")
-def command(file, output, code, include, define, symbols, memmodel, auto_aggr, indent, no_preload):
-    if code is not None and file is not None:
-        return _error("give either a file or -c CODE, not both")
+def command(files, output, code, include, define, symbols, memmodel, auto_aggr, indent, no_preload):
     defines = {}
     for d in define:
         name, eq, value = d.partition("=")
         if not name.isidentifier():
             return _error(f"bad -D option '{d}': expected NAME or NAME=VALUE")
         defines[name] = value if eq else "1"
-    if code is not None:
-        source, filename = code, "<command line>"
-    elif file is None or file == "-":
-        source, filename = sys.stdin.buffer.read().decode("utf-8", "surrogateescape"), "<stdin>"
-    else:
-        try:
-            with open(file, "rb") as f:
-                source = f.read().decode("utf-8", "surrogateescape")
-        except OSError as e:
-            return _error(f"cannot read {file}: {e.strerror or e}")
-        filename = file
+    inputs = _inputs_in_order(click.get_current_context(), files, code) or [("file", "-")]
+    if sum(1 for kind, value in inputs if kind == "file" and value == "-") > 1:
+        return _error("standard input ('-') can be read only once")
+    sources = []
+    several_codes = len(code) > 1
+    for kind, value in inputs:
+        if kind == "code":
+            sources.append((f"<command line {len([k for k, _ in sources if k.startswith('<command')]) + 1}>"
+                            if several_codes else "<command line>", value))
+        elif value == "-":
+            sources.append(("<stdin>", sys.stdin.buffer.read().decode("utf-8", "surrogateescape")))
+        else:
+            try:
+                with open(value, "rb") as f:
+                    sources.append((value, f.read().decode("utf-8", "surrogateescape")))
+            except OSError as e:
+                return _error(f"cannot read {value}: {e.strerror or e}")
 
     driver = _import_compiler()
     _resume_gc()
     options = driver.CompileOptions(include_dirs=list(include), defines=defines, symbols_file=symbols,
                                     memmodel=memmodel, auto_aggr=auto_aggr, indent=indent, preload=not no_preload)
-    result = driver.compile(source, filename, options)
+    result = driver.compile(sources if len(sources) > 1 else sources[0][1], sources[0][0], options)
     if result.diagnostics:
         text = "\n".join(d.format() for d in result.diagnostics)
         _say(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
@@ -187,6 +200,31 @@ def command(file, output, code, include, define, symbols, memmodel, auto_aggr, i
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     return 0
+
+
+def _inputs_in_order(ctx, files, codes):
+    """[("file", path) or ("code", text)]: the FILEs and -c CODEs in the order the command line
+    gives them (click keeps each kind's order only: this walks the raw arguments)."""
+    valued = {name for p in ctx.command.params if isinstance(p, click.Option) and not p.is_flag
+              for name in p.opts}
+    found, rest = [], list(ctx.meta.get("emmettc.argv", ()))
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            found += [("file", a) for a in rest]
+            break
+        if arg == "-c" and rest:
+            found.append(("code", rest.pop(0)))
+        elif arg.startswith("-c") and not arg.startswith("--"):
+            found.append(("code", arg[2:]))
+        elif arg in valued:
+            rest[:1] = []
+        elif arg == "-" or not arg.startswith("-"):
+            found.append(("file", arg))
+    expected = [("file", f) for f in files] + [("code", c) for c in codes]
+    if sorted(found) != sorted(expected):  # an argument shape not foreseen here: files first
+        return expected
+    return found
 
 
 def _resume_gc():

@@ -107,13 +107,18 @@ class ArrayType(CType):
 
 
 class Field:
-    __slots__ = ("name", "type", "offset", "pos")
+    """A struct or union field: its type and byte offset; a bit-field also has its first bit
+    and width within the `type`-sized unit at that offset."""
 
-    def __init__(self, name, type_, offset, pos):
+    __slots__ = ("name", "type", "offset", "pos", "bit", "width")
+
+    def __init__(self, name, type_, offset, pos, bit=0, width=None):
         self.name = name
         self.type = type_
         self.offset = offset
         self.pos = pos
+        self.bit = bit
+        self.width = width  # None: not a bit-field
 
 
 class StructType(CType):

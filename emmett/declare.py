@@ -14,8 +14,11 @@ definitions are dropped.
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
-from .language import BUILTINS, MAX_KEYS, MAX_PARAMS, MAX_PROBE_PARAMS
+from .language import BUILTINS, HIDEABLE_BUILTINS, MAX_KEYS, MAX_PARAMS, MAX_PROBE_PARAMS
 from .symbols import Ctx, FuncSym, Probe, Sym, where
+
+AGGREGATE_FORMS = ("an aggregate is declared as aggr NAME[INTEGER-KEYS][STRING-KEYS], "
+                   "aggr NAME[INTEGER-KEYS] or aggr NAME;")
 
 
 class Declarations:
@@ -93,7 +96,7 @@ class Declarations:
         if not d.ops or d.ops[-1][0] != "func":
             self.fail(d.pos, "expected a function definition: a name followed by a parameter list")
         t = self.layout.derive(base, d.ops, p.model)
-        if d.name in BUILTINS:
+        if d.name in BUILTINS and d.name not in HIDEABLE_BUILTINS:
             self.fail(d.pos, f"'{d.name}' is a built-in function and cannot be redefined")
         if len(t.params) > MAX_PARAMS:
             self.fail(d.pos, f"'{d.name}' has {len(t.params)} parameters; at most {MAX_PARAMS} are allowed")
@@ -153,21 +156,20 @@ class Declarations:
         if init is not None:
             self.fail(init.pos, "an aggregate cannot have an initial value")
         dims = list(d.ops)
-        if any(op[0] != "array" for op in dims):
-            self.fail(d.pos, "an aggregate is declared as aggr NAME[INTEGER-KEYS][STRING-KEYS] (or aggr NAME;)")
+        if any(op[0] != "array" for op in dims) or len(dims) > 2:
+            self.fail(d.pos, AGGREGATE_FORMS)
         dims.reverse()  # ops list the last bracket first
         t = T.AggrType()
         model = self.p.model
-        if len(dims) == 2:
-            t.int_keys = self.layout.const_value(dims[0][1], model) if dims[0][1] is not None else None
-            t.str_keys = self.layout.const_value(dims[1][1], model) if dims[1][1] is not None else None
-            if t.int_keys is None or t.str_keys is None:
-                self.fail(d.pos, "aggr NAME[I][S] needs both key counts")
+        if dims:
+            if any(op[1] is None for op in dims):
+                self.fail(d.pos, "aggr NAME[I][S] needs both key counts" if len(dims) == 2
+                          else "aggr NAME[N] needs its number of integer keys")
+            counts = [self.layout.const_value(op[1], model) for op in dims]
+            t.int_keys, t.str_keys = counts if len(counts) == 2 else (counts[0], 0)
             if t.int_keys + t.str_keys > MAX_KEYS:
                 self.fail(d.pos, f"an aggregate has at most {MAX_KEYS} keys; "
                                  f"this one asks for {t.int_keys + t.str_keys}")
-        elif dims:
-            self.fail(d.pos, "an aggregate is declared as aggr NAME[INTEGER-KEYS][STRING-KEYS] (or aggr NAME;)")
         sym = Sym("aggr", d.name, t, d.pos)
         sym.preload = preload
         sym.decided = d.pos if dims else None

@@ -18,6 +18,7 @@ import os
 import sys
 
 from . import ctype as T
+from . import syntax as S
 from .diagnostics import CompileOptions, CompileResult, Diagnostic, Files, Reporter
 
 PRELOAD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preload")
@@ -144,6 +145,7 @@ def _front_end(source, filename, options, files, reporter):
     from .grammar import Grammar
     from .parser import parse
     from .preprocess import Preprocessor
+    from .reach import library_functions
     from .sema import Program
 
     sources = _source_files(source, filename)
@@ -197,12 +199,55 @@ def _front_end(source, filename, options, files, reporter):
             reporter.error((main_fid, 1, 1), "syntax error")
         return None
 
+    externals_main, symbol_file = _read_headers(externals_main, reporter)
+    if symbol_file is not None:
+        if symbols is None:
+            symbols = read_symbols(_beside(files, symbol_file), files, reporter)
+        else:
+            reporter.warning(symbol_file.pos, "@SYMBOL_FILE is ignored: the guest symbols given to the "
+                                              "compiler (-s, or the VM's) are used")
+
     program = Program(reporter, options, symbols)
     program.analyse(externals_pre, externals_main)
-    if not program.probes:
+    if not program.probes and library_functions(program):
+        reporter.warning((main_fid, 1, 1), "the program has no probe: it is compiled as a library, whose "
+                                           "functions and variables a script loaded with it uses")
+    elif not program.probes:
         reporter.error((main_fid, 1, 1), "the program has no probe: VP needs at least one, "
                                          "e.g. VMM1Hz { printf(\"hello\\n\"); }")
     return program, main_fid
+
+
+def _read_headers(externals, reporter):
+    """The toolkit's header lines (`@NAME = VALUE`) taken out of a program's top level: an
+    @MEMORY_MODEL line is a `memmodel` declaration where it stands; the last @SYMBOL_FILE line
+    (returned) names the guest symbols; ESX's target lines are refused."""
+    out, symbol_file = [], None
+    for node in externals:
+        if type(node) is not S.Header:
+            out.append(node)
+            continue
+        node.value = node.value.rstrip(";").strip().strip('"')
+        if node.name == "MEMORY_MODEL":
+            out.append(S.MemModel(node.pos, node.value, node.pos))
+        elif node.name == "SYMBOL_FILE":
+            symbol_file = node
+        elif node.name == "VMK" or node.name[:2] == "VM" and node.name[2:].isdigit():
+            reporter.error(node.pos, f"'@{node.name}' is ESX only: it starts the part of a script for "
+                                     f"{'the VMkernel' if node.name == 'VMK' else 'one of the VMs'} of an ESX host")
+        else:
+            reporter.error(node.pos, f"unknown header line '@{node.name}' "
+                                     "(the header lines are @MEMORY_MODEL = MODEL and @SYMBOL_FILE = PATH)")
+    return out, symbol_file
+
+
+def _beside(files, header):
+    """The path an @SYMBOL_FILE line names: a relative one is beside the file that names it."""
+    path = os.path.expanduser(header.value)
+    name = files.names[header.pos[0]]
+    if os.path.isabs(path) or name.startswith("<"):
+        return path
+    return os.path.join(os.path.dirname(name), path)
 
 
 __all__ = ["compile", "CompileOptions", "CompileResult", "Diagnostic"]

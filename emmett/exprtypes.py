@@ -169,6 +169,9 @@ class ExprTypes:
             return T.VPINT
         return self.value_type(e.target, model, missing)
 
+    def t_Comma(self, e, model, missing):
+        return self.value_type(e.exprs[-1], model, missing)
+
     def t_Conditional(self, e, model, missing):
         a = self.value_type(e.then, model, missing)
         b = self.value_type(e.other, model, missing)

@@ -19,6 +19,34 @@ def _pos(p, i):
     return p.slice[i].pos
 
 
+# The specifiers that name a type (the others are storage classes and qualifiers).
+_TYPE_WORDS = frozenset("int long short char signed unsigned void string bag aggr int8 int16 int32 int64 "
+                        "uint8 uint16 uint32 uint64 typename struct enum".split())
+
+
+def _unterminated_definitions(specs):
+    """The struct, union and enum definitions a declaration's specifiers start with when another
+    type follows them (`struct a {...}  struct b {...};`: the toolkit's compiler takes a body's
+    '}' as the end of its declaration): each becomes a declaration of its own, taken out of
+    `specs`."""
+    out = []
+    while len(specs) > 1 and _is_definition(specs[0]) and any(s.word in _TYPE_WORDS for s in specs[1:]):
+        definition = specs.pop(0)
+        out.append(S.Declaration(definition.pos, [definition], [], definition.node.last))
+    return out
+
+
+def _declarators_and_widths(items):
+    """A field declaration's declarators, and each one's bit-field width (None: not a bit-field)."""
+    return [d for d, _ in items], [w for _, w in items]
+
+
+def _is_definition(spec):
+    node = spec.node
+    return (isinstance(node, S.StructSpec) and node.fields is not None
+            or isinstance(node, S.EnumSpec) and node.items is not None)
+
+
 class Grammar:
     tokens = None  # lexer.TOKENS, set below
     start = "program"
@@ -62,7 +90,9 @@ class Grammar:
 
     def p_external_list(self, p):
         """external_list : external_list external"""
-        if p[2] is not None:
+        if isinstance(p[2], list):
+            p[1].extend(p[2])
+        elif p[2] is not None:
             p[1].append(p[2])
         p[0] = p[1]
 
@@ -72,6 +102,11 @@ class Grammar:
                     | probe_def
                     | memmodel_decl"""
         p[0] = p[1]
+        if isinstance(p[1], (S.Declaration, S.FuncDef)):
+            definitions = _unterminated_definitions(p[1].specs)
+            if definitions:
+                p[1].pos = p[1].specs[0].pos
+                p[0] = definitions + [p[1]]
 
     def p_external_empty(self, p):
         """external : ';'"""
@@ -81,6 +116,11 @@ class Grammar:
         """external : error ';'
                     | error '}'"""
         p[0] = None
+
+    def p_external_header(self, p):
+        """external : HEADER"""
+        name, value = p[1]
+        p[0] = S.Header(_pos(p, 1), name, value)
 
     def p_memmodel(self, p):
         """memmodel_decl : MEMMODEL ID ';'"""
@@ -321,15 +361,15 @@ class Grammar:
 
     def p_field(self, p):
         """field : decl_specs field_declarators ';'"""
-        p[0] = S.FieldDecl(p[1][0].pos, p[1], p[2], None, _pos(p, 3))
+        p[0] = S.FieldDecl(p[1][0].pos, p[1], *_declarators_and_widths(p[2]), None, _pos(p, 3))
 
     def p_field_anonymous(self, p):
         """field : decl_specs ';'"""
-        p[0] = S.FieldDecl(p[1][0].pos, p[1], [], None, _pos(p, 2))
+        p[0] = S.FieldDecl(p[1][0].pos, p[1], [], [], None, _pos(p, 2))
 
     def p_field_at(self, p):
         """field : '@' at_value decl_specs field_declarators ';'"""
-        p[0] = S.FieldDecl(_pos(p, 1), p[3], p[4], p[2], _pos(p, 5))
+        p[0] = S.FieldDecl(_pos(p, 1), p[3], *_declarators_and_widths(p[4]), p[2], _pos(p, 5))
 
     def p_at_value(self, p):
         """at_value : INT_LIT"""
@@ -349,13 +389,25 @@ class Grammar:
         p[0] = None
 
     def p_field_declarators_one(self, p):
-        """field_declarators : declarator"""
+        """field_declarators : field_declarator"""
         p[0] = [p[1]]
 
     def p_field_declarators_more(self, p):
-        """field_declarators : field_declarators ',' declarator"""
+        """field_declarators : field_declarators ',' field_declarator"""
         p[1].append(p[3])
         p[0] = p[1]
+
+    def p_field_declarator(self, p):
+        """field_declarator : declarator"""
+        p[0] = (p[1], None)
+
+    def p_field_declarator_bits(self, p):
+        """field_declarator : declarator ':' at_value"""
+        p[0] = (p[1], p[3])
+
+    def p_field_declarator_padding(self, p):
+        """field_declarator : ':' at_value"""
+        p[0] = (S.Declarator(_pos(p, 1), None, []), p[2])
 
     def p_enum_spec_full(self, p):
         """enum_spec : ENUM tag '{' enum_list '}'
@@ -474,7 +526,7 @@ class Grammar:
         p[0] = p[1]
 
     def p_statement_expr(self, p):
-        """statement : expr ';'"""
+        """statement : comma_expr ';'"""
         e = p.slice[1].value
         p.slice[0].value = S.ExprStmt(e.pos, e, p.slice[2].pos)
 
@@ -483,15 +535,15 @@ class Grammar:
         p[0] = S.Empty(_pos(p, 1))
 
     def p_statement_if(self, p):
-        """statement : IF '(' expr ')' statement %prec IFX"""
+        """statement : IF '(' comma_expr ')' statement %prec IFX"""
         p[0] = S.If(_pos(p, 1), p[3], p[5], None)
 
     def p_statement_if_else(self, p):
-        """statement : IF '(' expr ')' statement ELSE statement"""
+        """statement : IF '(' comma_expr ')' statement ELSE statement"""
         p[0] = S.If(_pos(p, 1), p[3], p[5], p[7])
 
     def p_statement_return(self, p):
-        """statement : RETURN expr ';'"""
+        """statement : RETURN comma_expr ';'"""
         p[0] = S.Return(_pos(p, 1), p[2], _pos(p, 3))
 
     def p_statement_return_void(self, p):
@@ -512,7 +564,8 @@ class Grammar:
                      | DEFAULT ':' statement
                      | BREAK ';'
                      | CONTINUE ';'
-                     | GOTO ID ';'"""
+                     | GOTO ID ';'
+                     | TRY compound_stmt CATCH compound_stmt"""
         p[0] = S.Unsupported(_pos(p, 1), p[1])
 
     def p_opt_expr(self, p):
@@ -642,8 +695,19 @@ class Grammar:
         p[0] = p[1]
 
     def p_primary_paren(self, p):
-        """expr : '(' expr ')'"""
+        """expr : '(' comma_expr ')'"""
         p[0] = p[2]
+
+    def p_comma_expr(self, p):
+        """comma_expr : expr
+                      | comma_expr ',' expr"""
+        if len(p) == 2:
+            p.slice[0].value = p.slice[1].value
+        elif isinstance(p[1], S.Comma):
+            p[1].exprs.append(p[3])
+            p[0] = p[1]
+        else:
+            p[0] = S.Comma(p[1].pos, [p[1], p[3]])
 
     def p_expr_list_one(self, p):
         """expr_list : expr"""

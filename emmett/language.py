@@ -34,8 +34,14 @@ def _first_operand(form):
 
 CONTAINER_BUILTINS = frozenset(name for name, form in spec.SPECIAL_FORMS.items()
                                if _first_operand(form) in ("AGGREGATE", "BAG"))
+# Those that take any number of aggregates: (logaggr AGGREGATE...).
+AGGREGATE_LIST_BUILTINS = frozenset(name for name, form in spec.SPECIAL_FORMS.items()
+                                    if form.usage.split()[1:] == ["AGGREGATE...)"])
 # Emmett's built-in functions: VP's builtins and those forms.
 BUILTINS = frozenset(spec.BUILTINS) | CONTAINER_BUILTINS
+# Those a program may define a function of the same name instead (the toolkit's Emmett does
+# not declare them): the program's function hides the builtin.
+HIDEABLE_BUILTINS = BUILTINS & spec.TOOLKIT_EMMETT_UNDECLARED
 # The builtins that can be called without arguments (getsystemtime(), exit()).
 BUILTINS_WITHOUT_ARGUMENTS = frozenset(
     name for name, b in spec.BUILTINS.items() if all(p.optional for p in b.params))
@@ -67,6 +73,13 @@ INTERVAL_PROBE_KIND = next(name for name, k in spec.PROBE_KINDS.items() if k.par
 LATER_PROBE_KINDS = tuple(name for name, k in spec.PROBE_KINDS.items() if k.domains)
 LATER_GUEST_KINDS = {name: k.same_as for name, k in spec.PROBE_KINDS.items()
                      if k.domains and k.param == spec.ADDRESS and k.same_as}
+# The later kinds no machine here fires (STEP:), and why.
+REFUSED_PROBE_KINDS = {name: k.refused for name, k in spec.PROBE_KINDS.items() if k.refused}
+
+# The toolkit's predefined constants: NULL, getgpr's register numbers (REG_RAX...) and
+# getvmcs's field encodings (VT_EXIT_REASON...).  A program's own declaration of a name hides it.
+CONSTANTS = {"NULL": 0, **{f"REG_{name}": n for n, name in enumerate(spec.GPR_ORDER)},
+             **{f.constant: code for code, f in spec.VMCS_FIELDS.items() if f.constant}}
 
 # Functions a guest preload library provides.
 GUEST_HELPERS = frozenset("curpid curprocname curtid curppid curthrptr".split())

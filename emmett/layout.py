@@ -15,7 +15,7 @@ written, which fixes the sizes of `int`, `long` and pointers.
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
-from .language import MASK64
+from .language import CONSTANTS, MASK64
 from .symbols import Sym, where
 from .vp import fold_binary
 
@@ -164,21 +164,19 @@ class Layout:
 
     def lay_out(self, st, fields, model):
         """Field offsets, size and alignment of `st` from its field declarations (C rules, `@` pins)."""
-        offset = 0
+        offset = 0  # where the next field may start (a struct's fields do not overlap)
+        bits = None  # after a bit-field: the bit where the next one may start
         size = 0
         align = 1
         union = st.su == "union"
-        for fd in fields:
-            if fd is None:
-                continue
+        for fd, pinned in self.in_offset_order(fields, union, model):
             try:
                 base, storage = self.base_type(fd.specs, model)
                 if storage:
                     self.error(storage[0][1], f"'{storage[0][0]}' cannot be used on a {st.su} field")
-                pinned = self.const_value(fd.offset, model) if fd.offset is not None else None
                 if pinned is not None and not union and pinned < offset:
-                    self.error(fd.pos, f"the pinned offset {pinned:#x} is before the end of the previous field "
-                                       f"({offset:#x}): offsets must not decrease")
+                    self.error(fd.pos, f"the field pinned at offset {pinned:#x} overlaps the one before it "
+                                       f"in offset order, which ends at {offset:#x}")
                     pinned = offset
                 declarators = fd.declarators
                 if not declarators:
@@ -186,10 +184,11 @@ class Layout:
                         # An anonymous struct or union: its fields are this one's.
                         off = pinned if pinned is not None else (0 if union else _align_up(offset, base.align))
                         for f in base.fields.values():
-                            self.add_field(st, f.name, f.type, off + f.offset, f.pos)
+                            self.add_field(st, f.name, f.type, off + f.offset, f.pos, f.bit, f.width)
                         end = off + base.size
                         size = max(size, end)
                         offset = offset if union else end
+                        bits = None
                         align = max(align, base.align)
                     continue
                 for i, d in enumerate(declarators):
@@ -198,27 +197,73 @@ class Layout:
                         self.fail(d.pos, f"a {st.su} field cannot be {T.describe(t)}")
                     if isinstance(t, T.StructType) and not t.complete:
                         self.fail(d.pos, f"field '{d.name}' has the incomplete type '{t}'")
-                    if pinned is not None and i == 0:
-                        off = pinned
+                    first = pinned if pinned is not None and i == 0 else None
+                    if fd.widths[i] is not None:
+                        start = 8 * first if first is not None else 0 if union else \
+                            bits if bits is not None else 8 * offset
+                        end_bits = self.bit_field(st, d, t, self.const_value(fd.widths[i], model), start)
+                        end = -(-end_bits // 8)
+                        bits = None if union else end_bits
+                        if d.name is not None:
+                            align = max(align, t.align)
                     else:
-                        off = 0 if union else _align_up(offset, t.align)
-                    self.add_field(st, d.name, t, off, d.pos)
-                    end = off + t.size
+                        off = first if first is not None else 0 if union else _align_up(offset, t.align)
+                        self.add_field(st, d.name, t, off, d.pos)
+                        end = off + t.size
+                        bits = None
+                        align = max(align, t.align)
                     size = max(size, end)
                     if not union:
                         offset = end
-                    align = max(align, t.align)
             except CompileError:
                 continue
         st.align = align
         st.size = _align_up(size, align)
         st.complete = True
 
-    def add_field(self, st, name, t, off, pos):
+    def in_offset_order(self, fields, union, model):
+        """The field declarations as (declaration, pinned offset or None), in the order they
+        are laid out: a field pinned with `@` and the unpinned ones after it form a block,
+        and a struct's blocks go in the order of their pinned offsets (the fields before
+        the first pin first), so pins may be written in any order (the toolkit's rule)."""
+        blocks = []  # [pinned offset, or -1 for the fields before the first pin; its fields]
+        for fd in fields:
+            if fd is None:
+                continue
+            try:
+                pinned = self.const_value(fd.offset, model) if fd.offset is not None else None
+            except CompileError:
+                continue
+            if pinned is not None or not blocks:
+                blocks.append((-1 if pinned is None else pinned, []))
+            blocks[-1][1].append((fd, pinned))
+        if not union:
+            blocks.sort(key=lambda block: block[0])
+        return [field for _, block in blocks for field in block]
+
+    def bit_field(self, st, d, t, width, start):
+        """Place bit-field `d` of integer type `t` at bit `start` of `st` or, as C compilers for
+        x86 do, at the next `t`-sized unit when it would straddle one (width 0: only move to the
+        next unit).  The bit after it."""
+        what = f"bit-field '{d.name}'" if d.name else "a bit-field"
+        if not t.is_int():
+            self.fail(d.pos, f"{what} must have an integer type, but this is {T.describe(t)}")
+        unit = 8 * t.size
+        if width > unit or width == 0 and d.name is not None:
+            self.fail(d.pos, f"{what} is {width} bits wide: a named one is 1 to {unit} bits of its '{t}'")
+        if width == 0:
+            return _align_up(start, unit)
+        if start // unit != (start + width - 1) // unit:
+            start = _align_up(start, unit)
+        if d.name is not None:
+            self.add_field(st, d.name, t, start // unit * t.size, d.pos, start % unit, width)
+        return start + width
+
+    def add_field(self, st, name, t, off, pos, bit=0, width=None):
         if name in st.fields:
             self.error(pos, f"{st} already has a field '{name}'")
             return
-        st.fields[name] = T.Field(name, t, off, pos)
+        st.fields[name] = T.Field(name, t, off, pos, bit, width)
 
     def enum_type(self, spec, model):
         tags = self.p.tags
@@ -281,6 +326,8 @@ class Layout:
         sym = self.p.globals.get(e.name)
         if isinstance(sym, Sym) and sym.kind == "enum":
             return sym.value
+        if sym is None and e.name in CONSTANTS:
+            return CONSTANTS[e.name]
         self.fail(e.pos, f"'{e.name}' is not a constant")
 
     def c_Unary(self, e, model):

@@ -20,7 +20,7 @@ KEYWORDS = {
         "sizeof if else return memmodel perthread pervm pervmk perhost extern static const volatile "
         "auto register inline "
         "int8 int16 int32 int64 uint8 uint16 uint32 uint64 "
-        "for while do switch case default break continue goto"
+        "for while do switch case default break continue goto try catch"
     ).split()
 }
 
@@ -30,7 +30,7 @@ OPERATOR_TOKENS = (
     "ELLIPSIS",
 )
 
-TOKENS = ("ID", "TYPE_NAME", "INT_LIT", "TIME_LIT", "STRING_LIT") + OPERATOR_TOKENS + tuple(sorted(set(KEYWORDS.values())))
+TOKENS = ("ID", "TYPE_NAME", "INT_LIT", "TIME_LIT", "STRING_LIT", "HEADER") + OPERATOR_TOKENS + tuple(sorted(set(KEYWORDS.values())))
 
 TIME_UNITS = {"usec": 1, "us": 1, "msec": 1000, "ms": 1000, "sec": 1000000, "s": 1000000}
 
@@ -43,14 +43,14 @@ _NEWLINE = re.compile("\n")
 class _Rules:
     """The PLY token rules (raw tokens; `TokenStream` refines them)."""
 
-    tokens = ("ID", "NUMBER", "STRING", "CHAR", "UNTERMINATED") + OPERATOR_TOKENS
+    tokens = ("ID", "NUMBER", "STRING", "CHAR", "UNTERMINATED", "HEADER") + OPERATOR_TOKENS
     literals = "+-*/%&|^~!<>=?:;,.()[]{}@"
 
     t_ignore = " \t\r\f\v"
     t_ignore_LINECOMMENT = r"//[^\n]*"
     t_ignore_SPACE = r"[ \t\n]+"  # newlines too: TokenStream locates tokens from their offsets
 
-    t_ID = r"[A-Za-z_][A-Za-z0-9_]*"
+    t_ID = r"[A-Za-z_][A-Za-z0-9_]*(?:![A-Za-z0-9_]+)*"  # WinDbg module!symbol names too
     t_NUMBER = r"[0-9][A-Za-z0-9_]*"
     t_STRING = r'"(?:[^"\\\n]|\\.)*"'
     t_CHAR = r"'(?:[^'\\\n]|\\.)*'"
@@ -79,6 +79,14 @@ class _Rules:
     t_ANDEQ = r"&="
     t_XOREQ = r"\^="
     t_OREQ = r"\|="
+
+    def t_HEADER(self, t):
+        r"@[A-Z][A-Z0-9_]*[ \t]*=[^\n]*|@VMK(?![A-Za-z0-9_])"
+        # The toolkit's header lines: `@MEMORY_MODEL = guest64`, `@SYMBOL_FILE = path` (the value
+        # is the rest of the line), and ESX's target lines (`@VMK`, `@VM1 = name`).
+        name, _, value = t.value[1:].partition("=")
+        t.value = (name.strip(), value.strip())
+        return t
 
     def t_comment(self, t):
         r"/\*"

@@ -34,13 +34,14 @@ _COMPARE = frozenset("== != < > <= >=".split())
 
 
 class MemLV:
-    __slots__ = ("addr", "type", "model", "pos")
+    __slots__ = ("addr", "type", "model", "pos", "field")
 
-    def __init__(self, addr, type_, model, pos):
+    def __init__(self, addr, type_, model, pos, field=None):
         self.addr = addr
         self.type = type_
         self.model = model
         self.pos = pos
+        self.field = field  # a bit-field: its T.Field (the bits of the unit at `addr` it holds)
 
 
 class VarLV:
@@ -450,6 +451,11 @@ class Lowerer(CallLowering):
             self.fail(e.pos, f"this string concatenation has {len(forms)} parts; at most {MAX_ARGS - 2} are allowed")
         return self.concat_forms(forms, e.pos)
 
+    def x_Comma(self, e, ctx, discard):
+        """Each expression in turn, for its effects; the value is the last one's (VP's `do`)."""
+        *effects, last = e.exprs
+        return ["do", *(self.expr(x, ctx, True) for x in effects), self.expr(last, ctx, discard)]
+
     def x_Conditional(self, e, ctx, discard):
         test = self.condition(e.test, ctx)
         af = self.expr(e.then, ctx, discard)
@@ -532,6 +538,10 @@ class Lowerer(CallLowering):
         if accessor is None:
             self.fail(lv.pos, f"memmodel {lv.model.name} describes host memory: there is no guest memory to read")
         form = [accessor, lv.addr]
+        f = lv.field
+        if f is not None:  # a bit-field: its bits of the unit, shifted down
+            shifted = [">>", form, f.bit] if f.bit else form
+            return ["&", HexInt((1 << f.width) - 1), shifted]
         if t.size < 8:
             # An 8-byte read masked to the object's width (as the reference does for 4-byte variables).
             form = ["&", HexInt((1 << (8 * t.size)) - 1), form]
@@ -654,7 +664,8 @@ class Lowerer(CallLowering):
         f = st.fields.get(e.field)
         if f is None:
             self.fail(e.field_pos, f"'{st}' has no field '{e.field}'")
-        return MemLV(op("+", addr, f.offset) if f.offset else addr, f.type, ctx.model, e.pos)
+        return MemLV(op("+", addr, f.offset) if f.offset else addr, f.type, ctx.model, e.pos,
+                     f if f.width is not None else None)
 
     def x_Member(self, e, ctx, discard):
         return self.load(self.member_lvalue(e, ctx))
@@ -672,6 +683,8 @@ class Lowerer(CallLowering):
         lv = self.lvalue(operand, ctx)
         if not isinstance(lv, MemLV):
             self.fail(operand.pos, "only objects in guest memory have an address")
+        if lv.field is not None:
+            self.fail(operand.pos, f"cannot take the address of bit-field '{lv.field.name}'")
         return lv.addr
 
     # ---- indexing: arrays, aggregates, bags ------------------------------------------------------------------

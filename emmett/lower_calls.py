@@ -246,8 +246,9 @@ class CallLowering:
         self.fail(a.pos, f"{what} takes {'an aggregate' if kind == 'aggr' else 'a bag'}")
 
     def _aggregate_op(self, e, name):
-        self.arity(e, 1, 1, f"{name}(AGGREGATE)")
-        return [name, self.container_arg(e.args[0], "aggr", name)]
+        """logaggr and clearaggr: of one aggregate or several, in turn."""
+        self.arity(e, 1, None, f"{name}(AGGREGATE, ...)")
+        return [name, *(self.container_arg(a, "aggr", name) for a in e.args)]
 
     def b_logaggr(self, e, ctx, discard):
         return self._aggregate_op(e, "logaggr")

@@ -6,11 +6,14 @@ is a static probe; otherwise the first part (after an optional domain, VMM:,
 VMX: or GUEST:, before the later forms) is the kind, and each kind has its
 method here, `k_KIND`, that checks its parts and gives the VP point: `ENTER:`
 is `GUEST:`, `READ:`/`WRITE:` are `GUEST_READ:`/`GUEST_WRITE:`, `OFFSET:` a
-`GUEST:` address from the symbol file, timers `USEC:` (or `VMX1Hz`).
+`GUEST:` address from the symbol file, timers `USEC:` (or `VMX1Hz`).  A static
+probe may carry the domain it fires in (`VMM:VMM1Hz`, `VMX:VMX1Hz`); the VP point
+is then its plain name.
 A name that is not a probe point is reported, and `CompileError` raised.
 """
 
-from .language import ADDRESS_PROBE_KINDS, INTERVAL_PROBE_KIND, LATER_GUEST_KINDS, LATER_PROBE_KINDS, MASK64, STATIC_PROBES
+from .language import (ADDRESS_PROBE_KINDS, INTERVAL_PROBE_KIND, LATER_GUEST_KINDS, LATER_PROBE_KINDS, MASK64,
+                       REFUSED_PROBE_KINDS, STATIC_PROBES)
 from .lexer import shown_literal
 
 DOMAINS = ("VMM", "VMX", "GUEST")
@@ -46,6 +49,8 @@ class ProbeName:
         first = parts[0]
         if len(parts) == 1:
             return self.static(first[0])
+        if len(parts) == 2 and first[1] == "ID" and first[0] in DOMAINS[:2] and parts[1][0] in STATIC_PROBES:
+            return self.static_in(first[0], parts[1][0])
         domain = None
         if first[1] == "ID" and first[0] in DOMAINS and len(parts) >= 3 and parts[1][1] == "ID" \
                 and parts[1][0] in LATER_FORMS:
@@ -53,6 +58,8 @@ class ProbeName:
             parts = parts[1:]
             first = parts[0]
         kind = first[0] if first[1] == "ID" else None
+        if kind in REFUSED_PROBE_KINDS:
+            self.fail(self.pos, f"probe '{self.text}': {REFUSED_PROBE_KINDS[kind]}")
         method = KINDS.get(kind)
         if method is not None:
             return method(self, kind, parts[1:], domain)
@@ -67,6 +74,14 @@ class ProbeName:
                 if known.lower() == name.lower():
                     hint = f" (did you mean {known}?)"
             self.fail(self.pos, f"unknown probe '{name}'{hint}")
+        return name
+
+    def static_in(self, domain, name):
+        """`VMM:VMM1Hz`, `VMX:VMX1Hz`: a static probe with the domain it fires in (checked)."""
+        context = STATIC_PROBES[name].context
+        if context != domain:
+            self.fail(self.pos, f"probe '{self.text}': {name} fires in the {context}, not in the {domain}; "
+                                f"write {context}:{name} or {name}")
         return name
 
     def need(self, kind, args, count):

@@ -1,7 +1,7 @@
 """Reachability: which functions the output needs, and which are recursive.
 
 Computes: `FuncSym.reachable` for every function a probe calls, directly or
-through other functions (only those are emitted, and a guest preload's other
+through other functions (in a library, every function it defines and those they call) (only those are emitted, and a guest preload's other
 functions are not even lowered); `FuncSym.recursive` for every function on a
 call-graph cycle (its locals must become parameters: see `frames`).
 Needs: the call graph resolution records (`Ctx.calls`).
@@ -11,10 +11,13 @@ from vprobes_shared.graphs import nodes_on_cycles
 
 
 def mark_reachable(program):
-    """Functions reachable from a probe, and functions on call-graph cycles (recursive)."""
+    """Functions reachable from a probe (in a library, a program without probes: from each of
+    its own functions), and functions on call-graph cycles (recursive)."""
     stack = []
     for probe in program.probes:
         stack.extend(probe.ctx.calls)
+    if not program.probes:
+        stack.extend(library_functions(program))
     while stack:
         fs = stack.pop()
         if fs.reachable:
@@ -27,3 +30,8 @@ def mark_reachable(program):
     by_id = {id(fs): fs for fs in defined}
     for fid in nodes_on_cycles(graph):
         by_id[fid].recursive = True
+
+
+def library_functions(program):
+    """The functions a program defines itself (not its guest preload's)."""
+    return [fs for fs in program.functions if fs.ctx is not None and not fs.preload]

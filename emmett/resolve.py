@@ -19,7 +19,8 @@ from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
 from .histograms import AGGREGATING, USAGE
-from .language import BUILTIN_GLOBALS, BUILTINS, CONTAINER_BUILTINS, DEST_BUILTINS, GUEST_HELPERS
+from .language import (AGGREGATE_LIST_BUILTINS, BUILTIN_GLOBALS, BUILTINS, CONSTANTS, CONTAINER_BUILTINS, DEST_BUILTINS,
+                       GUEST_HELPERS)
 from .symbols import Constraint, Ctx, FuncSym, Sym, where
 
 
@@ -90,6 +91,10 @@ class Resolver:
         pass
 
     def r_Unsupported(self, s, ctx):
+        if s.word == "try":
+            self.error(s.pos, "'try'/'catch' is not supported: it comes from a later VProbes toolkit "
+                              "compiler than the public one, and no VP form of it is documented")
+            return
         self.error(s.pos, f"'{s.word}' is not supported: Emmett has no loops or jumps, so that every "
                           f"probe finishes quickly (use if/else, or recursion, which VP bounds)")
 
@@ -151,6 +156,9 @@ class Resolver:
             builtin = BUILTIN_GLOBALS.get(e.name)
             if builtin is not None:
                 sym = Sym("builtin", e.name, builtin, e.pos)
+            elif e.name in CONSTANTS:
+                sym = Sym("enum", e.name, T.VPINT, e.pos)
+                sym.value = CONSTANTS[e.name]
             else:
                 sym = self.implicit_sym(e.name, e.pos)
         if sym.kind == "implicit":
@@ -202,6 +210,10 @@ class Resolver:
 
     def r_IncDec(self, e, ctx):
         self.resolve_target(e.target, ctx, "aggr" if type(e.target) is S.Index else "assign")
+
+    def r_Comma(self, e, ctx):
+        for x in e.exprs:
+            self.visit(x, ctx)
 
     def r_Conditional(self, e, ctx):
         self.visit(e.test, ctx)
@@ -261,10 +273,10 @@ class Resolver:
             for a in e.args:
                 self.visit(a, ctx)
             return
-        if name in BUILTINS:
+        target = self.lookup(name, ctx)
+        if name in BUILTINS and not isinstance(target, FuncSym):
             self.builtin_call(e, name, ctx)
             return
-        target = self.lookup(name, ctx)
         if isinstance(target, FuncSym):
             e.sym = target
             if target not in ctx.calls:
@@ -297,7 +309,7 @@ class Resolver:
                 sym = self.resolve_name(a, ctx, "assign")
                 if sym.implicit:
                     self.p.constraints.append(Constraint(sym, "fixed", a, a.pos, ctx, dest_type))
-            elif i == 0 and name in CONTAINER_BUILTINS and type(a) is S.Name:
+            elif (i == 0 and name in CONTAINER_BUILTINS or name in AGGREGATE_LIST_BUILTINS) and type(a) is S.Name:
                 self.resolve_name(a, ctx, "aggrref")
             else:
                 self.visit(a, ctx)

@@ -21,7 +21,7 @@ from . import ctype as T
 from .declare import Declarations, top_level_names
 from .exprtypes import ExprTypes
 from .infer import decide_implicit, infer
-from .language import BUILTIN_GLOBALS, BUILTINS
+from .language import BUILTIN_GLOBALS, BUILTINS, HIDEABLE_BUILTINS
 from .layout import Layout
 from .reach import mark_reachable
 from .resolve import Resolver
@@ -63,7 +63,10 @@ class Program:
         if name in BUILTIN_GLOBALS:
             self.reporter.warning(pos, f"'{name}' hides the built-in VProbes variable of the same name")
         if name in BUILTINS and isinstance(sym, FuncSym):
-            self.fail(pos, f"'{name}' is a built-in function and cannot be redefined")
+            if name not in HIDEABLE_BUILTINS:
+                self.fail(pos, f"'{name}' is a built-in function and cannot be redefined")
+            self.reporter.warning(pos, f"'{name}' hides the VP builtin of the same name: this program's "
+                                       f"calls of {name}() call this function")
         self.globals[name] = sym
 
     # ---- the passes, in order -------------------------------------------------------------

@@ -125,6 +125,20 @@ class Binary(Expr):
         return (self.left, self.right)
 
 
+class Comma(Expr):
+    """`a, b, c`: each evaluated in turn; the value is the last one's."""
+
+    __slots__ = ("exprs",)
+
+    def __init__(self, pos, exprs):
+        self.pos = pos
+        self.exprs = exprs
+        self.type = None
+
+    def children(self):
+        return tuple(self.exprs)
+
+
 class Conditional(Expr):
     __slots__ = ("test", "then", "other")
 
@@ -265,18 +279,20 @@ class StructSpec(Node):
 
 
 class FieldDecl(Node):
-    __slots__ = ("offset", "specs", "declarators", "last")
+    __slots__ = ("offset", "specs", "declarators", "widths", "last")
 
-    def __init__(self, pos, specs, declarators, offset, last=None):
+    def __init__(self, pos, specs, declarators, widths, offset, last=None):
         self.pos = pos
         self.specs = specs
-        self.declarators = declarators
+        self.declarators = declarators  # a bit-field that only pads (`int : 3;`) has no name
+        self.widths = widths  # each declarator's bit-field width (an expression), or None
         self.offset = offset  # an expression (from `@OFFSET`) or None
         self.last = last  # the ';'
 
     def children(self):
         head = (self.offset,) if self.offset is not None else ()
-        return (*head, *self.specs, *self.declarators)
+        declared = [x for d, w in zip(self.declarators, self.widths) for x in (d, w) if x is not None]
+        return (*head, *self.specs, *declared)
 
 
 class EnumSpec(Node):
@@ -400,6 +416,18 @@ class MemModel(Node):
         self.last = last  # the ';'
 
 
+class Header(Node):
+    """A toolkit header line, `@NAME = VALUE` (`@MEMORY_MODEL = guest64`, `@SYMBOL_FILE = path`);
+    the driver takes them out of the program before the passes (not in NODE_CLASSES)."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, pos, name, value):
+        self.pos = pos
+        self.name = name
+        self.value = value
+
+
 # ---- statements ------------------------------------------------------------------
 
 class Block(Node):
@@ -471,7 +499,7 @@ class Unsupported(Node):
 
 
 NODE_CLASSES = (
-    Name, IntLit, StrLit, Unary, IncDec, Binary, Conditional, Assign, Call, Index, Member, Cast, SizeOf,
+    Name, IntLit, StrLit, Unary, IncDec, Binary, Comma, Conditional, Assign, Call, Index, Member, Cast, SizeOf,
     Spec, StructSpec, FieldDecl, EnumSpec, Declarator, TypeName, ParamDecl, Declaration, FuncDef, ProbeDef,
     MemModel, Block, ExprStmt, If, Return, Empty, Unsupported,
 )

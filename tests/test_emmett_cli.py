@@ -102,7 +102,6 @@ def test_warnings_do_not_fail_the_compilation():
 
 @pytest.mark.parametrize("argv", [
     ["/nonexistent/file.emt"],
-    ["-c", "VMM1Hz { }", str(HELLO)],
     ["--no-such-option"],
     ["-i", "-3", str(HELLO)],
     ["-D", "1BAD", str(HELLO)],

@@ -287,8 +287,15 @@ def test_probe_name_errors(source, message):
 
 
 def test_a_program_needs_a_probe():
-    d = only_error("int f() { return 1; }")
+    d = only_error("int x;")
     assert "the program has no probe" in d.message
+
+
+def test_a_program_of_functions_only_is_a_library_with_a_warning():
+    r = emmett.compile("int twice(int x) { return 2 * x; }\nint unused() { return twice(1); }", "lib.emt")
+    assert r.ok and "(defun twice (x)" in r.vp and "(defun unused ()" in r.vp
+    [w] = r.diagnostics
+    assert w.severity == "warning" and "compiled as a library" in w.message
 
 
 def test_at_most_32_probes():

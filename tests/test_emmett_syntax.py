@@ -20,7 +20,7 @@ EVERY_FORM = r"""
 #define TWICE(x) ((x) * 2)
 #define LIMIT 10
 typedef unsigned long ulong;
-struct task { @0x10 int pid; char comm[16]; struct task *parent; union { int a; long b; } u; };
+struct task { @0x10 int pid; char comm[16]; struct task *parent; union { int a; long b; } u; unsigned f : 3, g : 4; };
 enum color { RED, GREEN = 5, BLUE };
 extern struct task init_task;
 aggr counts[1][1];
@@ -37,7 +37,7 @@ GUEST:sys_open(struct task *t, ulong flags) {
     counts[t->pid, t->comm]++;
     pending[local] <- TWICE(local);
     local += t->parent ? t->parent->u.a : -1;
-    local = pending[local] ? !local : ~local;
+    local = pending[local] ? !local : ~local, local++;
     if (local > GREEN && strcmp(s, PROBENAME) != 0) { local--; } else ;
     printf("%d %s %d\n", depth(local), s, init_task.pid);
     for (;;) ;

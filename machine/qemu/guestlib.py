@@ -39,7 +39,7 @@ STRUCT_ROOTS = (
 _RESERVED = frozenset("""
 auto break case char const continue default do double else enum extern float for goto if inline int long
 register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while
-string bag aggr memmodel perthread pervm pervmk perhost int8 int16 int32 int64 uint8 uint16 uint32 uint64
+string bag aggr memmodel perthread pervm pervmk perhost int8 int16 int32 int64 uint8 uint16 uint32 uint64 try catch
 """.split())
 
 KERNEL_HALF = 0xFFFF800000000000

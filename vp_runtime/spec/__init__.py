@@ -16,7 +16,7 @@ a static probe, one ProbeInfo here (and the machines that fire it).
 """
 
 from . import printf  # the directive grammar, as spec.printf
-from .builtins import BUILTINS, Builtin, Param
+from .builtins import BUILTINS, TOOLKIT_EMMETT_UNDECLARED, Builtin, Param
 from .forms import OPERATOR_NAMES, OPERATORS, RESERVED_UPPER_PATTERN, SPECIAL_FORMS, TOP_LEVEL_FORMS, Form, Operator
 from .globals import (
     AS_ADDRESS, AS_HEX, AS_NUMBER, GLOBAL, GLOBAL_ALIASES, GLOBALS, GPR_ORDER, HARDWARE, HARDWARE_GLOBALS, MACHINE,

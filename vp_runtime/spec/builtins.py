@@ -115,3 +115,7 @@ BUILTINS = {b.name: b for b in (
     _builtin("getvmcs", INT, [Param("FIELD", INT, "the field encoding")],
              "the VMCS field with this encoding (VMCS_FIELDS), as the firing VCPU's last exit left it"),
 )}
+
+# The builtins and special forms the toolkit's Emmett compiler does not declare: a program of
+# its dialect may define functions of these names, which its VP then names otherwise.
+TOOLKIT_EMMETT_UNDECLARED = frozenset(("logint", "logstr", "strcmp", "setstr", "baginsert", "bagremove"))
