@@ -201,8 +201,11 @@ def _front_end(source, filename, options, files, reporter):
 
     externals_main, symbol_file = _read_headers(externals_main, reporter)
     if symbol_file is not None:
-        if symbols is None:
-            symbols = read_symbols(_beside(files, symbol_file), files, reporter)
+        path = _beside(files, symbol_file)
+        if symbols is None and not os.path.isfile(path):
+            reporter.error(symbol_file.pos, f"cannot read the guest symbol file '{path}' this line names")
+        elif symbols is None:
+            symbols = read_symbols(path, files, reporter)
         else:
             reporter.warning(symbol_file.pos, "@SYMBOL_FILE is ignored: the guest symbols given to the "
                                               "compiler (-s, or the VM's) are used")

@@ -49,7 +49,8 @@ class ProbeName:
         first = parts[0]
         if len(parts) == 1:
             return self.static(first[0])
-        if len(parts) == 2 and first[1] == "ID" and first[0] in DOMAINS[:2] and parts[1][0] in STATIC_PROBES:
+        if len(parts) == 2 and first[1] == "ID" and first[0] in DOMAINS[:2] and parts[1][1] == "ID" \
+                and parts[1][0] not in KINDS:
             return self.static_in(first[0], parts[1][0])
         domain = None
         if first[1] == "ID" and first[0] in DOMAINS and len(parts) >= 3 and parts[1][1] == "ID" \
@@ -78,7 +79,7 @@ class ProbeName:
 
     def static_in(self, domain, name):
         """`VMM:VMM1Hz`, `VMX:VMX1Hz`: a static probe with the domain it fires in (checked)."""
-        context = STATIC_PROBES[name].context
+        context = STATIC_PROBES[self.static(name)].context
         if context != domain:
             self.fail(self.pos, f"probe '{self.text}': {name} fires in the {context}, not in the {domain}; "
                                 f"write {context}:{name} or {name}")

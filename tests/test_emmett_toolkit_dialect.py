@@ -80,6 +80,7 @@ def test_static_probes_with_their_domain():
     log = run('VMM:VMM1Hz { printf("vmm %d\\n", VCPUID); }\nVMX:VMX1Hz { printf("vmx\\n"); }')
     assert sorted(set(log.splitlines())) == ["vmm 0", "vmm 1", "vmx"]
     assert "VMM1Hz fires in the VMM, not in the VMX" in error_of('VMX:VMM1Hz { printf("x"); }')
+    assert "unknown probe 'VMX1hz' (did you mean VMX1Hz?)" in error_of("VMX:VMX1hz { }")
 
 
 def test_an_exit_probe_sees_the_return_value_in_its_parameter():
@@ -203,6 +204,8 @@ def test_header_lines_set_the_memory_model_and_name_the_symbol_file(tmp_path, ma
     assert r.returncode == 0 and r.stdout == f"4 0x{int(vfs_read, 16):x}\n", r.stderr
     assert "@SYMBOL_FILE is ignored" in r.stderr  # the VM's own symbols win: here, the same
     assert "'@VM1' is ESX only" in error_of("@VM1 = web01\nVMM1Hz { }")
+    assert error_of("@SYMBOL_FILE = /nonexistent.syms\nVMM1Hz { }").startswith(
+        "t.emt:1:1: error: cannot read the guest symbol file '/nonexistent.syms' this line names")
     assert "unknown header line '@FOO'" in error_of("@FOO = 1\nVMM1Hz { }")
 
 
