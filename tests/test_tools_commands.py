@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from emmett import cli as emmettc
-from vprobe_tools.commands import vmrun, vprobe, vprobe_aggr, vprobe_stacks
+from vprobe_tools.commands import vmrun, vprobe, vprobe_aggr, vprobe_report, vprobe_stacks
 
 BIN = Path(sys.executable).parent
 COMMANDS = {"vprobe": vprobe.command, "vmrun": vmrun.command, "vprobe-aggr": vprobe_aggr.command,
-            "vprobe-stacks": vprobe_stacks.command, "emmettc": emmettc.command}
+            "vprobe-stacks": vprobe_stacks.command, "vprobe-report": vprobe_report.command,
+            "emmettc": emmettc.command}
 
 
 def invoke(name: str, *args, input: bytes | None = None, env: dict | None = None):
@@ -54,7 +55,7 @@ def test_help_starts_with_the_synopsis_and_shows_examples(name):
     assert "--version" in result.stdout
 
 
-@pytest.mark.parametrize("name", ["vprobe", "vmrun", "vprobe-aggr", "vprobe-stacks"])
+@pytest.mark.parametrize("name", ["vprobe", "vmrun", "vprobe-aggr", "vprobe-stacks", "vprobe-report"])
 def test_help_is_a_man_page(name):
     text = invoke(name, "-h").stdout
     for section in ("NAME", "DESCRIPTION", "EXAMPLES", "EXIT STATUS", "SEE ALSO"):
@@ -183,7 +184,7 @@ def test_completion_of_options_choices_verbs_and_memory_models():
     assert complete("emmettc", "emmettc -m guest3") == ["guest32"]
 
 
-@pytest.mark.parametrize("name", ["vprobe", "vmrun", "vprobe-aggr", "vprobe-stacks", "emmettc"])
+@pytest.mark.parametrize("name", ["vprobe", "vmrun", "vprobe-aggr", "vprobe-stacks", "vprobe-report", "emmettc"])
 def test_the_installed_commands_write_their_bash_completion_script(name):
     function = f"_{name.replace('-', '_')}_completion"
     variable = f"_{name.replace('-', '_').upper()}_COMPLETE"
@@ -209,7 +210,7 @@ def test_bash_completes_an_option_with_the_script():
 
 def test_help_and_completion_do_not_load_the_machine_the_runtime_or_the_compiler():
     code = ("import sys\n"
-            "from vprobe_tools.commands import vmrun, vprobe, vprobe_aggr, vprobe_stacks\n"
+            "from vprobe_tools.commands import vmrun, vprobe, vprobe_aggr, vprobe_report, vprobe_stacks\n"
             "import emmett.cli\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('machine', 'vp_runtime')\n"
             "               or m.startswith('emmett.') and m != 'emmett.cli')\n"

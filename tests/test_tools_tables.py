@@ -119,6 +119,11 @@ def test_the_pipeline_finds_each_blocks_info_in_the_scripts_catalog():
     assert seen[0].info.keys[0].header == "RAX"
 
 
+def test_a_fleets_per_vm_table_has_its_aggregates_info():
+    catalog = AggregateCatalog({"syscalls": STRACE_RECORD})
+    assert catalog.info("syscalls@web01", 1, 1) == catalog.info("syscalls", 1, 1) is not None
+
+
 # ---- histograms ------------------------------------------------------------------------------------
 
 # A power-of-two histogram of 100 samples for "bash": 10 in [4, 8), 80 in [16, 32), 9 in [32, 64),

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from report_html import tables
+
 from vprobe_tools.commands.vprobe import run as vprobe_run
 from vprobe_tools.vm import control
 
@@ -208,6 +210,17 @@ def test_aggregates_never_logged_are_printed_when_the_script_unloads(vm, tmp_pat
     assert vm("vprobeLoad", "(defaggr a 0 0) (vprobe VMXLoad (aggr a () () 7))").returncode == 0
     assert vm("vprobeReset").returncode == 0
     vm.wait_log("a[] == avg 7 count 1 min 7 max 7 latest 7\n")
+
+
+def test_the_report_of_a_run_on_a_running_vm_has_its_probes_firings(vm, tmp_path):
+    script = tmp_path / "s.vp"
+    script.write_text('(vprobe VMM1Hz (printf "tick %d\\n" VCPUID))\n(vprobe VMXUnload (logint (/ 1 0)))\n')
+    status, out, err = vprobe("-d", "2", "--html", tmp_path / "r.html", vm.vmx, script)
+    assert (status, err) == (0, "")
+    html = (tmp_path / "r.html").read_text()
+    (probes,) = tables(html, "probes")
+    assert {row[0]: (row[2], row[3]) for row in probes[1:]} == {"VMM1Hz": ("4", "0"), "VMXUnload": ("1", "1")}
+    assert str(vm.vmx) in html
 
 
 def test_vprobe_concatenated_files_and_json_on_a_running_vm(vm, tmp_path):

@@ -2,7 +2,8 @@
 
 * commands/ -- the commands on click, their options, help and exit statuses: `vprobe`
   (commands.vprobe; what a run does: vprobe_run), `vmrun` (commands.vmrun), `vprobe-aggr`
-  and `vprobe-stacks` (commands.vprobe_aggr, commands.vprobe_stacks); what every command
+  and `vprobe-stacks` (commands.vprobe_aggr, commands.vprobe_stacks), `vprobe-report`
+  (commands.vprobe_report); what every command
   shares (commands.base: man-page help, usage errors, --version); what the printers of
   saved logs share (commands.saved_log); the options vprobe shares with them
   (commands.options).  `emmettc` is the compiler's own (emmett.cli).
@@ -19,7 +20,7 @@
 * views/ -- what people see of a log: sorted aggregate tables (aggr), symbolized,
   folded and dot stacks (stacks), JSON lines (json_view), probe and global lists
   (listings), guest stacks and their symbols (symbolize); the pipeline from a log
-  to the views (pipeline).
+  to the views (pipeline); the HTML report (report/: its view, sections, templates).
 * errors -- the messages commands report; output -- byte-exact log streams and files.
 
 Dependencies go one way: commands use everything; vm uses scripts; views read the

@@ -83,6 +83,8 @@ class Script:
         # diagnostics and fault lines) and each aggregate's record, for the printers.
         self.annotations = source.annotations
         self.log = LogWriter(log_sink)
+        # How often each probe (in script order) has fired: each probe's code adds one (`_fired`).
+        self.firings = [0] * len(program.probes)
         self.builtins = Builtins(backend, self.log)
         self.aggregates = {a.name: AggregateTable(a.name, a.int_keys, a.str_keys,
                                                   keep_run_totals=aggregate_clock is not None)
@@ -120,6 +122,7 @@ class Script:
             ns[f"b{i}"] = Bag(bag.size, store)
         for name, reader in translation.readers.items():
             ns[reader] = backend.global_reader(name)
+        ns["_fired"] = self.firings
 
         def logaggr(table: AggregateTable) -> int:
             # The block is whole lines (pretty-printers parse it): end a partial line first.

@@ -20,6 +20,9 @@ operations it executes (`counting`; the cost model is `cost.py`'s): a probe
 or function adds its straight-line cost when entered, each way through a
 `cond` and each later operand of `&&` / `||` what it adds when taken, into the
 namespace's `_ops`.  Code without branches or calls pays one addition per firing.
+
+Each probe also counts its firings into `_fired` (the script's `firings`, which
+the tools report).
 """
 
 from __future__ import annotations
@@ -495,6 +498,7 @@ class Translator:
         if index in self.budgeted:
             self.assigned_globals.add("_calls_left")
             self.emit(1, "_calls_left = _max_calls")
+        self.emit(1, f"_fired[{index}] += 1")  # how often it fired (Script.firings), for the tools
         self.count(1, sum(straight_cost(e) for e in probe.body))
         self.emit(1, "try:")
         before = len(self.out)

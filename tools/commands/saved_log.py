@@ -34,6 +34,13 @@ def input_options(function: Callable) -> Callable:
     return apply([
         click.argument("log", default="-", required=False, metavar="[LOG]", type=click.Path(allow_dash=True)),
         format_option(INPUT, "output format (default text)"),
+        log_options,
+    ])(function)
+
+
+def log_options(function: Callable) -> Callable:
+    """How LOG is read and its stacks symbolized: --input, --syms / --vmx (one of them)."""
+    return apply([
         option("--input", "input_kind", type=click.Choice(["auto", "text", "json"]), default="auto", group=INPUT,
                help="how to read LOG: the log's text, JSON lines, or auto (default: by its first line)"),
         option("--syms", type=click.Path(), metavar="FILE", group=INPUT,

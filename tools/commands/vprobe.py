@@ -63,7 +63,10 @@ DESCRIPTION
     guest stack the script logs (GUEST_0x..._0x..., in lines or aggregate
     keys), symbolized, one frame per line, counted, once the script is
     unloaded.  -f json writes one JSON object per line instead of text.
-    On a terminal, a long -d run shows on stderr how far it got."""
+    On a terminal, a long -d run shows on stderr how far it got.
+
+    --html FILE writes, besides, one self-contained HTML page of the run
+    (vprobe-report makes the same from a saved log)."""
 
 EPILOG = """\
 EXAMPLES
@@ -75,6 +78,9 @@ EXAMPLES
         Sorted aggregates of vptop on the VM web01.vmx describes.
     vprobe -d 5 -s --folded stacks.emt | flamegraph.pl > stacks.svg
         A flame graph of the guest stacks the script collects.
+    vprobe -d 5 --html report.html pagefault-stacks.emt
+        A report to open in a browser: the run, each probe's firings,
+        the aggregates as sortable tables, a flame graph of the stacks.
     vmrun start web01.vmx; vprobe web01.vmx irqs.vp
         Stream a script's output from a VM running in the background.
     vprobe -l web01.vmx irqs.vp; vprobe -r web01.vmx
@@ -176,6 +182,9 @@ FLEET = "FLEET (one script on many simulated VMs, on Dask)"
 @option("-a", "--aggregates", is_flag=True, group=OUTPUT, help="show the aggregates as sorted tables")
 @option("-s", "--stacks", is_flag=True, group=OUTPUT,
         help="show the guest stacks, symbolized and counted, when the script is unloaded")
+@option("--html", type=click.Path(dir_okay=False), metavar="FILE", group=OUTPUT,
+        help="also write an HTML report to FILE when the script is unloaded: the run and its "
+             "probes' firings, sortable tables, flame graphs, the log with its faults")
 @version_option(with_vp=True, group=OUTPUT)
 @aggr_options("SORTED AGGREGATES (-a)")
 @stack_options("FORMATTED STACKS (-s)", with_top=False)

@@ -21,6 +21,7 @@ from ..fleet.members import Member, members
 from ..fleet.merge import DEFAULT_MAX_LINES
 from ..fleet.runner import local_client, remote_client, run_fleet
 from ..fleet.worker import Program
+from ..scripts.sources import probe_summary
 from ..output import is_terminal
 from ..log.json_lines import dumps
 from ..views.symbolize import Symbolizer
@@ -64,6 +65,13 @@ def max_lines(args) -> int:
     return DEFAULT_MAX_LINES if args.max_lines is None else args.max_lines
 
 
+def fleet_label(given: str, vmx: str | None, size: int) -> str:
+    """The fleet, as the report names it."""
+    if given.isdigit():
+        return f"{size} VMs of {vmx or 'the embedded default machine'} (sim.seed 0 .. {size - 1})"
+    return f"{size} VMs: {given}"
+
+
 def first_vm(command, fleet: list[Member]):
     """The fleet's first VM that powers on here, for compiling and checking the script."""
     first_error = None
@@ -82,10 +90,12 @@ def run_fleet_command(command, vmx: str | None, scripts: list[str]) -> int:
     vm = first_vm(command, fleet)
     try:
         files = command.script_files(scripts, vm, None)
-        vm.load(files, lambda text: None, command.warn)  # a script that does not load stops here
+        script, loaded = vm.load(files, lambda text: None, command.warn)  # a script that does not load stops here
     finally:
         vm.close(command.warn)
     program = Program(tuple(files), a.charge)
+    run = command.run_summary(vm, vmx, scripts)
+    run.vm = fleet_label(a.fleet, vmx, len(fleet))
     progress = Progress(command.err, a.duration, is_terminal(command.stderr))
     clients = remote_client(a.scheduler) if a.scheduler else local_client(a.workers)
     try:
@@ -94,11 +104,14 @@ def run_fleet_command(command, vmx: str | None, scripts: list[str]) -> int:
                                progress=progress)
     finally:
         progress.clear()
-    show(command, result, vm, files)
+    run.fleet = render.summary_json(result)
+    run.probes = [dict(row, firings=fired) for row, fired in zip(probe_summary(loaded, script), result.firings)]
+    show(command, result, vm, files, run)
     return report(command, result)
 
 
-def show(command, result, vm, files) -> None:
+def show(command, result, vm, files, run) -> None:
+    """The merged result on stdout (and with --html, its report of `run`)."""
     a = command.args
     if a.format == "json" and not a.stacks:  # the merged tables are in it, with their VMs: -a adds nothing
         catalog = command.catalog(files)
@@ -109,8 +122,11 @@ def show(command, result, vm, files) -> None:
                 for histogram in histograms(block, keys).as_json():
                     command.out.write(dumps({"type": histogram.pop("type"), "vm": obj["vm"], **histogram}))
         command.out.close()
+        sink, finish = command.report_output(vm, files, run) or (None, None)
+    else:
+        sink, finish = command.output(vm, files, run)
+    if sink is None:
         return
-    sink, finish = command.sink(vm, files)
     try:
         for text in render.log_text(result):
             sink(text)

@@ -10,11 +10,13 @@ asked for.  Errors become plain messages on stderr and an exit status
 from __future__ import annotations
 
 import dataclasses
+import time
+from pathlib import Path
 
 from machine.vmx import VmxError, VProbesDisabled, check_enabled, host_allows_vprobes
 
 from ..errors import LoadFailed, ToolError, machine_failure
-from ..output import LogStream, MessageStream, is_terminal
+from ..output import LogStream, MessageStream, Tee, is_terminal
 from ..log.aggr_info import SYSCALL, AggregateCatalog
 from ..scripts.sources import (SourceFile, SourceMap, compile_emmett, compiled_name, is_emmett, needs_auto_aggr,
                                read_sources)
@@ -23,6 +25,8 @@ from ..views.json_view import JsonView
 from ..log.json_lines import dumps
 from ..views.listings import format_costs, format_globals, format_probes, global_json, matching, probe_json
 from ..views.pipeline import Pipeline
+from ..views.report.model import RunSummary
+from ..views.report.writer import ReportWriter, check_writable
 from ..views.symbolize import Symbolizer
 from ..views.tables import KeyFormat
 from ..vm.machine_info import read_symbol_file
@@ -46,6 +50,17 @@ def with_charge(config, charge: str | None):
     return dataclasses.replace(config, charge_probe_time=charge)
 
 
+def check_report_usage(args) -> None:
+    """--html reports a run: not a listing, -l or -r; and it must be writable before the run starts."""
+    if args.html is None:
+        return
+    for name, flag in (("load_only", "-l"), ("reset", "-r"), ("list_probes", "-p"), ("list_globals", "-g"),
+                       ("kallsyms", "--kallsyms")):
+        if getattr(args, name):
+            raise ToolError(f"--html reports a run of a script: it does not go with {flag}")
+    check_writable(args.html)
+
+
 class VprobeRun:
     """One run of vprobe, with its options and streams."""
 
@@ -55,6 +70,7 @@ class VprobeRun:
         self.out = LogStream(stdout)
         self.err = MessageStream(stderr)
         self._symbols: str | None = None
+        self.started = time.monotonic()  # the run's start, for its report (run_summary sets it)
 
     def warn(self, message: str) -> None:
         self.err.write(message + ("" if message.endswith("\n") else "\n"))
@@ -187,6 +203,56 @@ class VprobeRun:
         names = vm.syscall_names() if catalog.has_kind(SYSCALL) else {}
         return KeyFormat(symbols, lambda: names)
 
+    def output(self, vm, files: list[SourceFile], run: RunSummary):
+        """`sink`, and with --html the report of `run` too (written when the log ends)."""
+        sink, finish = self.sink(vm, files)
+        report = self.report_output(vm, files, run)
+        if report is None:
+            return sink, finish
+        report_sink, report_finish = report
+
+        def finish_both() -> None:
+            try:
+                finish()
+            finally:
+                report_finish()
+        return Tee(sink, report_sink), finish_both
+
+    def report_output(self, vm, files: list[SourceFile], run: RunSummary):
+        """With --html: a sink for the log and what to call at its end, when the report is written."""
+        if self.args.html is None:
+            return None
+        catalog = self.catalog(files)
+        keys = self.key_format(vm, catalog, Symbolizer(self.symbols_text(vm)))
+        report = ReportWriter(self.args.html, run, lambda: keys, cumulative=self.args.cumulative,
+                              complete=self.report_complete(vm))
+        pipeline = Pipeline([report.view], catalog)
+        return pipeline.sink, pipeline.finish
+
+    def run_summary(self, vm, vmx: str | None, scripts: list[str]) -> RunSummary:
+        """What the report says of this run, as far as it is known before it starts."""
+        a = self.args
+        if scripts:
+            title, sources = " ".join(scripts), [(s, Path(s).read_bytes().decode("utf-8", "replace")) for s in scripts]
+        elif a.code is not None:
+            title, sources = "the -c program", [("-c", a.code)]
+        else:
+            title, sources = "the VP script from standard input" if a.stdin else "the VM's script", []
+        self.started = time.monotonic()
+        return RunSummary(title, vm=vmx or "the embedded default machine",
+                          started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), scripts=sources,
+                          duration_s=a.duration)
+
+    def report_complete(self, vm):
+        started = self.started
+
+        def complete(run: RunSummary) -> None:
+            run.wall_s = time.monotonic() - started
+            if vm.probes:  # the VM ran the script (a fleet's client VM only checked that it loads)
+                run.probes = list(vm.probes)
+                run.guest_s = vm.guest_s
+        return complete
+
     # ---- the run ---------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -194,6 +260,7 @@ class VprobeRun:
         vmx, scripts = self.split_files()
         self.check_usage(scripts, vmx)
         check_fleet_usage(a)
+        check_report_usage(a)
         self.host_allows()
         if a.fleet is not None:
             return run_fleet_command(self, vmx, scripts)
@@ -253,7 +320,7 @@ class VprobeRun:
             MessageStream(self.stdout).write(format_costs(costs))
             self.warn(f"vprobe: {message}")
             return 0
-        sink, finish = self.sink(vm, files)
+        sink, finish = self.output(vm, files, self.run_summary(vm, vmx, scripts))
         progress = None
         if a.duration is not None and is_terminal(self.stderr):
             progress = RunProgress(self.err, a.duration, not vm.realtime, enabled=True)

@@ -60,6 +60,7 @@ class VMOutcome:
     lines: int = 0  # lines it printed (all of them, kept or not)
     faults: int = 0  # probe firings aborted by a run-time fault
     warnings: tuple[str, ...] = ()
+    firings: tuple[int, ...] = ()  # how often each probe fired, in script order (Script.firings)
 
     @property
     def ok(self) -> bool:

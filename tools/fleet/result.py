@@ -67,6 +67,12 @@ class FleetResult:
     def incomplete(self) -> bool:
         return bool(self.failed)
 
+    @property
+    def firings(self) -> tuple[int, ...]:
+        """How often each probe fired, in script order, summed over the VMs that ran."""
+        ran = [vm.firings for vm in self.vms if vm.ok and vm.firings]
+        return tuple(sum(counts) for counts in zip(*ran))
+
     def vm_name(self, order: int) -> str:
         return self._names[order]
 

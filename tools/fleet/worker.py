@@ -126,7 +126,8 @@ def run_member(member: Member, program: Program, duration: float, max_lines: int
         error = error or _failure(e)
     lines.finish()
     outcome = VMOutcome(member.order, member.name, error=error, simulated_s=machine.now_ns / 1e9,
-                        lines=lines.count, faults=lines.faults, warnings=warnings)
+                        lines=lines.count, faults=lines.faults, warnings=warnings,
+                        firings=tuple(script.firings))
     aggregates, per_vm = {}, None
     if error is None:
         aggregates = _stamped(script, member.order)

@@ -170,6 +170,13 @@ def cost_rows(program: SourceMap, script) -> list[list[str]]:
     return rows
 
 
+def probe_summary(program: SourceMap, script) -> list[dict]:
+    """Each probe of `script` as a run's summary shows it: its point, where it is in the user's
+    files, its bound (as `cost_rows`) and how often it has fired."""
+    return [{"probe": probe, "at": at, "bound": bound, "firings": fired}
+            for (probe, at, bound), fired in zip(cost_rows(program, script), script.firings)]
+
+
 # ---- Emmett -----------------------------------------------------------------------------------
 
 def emmett_compiler():

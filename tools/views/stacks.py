@@ -93,13 +93,20 @@ def _namer(symbolizer: Symbolizer, offsets: bool):
     return symbolizer.frame if offsets else symbolizer.function
 
 
-def render_folded(ranked: list[tuple[Stack, int]], symbolizer: Symbolizer, *, offsets: bool = False,
-                  top: int | None = None) -> str:
+def folded_counts(ranked: list[tuple[Stack, int]], symbolizer: Symbolizer, *, offsets: bool = False,
+                  top: int | None = None) -> list[tuple[str, int]]:
+    """The folded stacks (`frame;frame;frame`, outermost first) and their counts, sorted: stacks
+    that name the same functions are one (the flame graphs of the HTML report are drawn from these)."""
     name = _namer(symbolizer, offsets)
     folded: Counter[str] = Counter()
     for stack, count in ranked[:top] if top else ranked:
         folded[";".join(name(a) for a in reversed(stack))] += count
-    return "".join(f"{line} {count}\n" for line, count in sorted(folded.items()))
+    return sorted(folded.items())
+
+
+def render_folded(ranked: list[tuple[Stack, int]], symbolizer: Symbolizer, *, offsets: bool = False,
+                  top: int | None = None) -> str:
+    return "".join(f"{line} {count}\n" for line, count in folded_counts(ranked, symbolizer, offsets=offsets, top=top))
 
 
 def _dot_escape(text: str) -> str:

@@ -39,7 +39,8 @@ from machine.vms import read_vm_config
 from machine.vmx import VmxError, host_allows_vprobes
 
 from ..errors import LoadFailed, ToolError, machine_failure
-from ..scripts.sources import SourceFile, cost_rows, load_program, machine_library, read_sources, vp_program
+from ..scripts.sources import (SourceFile, cost_rows, load_program, machine_library, probe_summary, read_sources,
+                               vp_program)
 from . import control
 from .control import TICK_S, TIMEOUT_S, VMPaths, encode
 from .log_file import open_log_file
@@ -132,6 +133,7 @@ class Session:
         self.daemon = daemon
         self.conn = conn
         self.description = description
+        self.loaded = None  # (program, script) once loaded: the unloaded event tells its firings
         self.until_ns: int | None = None
         self.costs: list = []  # its probes and their bounds (sources.cost_rows)
         self.script = None  # the loaded Script (whether it called exit())
@@ -152,6 +154,8 @@ class Session:
                 message["where"] = where
             if lost:
                 message["lost"] = lost
+            if self.loaded is not None:
+                message["probes"] = probe_summary(*self.loaded)
             conn.send(message)
             conn.finish()
 
@@ -341,6 +345,7 @@ class Daemon:
         duration = message.get("duration")
         if not isinstance(duration, (int, float)) or isinstance(duration, bool) or not 0 <= duration < 1e9:
             duration = None
+        session.loaded = (program, script)
         session.costs = cost_rows(program, script)
         session.script, session.program = script, program
         conn.send({"ok": True, "warnings": warnings, "costs": session.costs})

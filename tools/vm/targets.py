@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import LoadFailed, ToolError, machine_failure
 from ..output import Tee
-from ..scripts.sources import SourceFile, cost_rows, load_program, machine_library, vp_program
+from ..scripts.sources import SourceFile, cost_rows, load_program, machine_library, probe_summary, vp_program
 from . import control
 from .control import STALL_S, TIMEOUT_S, LineReader, VMPaths, encode
 from .log_file import open_log_file
@@ -65,6 +65,9 @@ class EmbeddedVM:
         self.machine = power_on(config)
         self.write_out_file = write_out_file  # a .vmx machine also writes its vprobe.outFile
         self._library: SourceFile | None = None
+        self.probes: list[dict] = []  # after `run`: the script's probes and their firings (probe_summary)
+        self.guest_s: float | None = None  # after `run` on a simulated machine: the guest time it ran
+        self._loaded = None  # (program, script, guest time or None) of the last script loaded
 
     @property
     def realtime(self) -> bool:
@@ -107,6 +110,7 @@ class EmbeddedVM:
         script, warnings = load_program(program, self.machine, sink)
         for w in warnings:
             warn(w)
+        self._loaded = (program, script, None if self.machine.realtime else self.machine.now_ns)
         return script, program
 
     def load_only(self, files: list[SourceFile], warn: Warn) -> tuple[str, list]:
@@ -150,6 +154,10 @@ class EmbeddedVM:
         finally:
             if log_file is not None:
                 log_file.close()
+        program, script, loaded_ns = self._loaded
+        self.probes = probe_summary(program, script)
+        if loaded_ns is not None:
+            self.guest_s = (self.machine.now_ns - loaded_ns) / 1e9
         return status
 
     def _failed(self, error: Exception, warn: Warn) -> int:
@@ -252,6 +260,8 @@ class RunningVM:
 
     def __init__(self, paths: VMPaths):
         self.paths = paths
+        self.probes: list[dict] = []  # after `run`: the script's probes and their firings (probe_summary)
+        self.guest_s: float | None = None  # the guest time a run took: not told by the VM
 
     def _ask(self, message: dict) -> dict:
         return control.checked(control.request(self.paths, message))
@@ -365,6 +375,9 @@ class RunningVM:
                 raise ToolError(f"lost the connection to the VM {name}: {e}") from None
 
     def _unloaded(self, message: dict, warn: Warn) -> int:
+        probes = message.get("probes")
+        if isinstance(probes, list):
+            self.probes = probes
         reason = message.get("reason")
         name = self.paths.vmx.name
         if reason == "crashed":
