@@ -21,14 +21,18 @@
    -c pass` (target: at most 2x; bench_emmettc.py).
 5. The compiler's scaling to 8,000 functions (linear; bench_emmettc.py).
 
-Each machine runs in a process of its own, booted and warmed up once; each
-round forks it and times the child, so that every round of every machine
-runs the same stretch of simulated time (how busy the guest is varies along
-a run, so rounds of a machine that went on would not compare).  The rounds
-of all the machines alternate (reversed every other round), so that noise
-hits all alike, and the best round of each counts.  Figures are given per
-second of wall time and per second of the process's own CPU time (on a busy
-host the steadier measure: waiting for a core does not count).
+Each machine (default or fast tick, with each way of charging) runs in a
+process of its own, booted and warmed up once with no script; each round
+forks it, and the child attaches the round's script (or none) and is timed,
+so that every round runs the same stretch of simulated time (how busy the
+guest is varies along a run, so rounds of a machine that went on would not
+compare), and a probe and the run without it are measured in one process,
+with the same memory layout and string hashes (every worker process has
+PYTHONHASHSEED=0, too).  The rounds of all the configurations alternate
+(reversed every other round), so that noise hits all alike, and the best
+round of each counts.  Figures are given per second of wall time and per
+second of the process's own CPU time (on a busy host the steadier measure:
+waiting for a core does not count).
 
 `--against DIR` also runs every machine and the compiler's start-up on the
 code of DIR, another checkout of the project (e.g. made with `git worktree
@@ -85,21 +89,22 @@ def charge_values() -> dict[str, object]:
     return {"host": True, "none": False}
 
 
-def make_machine(fast_tick: bool, charge: str, script: str | None):
+def make_machine(fast_tick: bool, charge: str):
+    """A machine booted and warmed up with no script (a round's child attaches one)."""
     from machine import SimulatedMachine
     from machine.vmx import default_config
-    from vp_runtime import load
 
     config = default_config()
     config = dataclasses.replace(config, charge_probe_time=charge_values()[charge],
                                  timer_hz=FAST_TICK_HZ if fast_tick else config.timer_hz)
     machine = SimulatedMachine(config)
-    loaded = None
-    if script is not None:
-        loaded = load(script, machine.load_config, backend=machine)
-        machine.attach(loaded)
     machine.run(WARM_UP_S)
-    return machine, loaded
+    return machine
+
+
+def script_text(point: str) -> str | None:
+    """The script of a round: POINT `-` none, `silent` the silent script, else the update on POINT."""
+    return {"-": None, "silent": SILENT_SCRIPT}.get(point, f"(defaggr a 1 0)\n(vprobe {point} {UPDATE})\n")
 
 
 def hand_written(machine):
@@ -123,20 +128,19 @@ def hand_written(machine):
 
 
 def worker(tree: str, spec: str) -> None:
-    """One configuration on `tree`'s code: boot and warm up, then a round per line read.
+    """One machine on `tree`'s code: boot and warm up, then a round per line read.
 
-    `spec` is `machine FAST CHARGE POINT` (POINT `-`: no script, `silent`: the silent script)
-    or `hand`.  A machine round reads simulated seconds and prints wall time, CPU time and the
-    probe's firings; a `hand` round reads a number of calls and prints the two times."""
+    `spec` is `machine FAST CHARGE` or `hand`.  A machine round reads `POINT SECONDS` (POINT
+    as `script_text` takes it): the forked child attaches that script, runs, and prints wall
+    time, CPU time and the probe's firings; a `hand` round reads a number of calls and prints
+    the two times."""
     sys.path.insert(0, tree)
     words = spec.split()
     if words[0] == "hand":
-        machine, _ = make_machine(False, "none", None)
-        update = hand_written(machine)
+        update = hand_written(make_machine(False, "none"))
     else:
-        _, fast, charge, point = words
-        script = {"-": None, "silent": SILENT_SCRIPT}.get(point, f"(defaggr a 1 0)\n(vprobe {point} {UPDATE})\n")
-        machine, loaded = make_machine(fast == "fast", charge, script)
+        _, fast, charge = words
+        machine = make_machine(fast == "fast", charge)
     print("ready", flush=True)
     for line in sys.stdin:
         # Each round runs in a child forked from the warmed-up machine, so that every round
@@ -154,10 +158,17 @@ def worker(tree: str, spec: str) -> None:
                 update()
             print(time.perf_counter() - start, time.process_time() - cpu, len(calls), flush=True)
         else:
+            from vp_runtime import load
+
+            point, seconds = line.split()
+            text, loaded = script_text(point), None
+            if text is not None:
+                loaded = load(text, machine.load_config, backend=machine)
+                machine.attach(loaded)
             machine.run(SETTLE_S)  # copy what the fork shares before timing
             before = firings(loaded)
             start, cpu = time.perf_counter(), time.process_time()
-            machine.run(float(line))
+            machine.run(float(seconds))
             took, used = time.perf_counter() - start, time.process_time() - cpu
             print(took, used, firings(loaded) - before, flush=True)
         os._exit(0)
@@ -183,30 +194,33 @@ class Best:
 
 
 class Workers:
-    """One process per (configuration, tree), run a round at a time, alternating."""
+    """One process per (machine, tree), each round forking it once per configuration it runs,
+    the rounds of all the configurations alternating."""
 
     def __init__(self):
         self.procs: dict[tuple[str, str], subprocess.Popen] = {}
-        self.best: dict[tuple[str, str], Best] = {}
+        self.best: dict[tuple[str, str], Best] = {}  # (configuration, tree label) -> its best round
 
-    def start(self, spec: str, label: str, tree: str) -> None:
-        proc = subprocess.Popen([sys.executable, __file__, "--worker", tree, spec],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def start(self, machine: str, label: str, tree: str) -> None:
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", tree, machine],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         if proc.stdout.readline().strip() != "ready":
-            sys.exit(f"bench_targets: the {label} worker for '{spec}' did not start")
-        self.procs[(spec, label)] = proc
-        self.best[(spec, label)] = Best()
+            sys.exit(f"bench_targets: the {label} worker for '{machine}' did not start")
+        self.procs[(machine, label)] = proc
 
-    def rounds(self, rounds: int, request) -> None:
-        """`request(spec)` is the line each worker gets for a round."""
-        order = list(self.procs)
+    def rounds(self, rounds: int, configs: list[tuple[str, str, str]], request) -> None:
+        """Each configuration (spec, machine, tree label) once a round; `request(spec)` is the
+        line its machine's worker gets for it."""
+        for spec, _, label in configs:
+            self.best[(spec, label)] = Best()
         for round_ in range(rounds):
-            for key in order if round_ % 2 == 0 else reversed(order):
-                proc = self.procs[key]
-                proc.stdin.write(f"{request(key[0])}\n")
+            for spec, machine, label in configs if round_ % 2 == 0 else reversed(configs):
+                proc = self.procs[(machine, label)]
+                proc.stdin.write(f"{request(spec)}\n")
                 proc.stdin.flush()
                 wall, cpu, count = proc.stdout.readline().split()
-                self.best[key].take(float(wall), float(cpu), int(count))
+                self.best[(spec, label)].take(float(wall), float(cpu), int(count))
 
     def close(self) -> None:
         for proc in self.procs.values():
@@ -215,13 +229,18 @@ class Workers:
 
 
 def machine_specs(charges: list[str]) -> dict[str, str]:
-    """Every machine configuration measured, by a short name."""
+    """Every configuration reported, by a short name: `machine FAST CHARGE POINT`."""
     specs = {"default, no script": "machine default none -", "silent script": "machine default none silent",
              "fast tick, no script": "machine fast none -"}
     for kind, (point, fast) in PROBES.items():
         for charge in charges:
             specs[f"{kind} ({charge})"] = f"machine {'fast' if fast else 'default'} {charge} {point}"
     return specs
+
+
+def base_spec(spec: str) -> str:
+    """The configuration that runs without `spec`'s probe, on the same machine (the same worker)."""
+    return " ".join(spec.split()[:3] + ["-"])
 
 
 def tree_charges(tree: str) -> list[str]:
@@ -237,21 +256,27 @@ def machines(opts, trees: dict[str, str]) -> None:
     all_charges = [c for c in ("model", "host", "none") if any(c in cs for cs in charges.values())]
     specs = machine_specs(all_charges)
     workers = Workers()
+    configs = []  # (spec, machine, tree label): each probe's and its run without it
     for label, tree in trees.items():
-        for name, spec in specs.items():
-            if spec.split()[2] in charges[label] or spec.split()[3] in ("-", "silent"):
-                workers.start(spec, label, tree)
+        wanted = [spec for spec in specs.values() if spec.split()[2] in charges[label]]
+        for spec in dict.fromkeys(s for spec in wanted for s in (spec, base_spec(spec))):
+            machine = " ".join(spec.split()[:3])
+            if (machine, label) not in workers.procs:
+                workers.start(machine, label, tree)
+            configs.append((spec, machine, label))
         workers.start("hand", label, tree)
+        configs.append(("hand", "hand", label))
     calls = 10_000 * int(opts.seconds * 2)  # about as many as the timer probe fires in a round
     try:
-        workers.rounds(opts.rounds, lambda spec: calls if spec == "hand" else opts.seconds)
+        workers.rounds(opts.rounds, configs,
+                       lambda spec: calls if spec == "hand" else f"{spec.split()[3]} {opts.seconds}")
     finally:
         workers.close()
     best = workers.best
     labels = list(trees)
     beside = f"; beside {trees['DIR']} (DIR)" if "DIR" in trees else ""
     print(f"Machines: {opts.seconds:g} simulated s a round after {WARM_UP_S:g} s of warm-up, best of "
-          f"{opts.rounds} alternating rounds, each machine in its own process{beside}")
+          f"{opts.rounds} alternating rounds, each forked from its machine's process{beside}")
 
     def per_s(spec: str, label: str, kind: str) -> float:
         return opts.seconds / getattr(best[(spec, label)], kind)
@@ -269,9 +294,9 @@ def machines(opts, trees: dict[str, str]) -> None:
         row += f" {hand[label][0] * 1e9:11.0f} {1:6.2f} {hand[label][1] * 1e9:11.0f} {1:6.2f}"
     print(row)
     for kind, (point, fast) in PROBES.items():
-        base = specs["fast tick, no script" if fast else "default, no script"]
         for charge in all_charges:
             spec = specs[f"{kind} ({charge})"]
+            base = base_spec(spec)
             have = [label for label in labels if (spec, label) in best]
             row = f"   {f'{kind} ({charge})':30s} {best[(spec, have[0])].firings:8d}"
             for label in labels:

@@ -59,9 +59,13 @@ class Probes:
         self.materializes = False  # it may read guest memory: the deferred frames are written first
         self.end_firing: Handler | None = None  # it writes text: its line ends after each firing
         self.script = None  # it may call exit(): the script, whose end each firing checks
+        # Counts the probe sets installed and dropped (`prepare`, `drop_points`): what the guest
+        # model derives from the tables it may keep until this changes.
+        self.generation = 0
 
     def prepare(self, script) -> None:
         """Note what `script`'s firings need, before its points are installed."""
+        self.generation += 1
         self.keeps_args = any(name in spec.PROBE_ARG_INDEX for name in script.machine_globals)
         self.materializes = script.reads_guest_memory
         self.end_firing = script.end_firing if script.writes_text else None
@@ -69,6 +73,7 @@ class Probes:
 
     def drop_points(self) -> None:
         """No point fires any more (the script is detached, or called exit())."""
+        self.generation += 1
         self.static.clear()
         self.breakpoints.clear()
         self.watch_writes.clear()

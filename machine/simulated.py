@@ -9,6 +9,8 @@ A script is attached with `attach` (its load probes fire) and detached with
 
 from __future__ import annotations
 
+from functools import partial
+from operator import attrgetter, getitem
 from typing import Callable
 
 from vp_runtime import ProbeSpec, Script, VPFault, spec
@@ -129,13 +131,14 @@ class SimulatedMachine:
         return None
 
     def global_reader(self, name: str) -> Callable[[], int | str]:
+        """A reader of built-in global `name`, called on every read: the firing VCPU's fields and
+        ARGn are read by C-level callables (`attrgetter`, `getitem`), which run no Python frame."""
         machine = self
         if name in REGISTER_NAMES:
             return lambda: machine.current.regs[name]
         index = spec.PROBE_ARG_INDEX.get(name)
         if index is not None:
-            args = self.args
-            return lambda: args[index]
+            return partial(getitem, self.args, index)  # `args` is updated in place
         info = spec.GLOBALS[name]
         if info.group == spec.SEGMENT:
             segment, part = _SEGMENT_PARTS[name]
@@ -144,9 +147,9 @@ class SimulatedMachine:
             "TSC": lambda: machine.tsc(machine.current.pcpu),
             "TSC_HZ": lambda: machine.config.tsc_hz,
             "PTSC": lambda: machine.ptsc(),
-            "VCPUID": lambda: machine.current.index,
-            "PCPUID": lambda: machine.current.pcpu,
-            "THREADID": lambda: machine.current.thread_id,
+            "VCPUID": partial(attrgetter("current.index"), machine),
+            "PCPUID": partial(attrgetter("current.pcpu"), machine),
+            "THREADID": partial(attrgetter("current.thread_id"), machine),
             "NUMVCPUS": lambda: len(machine.vcpus),
             "SMM": lambda: int(machine.current.smm),
             "EMULATION_MODE": lambda: machine.emulated(),

@@ -39,7 +39,7 @@ class Activity:
         program = task.program
         rng = g.rng
         if task.mm is not None:
-            task.user_rip = task.hot[rng.randrange(len(task.hot))] + rng.randrange(0, 64)
+            task.user_rip = rng.choice(task.hot) + rng.randrange(64)
             g.contexts.user(cpu, task)
         if program.kernel_thread:
             if rng.random() < 0.3:

@@ -50,10 +50,11 @@ class Contexts:
         self.probes = probes
         self.kwrite_u64 = kwrite_u64
         self._shapes: dict[tuple[tuple[str, ...], bool], tuple[int, int | None, int]] = {}
-        self._probed_key: tuple = ()
+        # The probe set (`Probes.generation`) `_probed` and `_returning` were found for: found once
+        # per set, so that a walk past no probed function costs next to nothing.
+        self._probed_generation = self._returning_generation = -1
         self._probed: frozenset[str] = frozenset()
         self._probed_inside: dict[str, list[int]] = {}
-        self._returning_key: tuple = ()
         self._returning: frozenset[str] = frozenset()
 
     def user(self, cpu: CpuState, task: Task) -> None:
@@ -201,10 +202,10 @@ class Contexts:
 
     def _returning_functions(self) -> frozenset[str]:
         """Names of the kernel functions with a return probe (cached per probe set)."""
-        returns = self.probes.returns
-        key = tuple(returns)
-        if key != self._returning_key:
-            self._returning_key = key
+        probes = self.probes
+        if probes.generation != self._returning_generation:
+            self._returning_generation = probes.generation
+            returns = probes.returns
             self._returning = frozenset(f.name for f in self.kernel.functions.values() if f.address in returns)
         return self._returning
 
@@ -212,10 +213,10 @@ class Contexts:
         """Names of the kernel functions with a dynamic probe at their entry or in their body (cached
         per probe set); `_probed_inside` then holds each one's probed addresses past the entry, in
         order: they fire just after the entry's, before the path goes deeper."""
-        breakpoints = self.probes.breakpoints
-        key = tuple(breakpoints)
-        if key != self._probed_key:
-            self._probed_key = key
+        probes = self.probes
+        if probes.generation != self._probed_generation:
+            self._probed_generation = probes.generation
+            breakpoints = probes.breakpoints
             probed, inside = set(), {}
             for f in self.kernel.functions.values():
                 body = sorted(a for a in breakpoints if f.address < a < f.address + len(f.code))

@@ -159,7 +159,9 @@ class GuestOS(GuestProfile):
 
     def hv_exit(self, cpu: CpuState, exit_: Exit, inject: int | None = None) -> None:
         """An exit to the monitor (and the resume after it), for the HV_* probes."""
-        self.probes.hv_exit(cpu.vcpu, exit_, inject)
+        probes = self.probes
+        if probes.track_hv:
+            probes.hv_exit(cpu.vcpu, exit_, inject)
 
     def port_io(self, cpu: CpuState, port: int, size: int, count: int, is_in: bool) -> None:
         """An IN/OUT instruction (`count` > 1: a string instruction with a rep prefix)."""

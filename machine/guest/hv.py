@@ -43,9 +43,12 @@ SVM_IOIO = 0x7B
 SVM_SHUTDOWN = 0x7F
 SVM_NPF = 0x400
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Exit:
-    """One exit, vendor-neutral.  `kind` is one of the names below; the rest depend on it."""
+    """One exit, vendor-neutral.  `kind` is one of the names below; the rest depend on it.
+
+    The guest model makes one for every exit, whether or not a script looks at exits, so it
+    is a plain slotted class: a frozen dataclass's `__init__` costs several times more."""
 
     kind: str  # "interrupt", "nmi", "exception", "window", "cpuid", "hlt", "invlpg", "rdtsc",
     #            "cr", "io", "tpr", "apic", "npf", "triple_fault"
