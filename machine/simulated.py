@@ -279,18 +279,20 @@ class SimulatedMachine:
     def run_until_ns(self, end_ns: int) -> None:
         """Advance simulated time to exactly `end_ns` (a -d deadline lands on its nanosecond), or
         until the attached script calls exit(): it is detached then, and time stops there."""
-        if self.script is None:
+        if self.probes.script is None:  # no script that may call exit(): nothing to test between events
             self.events.run_until(end_ns)
         else:
             self.run_until_or(end_ns, lambda: False)
 
     def run_until_or(self, end_ns: int, give_way: Callable[[], bool]) -> bool:
         """As `events.run_until_or`, and stop too when the script calls exit() (it is detached);
-        whether time reached `end_ns`."""
+        whether time reached `end_ns`.  Only a script that may call exit() is tested for it after
+        every event (`Probes.script`): any other runs at the cost of no script."""
         probes = self.probes
         reached = False
         if not probes.ended:
-            reached = self.events.run_until_or(end_ns, lambda: probes.ended or give_way())
+            stop = give_way if probes.script is None else (lambda: probes.ended or give_way())
+            reached = self.events.run_until_or(end_ns, stop)
         if probes.ended:
             self.detach()
             return False
