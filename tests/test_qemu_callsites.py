@@ -6,7 +6,8 @@ from __future__ import annotations
 import capstone
 import pytest
 
-from machine.qemu.callsites import NOP5, TRAMPOLINE, CallSites, call_target, call_to, is_ftrace_call, padding_slot
+from machine.qemu.callsites import (DETOUR_SIZE, NOP5, TRAMPOLINE, CallSites, call_target, call_to, detour,
+                                   is_ftrace_call, padding_slot)
 
 BASE = 0xFFFFFFFF81000000
 FENTRY = BASE + 0x10
@@ -188,7 +189,7 @@ def test_a_site_left_patched_by_a_lost_connection_is_taken_over():
 
 def test_only_padding_after_compiler_built_functions_is_used():
     guest = FakeGuest()
-    assert next(guest.sites()._find_slots(), None) == guest.f0 + 9
+    assert next(guest.sites()._find_slots(), (None,))[0] == guest.f0 + 9
     for start in (guest.f0, guest.f1, guest.f2):  # as if they were assembly: no call __fentry__ first
         guest.image = guest.image[:start - BASE] + NOP5 + guest.image[start - BASE + 5:]
     assert next(guest.sites()._find_slots(), None) is None
@@ -199,3 +200,61 @@ def test_padding_the_guest_has_changed_is_not_used():
     guest.memory[:] = guest.memory.replace(b"\xcc", b"\x90")  # not the image's padding any more
     assert guest.sites().install(guest.f1) is None
     assert not guest.writes
+
+
+def _with_a_call_in_f2(guest: FakeGuest) -> int:
+    """Give f2 a direct `call f0` after its body (in the image and the guest); the call's address."""
+    site = guest.f2 + 8
+    code = call_to(site, guest.f0) + RET
+    for memory in (guest.memory,):
+        memory[site - BASE:site - BASE + len(code)] = code
+    guest.image = guest.image[:site - BASE] + code + guest.image[site - BASE + len(code):]
+    return site
+
+
+def test_the_detour_jumps_to_the_original_callee_through_the_pointer_after_it():
+    at, target = BASE + 0x1000, BASE + 0x40
+    code = detour(target)
+    assert _decode(code[:6], at) == [("jmp", "qword ptr [rip]")]
+    assert int.from_bytes(code[6:], "little") == target and len(code) == DETOUR_SIZE
+
+
+def test_a_direct_call_to_a_function_is_detoured_through_a_trampoline_and_put_back():
+    guest = FakeGuest()
+    site = _with_a_call_in_f2(guest)
+    sites = guest.sites()
+    trampoline = sites.install(site)
+    assert trampoline is not None and _called(guest, site) == trampoline
+    assert guest.read(trampoline, DETOUR_SIZE) == detour(guest.f0)
+    assert sites.watched(site) == trampoline + 6 and sites.stack_bias(site) == 8  # stops after the jump
+    ftrace = sites.install(guest.f1)  # an ftrace site's trampoline stops on its own first byte
+    assert sites.watched(guest.f1) == ftrace and sites.stack_bias(guest.f1) == 16
+    sites.restore()
+    assert _called(guest, site) == guest.f0 and not sites.patched
+    assert sites.install(site) == trampoline  # the same trampoline serves it again
+
+
+def test_calls_that_are_not_to_a_function_start_or_cannot_reach_a_trampoline_stay_breakpoints():
+    guest = FakeGuest()
+    site = _with_a_call_in_f2(guest)
+    middle = guest.f2 + 20
+    call = call_to(middle, guest.f0 + 3)  # into the middle of f0
+    guest.memory[middle - BASE:middle - BASE + 5] = call
+    guest.image = guest.image[:middle - BASE] + call + guest.image[middle - BASE + 5:]
+    assert guest.sites().install(middle) is None
+    functions = [("f0", guest.f0), ("f1", guest.f1), ("f2", guest.f2), ("end", guest.end)]
+    pti = CallSites(guest.read, guest.write, guest.image_read, functions, FENTRY, (BASE, guest.end),
+                    unreachable=(guest.f2, guest.end))
+    assert pti.install(site) is None and pti.install(guest.f1) is not None
+    guest.memory[site - BASE] = 0x90  # the guest changed the call: not the image's any more
+    assert guest.sites().install(site) is None
+
+
+def test_a_detour_left_behind_by_a_lost_connection_is_taken_over():
+    guest = FakeGuest()
+    site = _with_a_call_in_f2(guest)
+    guest.sites().install(site)
+    sites = guest.sites()
+    assert sites.install(site) is not None
+    sites.restore()
+    assert _called(guest, site) == guest.f0

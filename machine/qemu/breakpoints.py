@@ -20,7 +20,10 @@ from typing import Callable
 
 from vp_runtime import ProbeSpec, spec
 
-from .callsites import NOP5, STACK_BIAS, CallSites
+from vp_runtime.spec import MASK64
+
+from .callsites import NOP5, CallSites, call_target
+from .guest_info import user_page_tables
 from .kernel import KERNEL_SPACE
 from .reads import Vcpu
 from .rsp import StubError
@@ -65,8 +68,7 @@ class Breakpoints:
             patch = call_site and m.call_sites_enabled and m.slide_known
             trampoline = self._sites().install(address) if patch else None
             if trampoline is not None:
-                m.stub.insert_watchpoint(READ_WATCH, trampoline, 1)
-                self.called[trampoline] = bp
+                self._watch_call_site(bp)
             else:
                 # Loaded before the kernel has run (or patched its ftrace sites), a site can become one later.
                 bp.pending = patch
@@ -116,8 +118,10 @@ class Breakpoints:
 
             symbols = kernel.symbols
             text = (symbols.get("_stext", KERNEL_SPACE), symbols.get("_etext", KERNEL_SPACE))
+            entry_text = (symbols.get("__entry_text_start", 0), symbols.get("__entry_text_end", 0))
+            unreachable = entry_text if user_page_tables(m) else None
             self._call_sites = CallSites(read, write, kernel.read_image, kernel.functions(),
-                                         symbols.get("__fentry__"), text)
+                                         symbols.get("__fentry__"), text, unreachable)
         return self._call_sites
 
     def _upgrade(self, bp: Breakpoint) -> bool:
@@ -127,15 +131,17 @@ class Breakpoints:
         if now < bp.retry_at:
             return False
         bp.retry_at = now + UPGRADE_RETRY_S
-        trampoline = self._sites().install(bp.address)
-        if trampoline is None:
+        if self._sites().install(bp.address) is None:
             return False
-        stub = self.m.stub
-        stub.remove_breakpoint(bp.address)
-        stub.insert_watchpoint(READ_WATCH, trampoline, 1)
-        self.called[trampoline] = bp
+        self.m.stub.remove_breakpoint(bp.address)
+        self._watch_call_site(bp)
         bp.pending = False
         return True
+
+    def _watch_call_site(self, bp: Breakpoint) -> None:
+        watched = self._call_sites.watched(bp.address)
+        self.m.stub.insert_watchpoint(READ_WATCH, watched, 1)
+        self.called[watched] = bp
 
     # ---- stops -------------------------------------------------------------------------------
 
@@ -144,10 +150,10 @@ class Breakpoints:
         ztype = _STOPPED_BY[kind]
         called = self.called.get(address) if ztype == READ_WATCH else None
         if called is not None:
-            # Fire as at the site (RIP there, RSP 16 bytes up).  The VCPU is seen so until the VM
+            # Fire as at the site (RIP there, RSP as it was).  The VCPU is seen so until the VM
             # runs again (a timer served at this stop sees it there too).
             vcpu.over = {"RIP": called.address}
-            vcpu.rsp_bias = STACK_BIAS
+            vcpu.rsp_bias = self._call_sites.stack_bias(called.address)
             for action in called.actions:
                 action(vcpu)
             return
@@ -167,9 +173,19 @@ class Breakpoints:
         for action in list(bp.actions):  # an action may remove itself (a return probe's one-shot)
             action(vcpu)
         if bp.pending and bp.actions and self._upgrade(bp):
-            # The site now calls its trampoline; this pass has fired already, and the nop the call
-            # replaced does nothing: continue after it.
-            stub.write_register(vcpu.thread, "rip", rip + len(NOP5))
+            # The site now calls its trampoline; this pass has fired already.  The nop the call
+            # replaced does nothing: continue after it.  A detoured call is made as it was written:
+            # its return address pushed, on to its callee.
+            original = self._call_sites.original(rip)
+            target = call_target(original, rip)
+            if target is None:
+                stub.write_register(vcpu.thread, "rip", rip + len(NOP5))
+                return False
+            rsp = (stub.register(m.reads.fetch_registers(vcpu), "rsp") - 8) & MASK64
+            stub.write_memory(vcpu.thread, rsp, (rip + len(original)).to_bytes(8, "little"))
+            stub.write_register(vcpu.thread, "rsp", rsp)
+            stub.write_register(vcpu.thread, "rip", target)
+            m.reads.invalidate()
             return False
         # Get past the instruction under the breakpoint: "execute" a no-op by moving RIP
         # (pipelined with the continue when no timer is due), else single-step it.

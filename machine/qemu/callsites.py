@@ -28,6 +28,24 @@ VCPU interrupted inside it must be able to finish it -- and serves the same
 site's next probe.  A site that a lost connection left patched is recognised
 by the trampoline its call reaches, and taken over with a new trampoline.
 
+The same trick serves a direct 5-byte `call target` anywhere in kernel text
+(the `call error_entry` of the kernel's exception and interrupt entry stubs,
+say): the site becomes `call TRAMPOLINE`, which pushes the same return
+address the original call did, and the trampoline (a "detour", 14 bytes)
+jumps on to the original target through a pointer stored right after it::
+
+    jmp  qword [rip + 0]
+    dq   target
+
+The read watchpoint is on that pointer, so the VM stops once the jump is
+made: RIP is the target, RSP the site's RSP minus 8 (the return address),
+every other register the site's; the callee sees exactly the stack it would
+have seen.  Only one instruction is replaced, as at an ftrace site, so no
+VCPU can be caught half-way through the patched bytes.  Code that runs on
+the user's page tables under PTI (the entry text, before the switch to the
+kernel's CR3) cannot reach trampolines in ordinary kernel text; such sites
+stay breakpoints (`unreachable`).
+
 While a site is patched, the guest's own ftrace cannot trace that function
 (it finds our call where it expects its nop and gives up, with a warning).
 Any other read of a trampoline's first byte by the guest would look like a
@@ -40,12 +58,15 @@ from typing import Callable, Iterator
 
 import capstone
 
-__all__ = ["CallSites", "NOP5", "STACK_BIAS", "TRAMPOLINE", "call_target", "call_to", "is_ftrace_call",
-           "padding_slot"]
+__all__ = ["CallSites", "DETOUR_BIAS", "DETOUR_SIZE", "NOP5", "STACK_BIAS", "TRAMPOLINE", "call_target",
+           "call_to", "detour", "is_ftrace_call", "padding_slot"]
 
 NOP5 = bytes.fromhex("0f1f440000")  # what the kernel leaves at an untraced ftrace site
 TRAMPOLINE = bytes.fromhex("ff35faffffff" "488d642408" "c3")  # push [rip-6]; lea rsp,[rsp+8]; ret
 STACK_BIAS = 16  # the site's RSP minus RSP at the stop
+DETOUR_JUMP = bytes.fromhex("ff2500000000")  # jmp qword ptr [rip + 0]: through the 8 bytes after it
+DETOUR_SIZE = len(DETOUR_JUMP) + 8
+DETOUR_BIAS = 8  # a detour stops after its jump: only the return address is pushed
 
 _TERMINATORS = frozenset({"ret", "jmp", "ud2", "int3", "ljmp", "iretq", "sysretq"})
 _PADDING = frozenset({"nop", "int3"})
@@ -61,6 +82,12 @@ def call_to(site: int, target: int) -> bytes:
     return b"\xe8" + ((target - (site + 5)) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
+def detour(target: int) -> bytes:
+    """The trampoline a patched `call target` calls: a jump to `target` through the pointer after it
+    (whose read stops the VM), with the original return address on the stack."""
+    return DETOUR_JUMP + target.to_bytes(8, "little")
+
+
 def call_target(code: bytes, site: int) -> int | None:
     """Where the 5-byte `call rel32` in `code` (the bytes at `site`) goes; None if it is not one."""
     if len(code) < 5 or code[0] != 0xE8:
@@ -73,7 +100,7 @@ def is_ftrace_call(code: bytes, site: int, fentry: int) -> bool:
     return call_target(code, site) == fentry
 
 
-def padding_slot(code: bytes, start: int) -> int | None:
+def padding_slot(code: bytes, start: int, size: int = len(TRAMPOLINE)) -> int | None:
     """Where a trampoline fits in one function's bytes (its symbol to the next one's), or None.
 
     The slot is the run of nops and int3s after the function's last real
@@ -84,26 +111,28 @@ def padding_slot(code: bytes, start: int) -> int | None:
     last = None
     pad = None
     reached = start
-    for address, size, mnemonic, _ in _DECODER.disasm_lite(code, start):
+    for address, length, mnemonic, _ in _DECODER.disasm_lite(code, start):
         if mnemonic in _PADDING and last is not None and (pad is not None or last in _TERMINATORS):
             if pad is None:
                 pad = address
         else:
             last, pad = mnemonic, None
-        reached = address + size
-    if reached != end or pad is None or end - pad < len(TRAMPOLINE):
+        reached = address + length
+    if reached != end or pad is None or end - pad < size:
         return None
     return pad
 
 
 class CallSites:
-    """One VM's patched ftrace sites and the trampolines in its kernel's padding.
+    """One VM's patched sites (ftrace nops and detoured calls) and the trampolines in its kernel's padding.
 
     `read(addr, size)` and `write(addr, data)` reach guest memory (the VM
     stopped; `read` returns fewer bytes, or none, where memory is not
     mapped); `image_read(addr, size)` reads the kernel image at a guest
     address (None without an image); `functions` lists (name, start) of the
-    kernel's text in address order; `fentry` is `__fentry__`'s address.
+    kernel's text in address order; `fentry` is `__fentry__`'s address;
+    `text` the kernel text's bounds; `unreachable` a range (start, end) whose
+    code cannot reach a trampoline (the entry text under PTI), or None.
 
     A trampoline, once written, belongs to one site for the VM's life: a task
     preempted between the site's call and the trampoline's push may resume
@@ -111,57 +140,100 @@ class CallSites:
     """
 
     def __init__(self, read: ReadMemory, write: WriteMemory, image_read: Callable[[int, int], bytes | None],
-                 functions: list[tuple[str, int]], fentry: int | None, text: tuple[int, int]):
+                 functions: list[tuple[str, int]], fentry: int | None, text: tuple[int, int],
+                 unreachable: tuple[int, int] | None = None):
         self._read = read
         self._write = write
         self._image_read = image_read
         self._functions = functions
+        self._starts = {start for _, start in functions}
         self._fentry = fentry
         self._text = text
+        self._unreachable = unreachable
         self._trampolines: dict[int, int] = {}  # site -> its trampoline (written, kept)
+        self._originals: dict[int, bytes] = {}  # site -> the bytes it had before it was patched
         self.patched: set[int] = set()  # sites that call their trampoline now
-        self._slots: Iterator[int] | None = None
+        self._slots: Iterator[tuple[int, int]] | None = None
+        self._spare: list[tuple[int, int]] = []  # slots passed over as too small for a detour
 
     def trampoline(self, site: int) -> int | None:
         """The trampoline `site` calls now, or None."""
         return self._trampolines[site] if site in self.patched else None
 
+    def watched(self, site: int) -> int:
+        """The byte of patched `site`'s trampoline whose read stops the VM."""
+        return self._trampolines[site] + (len(DETOUR_JUMP) if self._is_detour(site) else 0)
+
+    def stack_bias(self, site: int) -> int:
+        """The site's RSP minus RSP when its trampoline stops the VM."""
+        return DETOUR_BIAS if self._is_detour(site) else STACK_BIAS
+
+    def _is_detour(self, site: int) -> bool:
+        return self._originals[site] != NOP5
+
+    def original(self, site: int) -> bytes:
+        """The bytes a patched `site` had before: an ftrace site's nop, or a detoured call."""
+        return self._originals[site]
+
     def eligible(self, site: int) -> bool:
-        """Whether `site` is an untraced ftrace site: a call to __fentry__ in the image, a nop in the guest
-        (or a call into one of our trampolines that a lost connection left behind)."""
-        if self._fentry is None or not self._text[0] <= site < self._text[1]:
-            return False
+        """Whether `site` can be patched (see `_plan`)."""
+        return self._plan(site) is not None
+
+    def _plan(self, site: int) -> tuple[bytes, bytes] | None:
+        """(the site's bytes to put back, its trampoline's code at address 0 for now) -- or None.
+
+        An untraced ftrace site: a call to __fentry__ in the image, a nop in the guest.  A direct call
+        to the start of a kernel function, the same in the image and the guest.  Either may instead
+        be a call into one of our trampolines that a lost connection left behind."""
+        low, high = self._text
+        if not low <= site < high:
+            return None
+        if self._unreachable is not None and self._unreachable[0] <= site < self._unreachable[1]:
+            return None
         built = self._image_read(site, 5)
-        if built is None or not is_ftrace_call(built, site, self._fentry):
-            return False
+        if built is None or len(built) < 5:
+            return None
         current = self._read(site, 5)
-        if current == NOP5:
-            return True
-        target = call_target(current, site)
-        return target is not None and self._read(target, len(TRAMPOLINE)) == TRAMPOLINE
+        if self._fentry is not None and is_ftrace_call(built, site, self._fentry):
+            original, code = NOP5, TRAMPOLINE
+        else:
+            target = call_target(built, site)
+            if target is None or target not in self._starts:
+                return None
+            original, code = built, None
+        if current == original:
+            return original, code
+        left = call_target(current, site)
+        if left is None:
+            return None
+        expected = code if code is not None else detour(call_target(built, site))
+        return (original, code) if self._read(left, len(expected)) == expected else None
 
     def install(self, site: int) -> int | None:
         """Make `site` call its trampoline; the trampoline's address (watch it), or None if `site`
         cannot be patched (the caller sets a breakpoint instead)."""
         if site in self.patched:
             return self._trampolines[site]
-        if not self.eligible(site):
+        plan = self._plan(site)
+        if plan is None:
             return None
+        original, code = plan
         trampoline = self._trampolines.get(site)
         if trampoline is None:
-            trampoline = next(self._slots_iter(), None)
+            trampoline = self._take_slot(len(code) if code is not None else DETOUR_SIZE)
             if trampoline is None:
                 return None
-            self._write(trampoline, TRAMPOLINE)
+            self._write(trampoline, code if code is not None else detour(call_target(original, site)))
             self._trampolines[site] = trampoline
+        self._originals[site] = original
         self._write(site, call_to(site, trampoline))
         self.patched.add(site)
         return trampoline
 
     def release(self, site: int) -> None:
-        """Put `site`'s nop back, unless the guest has rewritten the site since (its ftrace, say)."""
+        """Put `site`'s own bytes back, unless the guest has rewritten the site since (its ftrace, say)."""
         if self._read(site, 5) == call_to(site, self._trampolines[site]):
-            self._write(site, NOP5)
+            self._write(site, self._originals[site])
         self.patched.discard(site)
 
     def restore(self) -> None:
@@ -176,14 +248,23 @@ class CallSites:
         if failure is not None:
             raise failure
 
-    def _slots_iter(self) -> Iterator[int]:
+    def _take_slot(self, size: int) -> int | None:
+        """The next free padding slot of at least `size` bytes (smaller ones are kept for later)."""
+        for i, (slot, room) in enumerate(self._spare):
+            if room >= size:
+                del self._spare[i]
+                return slot
         if self._slots is None:
             self._slots = self._find_slots()
-        return self._slots
+        for slot, room in self._slots:
+            if room >= size:
+                return slot
+            self._spare.append((slot, room))
+        return None
 
-    def _find_slots(self) -> Iterator[int]:
-        """Padding after compiler-built functions (they start with `call __fentry__`) whose guest
-        bytes, from the padding to the next symbol, are still the image's."""
+    def _find_slots(self) -> Iterator[tuple[int, int]]:
+        """(address, size) of padding after compiler-built functions (they start with `call __fentry__`)
+        whose guest bytes, from the padding to the next symbol, are still the image's."""
         functions = self._functions
         low, high = self._text
         for (_, start), (_, end) in zip(functions, functions[1:]):
@@ -192,6 +273,6 @@ class CallSites:
             code = self._image_read(start, end - start)
             if not code or not is_ftrace_call(code, start, self._fentry):
                 continue
-            slot = padding_slot(code, start)
+            slot = padding_slot(code, start, len(TRAMPOLINE))
             if slot is not None and self._read(slot, end - slot) == code[slot - start:]:
-                yield slot
+                yield slot, end - slot

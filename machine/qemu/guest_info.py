@@ -12,7 +12,9 @@ import re
 
 from vp_runtime.spec import MASK64
 
+from .btf import BTFError
 from .kernel import GuestKernel
+from .kimage import KernelImageError
 from .rsp import RSPError
 
 GATE_SIZE = 16  # a 64-bit IDT gate
@@ -83,6 +85,28 @@ def kaslr_slide(stub, thread: int, kernel: GuestKernel) -> int | None:
     if not slide:
         return 0
     return None
+
+
+X86_FEATURE_PTI = 7 * 32 + 11  # arch/x86/include/asm/cpufeatures.h
+
+
+def user_page_tables(machine) -> bool:
+    """Whether the guest's kernel runs its entry code on the user's page tables (page-table isolation,
+    X86_FEATURE_PTI in boot_cpu_data), where only the entry text is mapped.  True where unknown."""
+    kernel = machine.kernel
+    base = kernel.symbols.get("boot_cpu_data")
+    try:
+        offset = kernel.btf.member_offset("cpuinfo_x86", "x86_capability")
+    except (KernelImageError, BTFError):  # no image or no BTF: assume the cautious answer
+        return True
+    if base is None or offset is None:
+        return True
+    word = base + offset + X86_FEATURE_PTI // 32 * 4
+    try:
+        data = machine.stub.read_memory(machine.current.thread, word, 4)
+    except RSPError:
+        return True
+    return len(data) < 4 or bool(int.from_bytes(data, "little") >> (X86_FEATURE_PTI % 32) & 1)
 
 
 def guest_tsc_hz(stub, thread: int, kernel: GuestKernel) -> int:
