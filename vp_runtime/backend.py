@@ -6,6 +6,11 @@ offers (probe points and globals) and for fast accessor callables; while a
 probe fires it reads registers, memory and symbols through it.  How events
 are produced is the backend's business alone.
 
+A backend may also define `symbol_refusal(name) -> str | None` (not part of
+the protocol: most have no use for it): why a script may not name guest
+symbol `name` at all, asked at load for every constant symbol name a builtin
+takes; a refused name is a load error at its place in the script.
+
 `CatalogBackend` offers every global of the language but cannot run anything;
 it lets a script be checked without a machine.
 """

@@ -538,6 +538,8 @@ class Checker:
                 expr = self.expr(arg)
                 addresses.append((expr, what))
                 exprs.append(expr)
+                if isinstance(expr, ir.Const) and isinstance(expr.value, str):
+                    self.check_symbol_name(arg, expr.value)
             else:
                 exprs.append(self.expect(self.expr(arg), param.type, what))
         call = ir.BuiltinCall(_pos(node), concrete(result), info.name, exprs)
@@ -546,6 +548,15 @@ class Checker:
         if check_constant is not None and isinstance(exprs[0], ir.Const):
             check_constant(self, args[0], exprs[0].value)
         return call
+
+    def check_symbol_name(self, node, name: str) -> None:
+        """A constant guest symbol the VM refuses outright (`Backend.symbol_refusal`, optional: a
+        real kernel without an old name's counterpart) is refused at load; any other unknown name
+        faults when the probe runs, as the reference's VMs do."""
+        refusal = getattr(self.backend, "symbol_refusal", None)
+        reason = refusal(name) if refusal is not None else None
+        if reason is not None:
+            self.fail(node, reason)
 
     def check_gpr_number(self, node, number: int) -> None:
         """A constant getgpr register that does not exist is refused at load."""

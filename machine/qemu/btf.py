@@ -54,6 +54,7 @@ class Type:
     members: list[Member] = field(default_factory=list)
     signed: bool = False  # ints
     offset: int = 0  # datasec variables: filled in on `var` types from their section
+    enumerators: dict[str, int] = field(default_factory=dict)  # enums: name -> value
 
 
 class BTF:
@@ -115,6 +116,9 @@ class BTF:
             elif kind == "enum":
                 t.size = size_or_type
                 t.signed = bool(kind_flag)
+                for i in range(vlen):
+                    name_at, value = unpack("<Ii" if t.signed else "<II", data, pos + 8 * i)
+                    t.enumerators[string(name_at)] = value
                 pos += 8 * vlen
             elif kind == "enum64":
                 t.size = size_or_type
@@ -146,6 +150,13 @@ class BTF:
     def find(self, kind: str, name: str) -> Type | None:
         tid = self._by_name.get((kind, name))
         return self.types[tid] if tid else None
+
+    def enumerator(self, name: str) -> int | None:
+        """The value of enumeration constant `name` (SYSTEM_RUNNING, say), or None."""
+        for t in self.types:
+            if t is not None and t.kind == "enum" and name in t.enumerators:
+                return t.enumerators[name]
+        return None
 
     def struct(self, name: str) -> Type | None:
         return self.find("struct", name)

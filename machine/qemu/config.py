@@ -11,7 +11,11 @@ The same `key = "value"` syntax as the simulated machine's `.vmx`
     qemu.append      = "console=ttyS0 nokaslr"    # the kernel command line ("nokaslr" is added unless
                                                   # it says kaslr or nokaslr: probes need the symbols' addresses)
     qemu.gdbPort     = "0"                        # 0: a private Unix socket; N: TCP port N on 127.0.0.1
-    qemu.accel       = "tcg"                      # tcg, kvm, or auto (kvm when /dev/kvm is usable)
+    qemu.accel       = "tcg"                      # tcg, kvm, or auto (kvm when /dev/kvm is usable and the
+                                                  # guest makes progress under it, else tcg with a warning)
+    qemu.loadAt      = "running"                  # running: scripts load once the guest's init has started;
+                                                  # reset: at power-on, to trace the boot
+    qemu.bootTimeout = "300"                      # seconds the guest may take to start its init
     qemu.console     = "console.log"              # the guest's serial console (default <name>.console.log)
     qemu.binary      = "qemu-system-x86_64"
     qemu.extraArgs   = "-device virtio-rng-pci"   # more QEMU arguments (shell words)
@@ -48,6 +52,7 @@ from ..vmx import _existing_file, _flag, _integer, _output_file, _Parser, _Probl
 __all__ = ["QEMU_KEYS", "QemuConfig", "is_qemu_vmx", "parse_qemu_vmx", "read_qemu_vmx"]
 
 ACCELS = ("tcg", "kvm", "auto")
+LOAD_AT = ("running", "reset")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +77,8 @@ class QemuConfig:
     timeout_s: float = 10.0
     tb_size_mb: int = 0  # TCG translation buffer (MB); 0: QEMU's default
     call_sites: bool = True
+    load_at: str = "running"  # when a booted VM's scripts load: once its init has started, or at reset
+    boot_timeout_s: float = 300.0  # how long its init may take to start
     vprobe_enable: bool = False
     vp_file: Path | None = None
     out_file: Path = None  # type: ignore[assignment]
@@ -132,6 +139,14 @@ def _accel(value: str, key: str, ctx) -> str:
     return word
 
 
+def _load_at(value: str, key: str, ctx) -> str:
+    word = value.strip().lower()
+    if word not in LOAD_AT:
+        raise _Problem(f"unknown {key} '{value}' (expected running, to load scripts once the guest's init "
+                       f"has started, or reset, to trace the boot)")
+    return word
+
+
 def _words(value: str, key: str, ctx) -> tuple[str, ...]:
     try:
         return tuple(shlex.split(value))
@@ -175,6 +190,8 @@ QEMU_KEYS = {
         ("qemu.timeout", "timeout_s", _seconds),
         ("qemu.tbSize", "tb_size_mb", _ranged(0, 4096, " MB")),
         ("qemu.callSites", "call_sites", _flag),
+        ("qemu.loadAt", "load_at", _load_at),
+        ("qemu.bootTimeout", "boot_timeout_s", _seconds),
         ("numvcpus", "numvcpus", _ranged(1, 255)),
         ("memsize", "memsize_mb", _ranged(32, 1_048_576, " MB")),
     )

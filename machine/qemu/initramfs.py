@@ -1,8 +1,12 @@
 """A tiny initramfs (cpio "newc", gzip-compressed) built from busybox-static.
 
-The kernel unpacks it into its root file system and runs `/init`.  Tests,
-benchmarks and the cookbook use it to boot a small guest that runs a shell
-loop; nothing here is needed to attach to a guest someone else booted.
+The kernel unpacks it into its root file system and runs `/init`, which
+mounts /proc, /sys and /dev, says `vprobes-guest: init running` on the
+console and runs `/loop.sh`, the guest's workload.  `vmrun createGuest`
+(guest_builder.py), the tests and the benchmarks build guests with it;
+nothing here is needed to attach to a guest someone else booted.  Host
+programs that are not static (the compile workload's tcc) come with the
+shared libraries `ldd` names for them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ APPLETS = (
     "sh", "ash", "cat", "ls", "echo", "mount", "sleep", "true", "false", "dd", "head", "uname",
     "mkdir", "ps", "date", "poweroff", "reboot", "halt", "sync", "wc", "grep", "sed", "seq", "expr",
     "printf", "test", "[", "md5sum", "sha1sum", "sort", "find", "touch", "rm", "cp", "stat", "hostname",
+    "httpd", "wget", "ifconfig", "ip", "nc", "gzip", "sha256sum", "cut", "mv", "tr",
 )
 
 DEFAULT_INIT = """#!/bin/sh
@@ -91,9 +96,28 @@ class CpioWriter:
         return self._out.getvalue()
 
 
+def shared_libraries(program: Path) -> list[Path]:
+    """The shared libraries (and the dynamic loader) `ldd` says `program` needs; [] for a static one."""
+    import subprocess
+
+    try:
+        text = subprocess.run(["ldd", str(program)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found = []
+    for line in text.splitlines():
+        words = line.split()
+        path = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""
+        if path.startswith("/") and Path(path).is_file():
+            found.append(Path(path))
+    return found
+
+
 def build_initramfs(path: Path | str, *, busybox: Path | str | None = None, init: str = DEFAULT_INIT,
-                    loop: str = DEFAULT_LOOP, files: dict[str, str] | None = None) -> Path:
-    """Write a gzip-compressed initramfs to `path`: busybox, its applets, `/init` and `/loop.sh`."""
+                    loop: str = DEFAULT_LOOP, files: dict[str, str] | None = None,
+                    programs: tuple[Path, ...] = ()) -> Path:
+    """Write a gzip-compressed initramfs to `path`: busybox, its applets, `/init` and `/loop.sh`, and
+    each of `programs` under /bin with its shared libraries at their host paths."""
     busybox = Path(busybox) if busybox else find_busybox()
     if busybox is None:
         raise FileNotFoundError("no busybox binary found (install Debian's busybox-static)")
@@ -109,6 +133,17 @@ def build_initramfs(path: Path | str, *, busybox: Path | str | None = None, init
     cpio.file("etc/vprobes-motd", b"probed by VProbes through the gdbstub\n")
     for name, text in (files or {}).items():
         cpio.file(name.lstrip("/"), text.encode(), 0o755)
+    made = {"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"}
+    for program in programs:
+        cpio.file(f"bin/{Path(program).name}", Path(program).read_bytes(), 0o755)
+        for library in shared_libraries(Path(program)):
+            parts = library.parts[1:]
+            for depth in range(1, len(parts)):
+                directory = "/".join(parts[:depth])
+                if directory not in made:
+                    cpio.directory(directory)
+                    made.add(directory)
+            cpio.file("/".join(parts), library.read_bytes(), 0o755)
     path = Path(path)
     path.write_bytes(gzip.compress(cpio.finish(), compresslevel=1))
     return path

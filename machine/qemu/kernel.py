@@ -17,11 +17,25 @@ from pathlib import Path
 from vp_runtime.spec import MASK64
 
 from ..symbols import parse_symbols
-from .btf import BTF
+from .btf import BTF, BTFError
 from .guestlib import GuestLayout, emmett_preload, layout_from_btf, vp_library
 from .kimage import KernelImage, KernelImageError, system_map_text
 
-__all__ = ["FAULT_ENTRIES", "GuestKernel", "SYSVEC_VECTORS"]
+__all__ = ["FAULT_ENTRIES", "GuestKernel", "LEGACY_NAMES", "LEGACY_WITHOUT_COUNTERPART", "SYSVEC_VECTORS"]
+
+# The reference's Linux 2.6 names (its samples and the cookbook use them) -> today's x86-64 kernel's
+# name for the same thing, used when the running kernel has no symbol of the old name.
+LEGACY_NAMES = {
+    "system_call": "entry_SYSCALL_64",   # the 64-bit system-call entry, renamed in 4.2 (RAX = the number)
+    "sys_getpid": "__x64_sys_getpid",    # system calls have per-ABI wrappers since 4.17
+    "get_task_comm": "__get_task_comm",  # a macro around __get_task_comm since 2.6.38
+    "current_tsc_khz": "tsc_khz",        # the TSC's calibrated rate in kHz
+}
+# Old names with no counterpart: a script naming one is refused at load, with the reason.
+LEGACY_WITHOUT_COUNTERPART = {
+    "tsc_enabled": "Linux 2.6's flag that the TSC is in use; today's kernels keep no such variable "
+                   "(the TSC's state is a CPU feature bit and tsc_unstable)",
+}
 
 # The kernel's IDT entry point for each of the spec's guest faults (vector and error code: spec.GUEST_FAULTS).
 FAULT_ENTRIES = {
@@ -116,6 +130,30 @@ class GuestKernel:
     def kallsyms_text(self) -> str:
         return system_map_text(self._table)
 
+    def address_of(self, name: str) -> int | None:
+        """The address of symbol `name`, or of today's name for a Linux 2.6 name (`LEGACY_NAMES`)."""
+        address = self.symbols.get(name)
+        if address is None and name in LEGACY_NAMES:
+            address = self.symbols.get(LEGACY_NAMES[name])
+        return address
+
+    def legacy_symbols_text(self) -> str:
+        """kallsyms lines naming, at today's symbol, each Linux 2.6 name this kernel lacks (`LEGACY_NAMES`):
+        what the Emmett compiler checks probe points against."""
+        lines = []
+        for old, new in LEGACY_NAMES.items():
+            address = self.symbols.get(new)
+            if old not in self.symbols and address is not None:
+                kind = next((k for a, k, n in self._table if n == new), "T")
+                lines.append(f"{address:016x} {kind} {old}\n")
+        return "".join(lines)
+
+    def symbol_refusal(self, name: str) -> str | None:
+        """Why a script may not name symbol `name` on this kernel, or None."""
+        if name in self.symbols or name not in LEGACY_WITHOUT_COUNTERPART:
+            return None
+        return f"'{name}' is not a symbol of Linux {self.release}: {LEGACY_WITHOUT_COUNTERPART[name]}"
+
     def function_at(self, addr: int) -> tuple[str, int, int] | None:
         """(name, start, end) of the text symbol holding `addr`."""
         i = bisect.bisect_right(self._text_addrs, addr) - 1
@@ -168,6 +206,14 @@ class GuestKernel:
 
     def vp_library(self) -> str:
         return vp_library(self.layout)
+
+    @cached_property
+    def system_running(self) -> int | None:
+        """The value of SYSTEM_RUNNING (enum system_states) in this kernel, from its BTF; None unknown."""
+        try:
+            return self.btf.enumerator("SYSTEM_RUNNING")
+        except (KernelImageError, BTFError):
+            return None
 
     def emmett_preload(self) -> str:
         return emmett_preload(self.layout, self.btf)

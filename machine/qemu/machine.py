@@ -47,7 +47,7 @@ from .dispatch import Dispatch
 from .errors import QemuError
 from .gdbstub import GdbStub, StopReply
 from .guest_info import guest_tsc_hz, host_threads, kaslr_slide, under_kvm
-from .kernel import GuestKernel
+from .kernel import KERNEL_SPACE, GuestKernel
 from .reads import GLOBAL_REFUSALS, Reads, Vcpu
 from .returns import Returns
 from .rsp import Address, RSPError
@@ -56,6 +56,11 @@ from .static_probes import REFUSED, StaticProbes, not_offered
 __all__ = ["QemuError", "QemuMachine"]
 
 _NOPS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+KVM_PROGRESS_S = 15.0  # a guest under a working KVM runs its kernel within a second of power-on
+KVM_POLL_S = 0.25
+INIT_POLL_S = 0.25  # how often a booting guest is looked at for its init
+# What the guests `vmrun createGuest` builds print once their /init runs (guest_builder.py).
+INIT_MARKER = "vprobes-guest: init running"
 
 
 def _noop_length(code: bytes) -> int:
@@ -101,14 +106,12 @@ class QemuMachine:
         self.slide_known = config.attach is None and "nokaslr" in config.command_line.split()
         self.kernel = GuestKernel(config.kernel_image, config.guest_syms)
         self.warnings = list(self.kernel.warnings)
+        self._init_started = config.attach is not None or config.load_at == "reset"
         try:
             if config.attach is not None:
-                address = config.attach
+                self.stub = self._connect(config.attach, connect_timeout)
             else:
-                from .process import QemuProcess
-                self.process = QemuProcess(config)
-                address = self.process.gdb_address
-            self.stub = self._connect(address, connect_timeout)
+                self._boot(connect_timeout)
             self.stub.take_unsolicited()  # connecting paused the VM
             self.vcpus = [Vcpu(i, t) for i, t in enumerate(self.stub.threads)]
             self.current = self.vcpus[0]
@@ -126,6 +129,51 @@ class QemuMachine:
             raise
         self.tsc_hz = guest_tsc_hz(self.stub, self.vcpus[0].thread, self.kernel)
         self._globals = self.reads.offered_globals()
+
+    def _boot(self, connect_timeout: float) -> None:
+        """Start QEMU, paused at reset, and connect to it.  Under KVM the guest must first show that it
+        runs: its kernel's code reached within `KVM_PROGRESS_S` (a /dev/kvm that cannot run guests
+        shows nothing at all).  If it does not, qemu.accel = "auto" boots under TCG with a warning and
+        "kvm" fails."""
+        from .process import QemuProcess
+        self.process = QemuProcess(self.config)
+        self.stub = self._connect(self.process.gdb_address, connect_timeout)
+        if self.process.accel != "kvm":
+            return
+        self.stub.take_unsolicited()
+        if self._reaches_the_kernel(KVM_PROGRESS_S):
+            if self.config.load_at == "reset":  # back to power-on, for a script that traces the boot
+                self._restart("kvm", connect_timeout)
+            return
+        if self.config.accel == "kvm":
+            raise QemuError(f'qemu.accel = "kvm": the guest made no progress under KVM in {KVM_PROGRESS_S:g} s '
+                            f'(its kernel never ran); /dev/kvm exists but does not run guests on this host: '
+                            f'use qemu.accel = "tcg" (or "auto", which falls back to it)')
+        self.warnings.append(f"KVM made no progress in {KVM_PROGRESS_S:g} s (the guest's kernel never ran): "
+                             f'booting under TCG instead (qemu.accel = "tcg" skips this check)')
+        self._restart("tcg", connect_timeout)
+
+    def _reaches_the_kernel(self, seconds: float) -> bool:
+        """Let the VM run until VCPU 0 executes kernel code (True), for at most `seconds`."""
+        stub = self.stub
+        thread = stub.threads[0]
+        deadline = time.monotonic() + seconds
+        while True:
+            stub.cont()
+            time.sleep(min(KVM_POLL_S, max(0.0, deadline - time.monotonic())))
+            self.check_exit(stub.stop())
+            if stub.register(stub.read_registers(thread), "rip") >= KERNEL_SPACE:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def _restart(self, accel: str, connect_timeout: float) -> None:
+        """Power the VM off and boot it again, paused at reset, under `accel`."""
+        from .process import QemuProcess
+        self.stub.rsp.close()
+        self.process.kill()
+        self.process = QemuProcess(self.config, accel=accel)
+        self.stub = self._connect(self.process.gdb_address, connect_timeout)
 
     def _connect(self, address: Address, timeout: float) -> GdbStub:
         deadline = time.monotonic() + timeout
@@ -188,7 +236,17 @@ class QemuMachine:
         return self.reads.read_physical(addr, size)
 
     def lookup_symbol(self, name: str) -> int | None:
-        return self.kernel.symbols.get(name)
+        """A kernel symbol's address; the reference's Linux 2.6 names (`system_call` ...) find
+        today's (`kernel.LEGACY_NAMES`)."""
+        return self.kernel.address_of(name)
+
+    def legacy_symbols_text(self) -> str:
+        return self.kernel.legacy_symbols_text()
+
+    def symbol_refusal(self, name: str) -> str | None:
+        """Why a script may not name guest symbol `name` at all (a Linux 2.6 name this kernel has no
+        counterpart of), or None; asked at load for every constant symbol name."""
+        return self.kernel.symbol_refusal(name)
 
     def stack_frames(self, max_frames: int) -> list[int]:
         """Frame-pointer walk through guest memory, innermost first (RIP first).
@@ -282,6 +340,7 @@ class QemuMachine:
         """Enable `script`'s probe points and fire its load probes (replacing any script)."""
         if self.script is not None:
             self.detach()
+        self.wait_until_running()
         self._ensure_stopped()
         self.script = script
         now = time.monotonic()
@@ -303,6 +362,35 @@ class QemuMachine:
             fire_load_probes(self, script)
         except RSPError as e:
             raise QemuError(f"cannot set up the probes: {e}") from None
+
+    def wait_until_running(self) -> None:
+        """With qemu.loadAt = "running" (the default), let a VM booted here run until its init has
+        started -- the kernel's `system_state` is SYSTEM_RUNNING (set just before it runs /init), or
+        the console shows `INIT_MARKER` -- so a script sees the running system and `-d` counts from
+        there.  At most qemu.bootTimeout seconds; an attached VM, or loadAt = "reset", does not wait."""
+        if self._init_started:
+            return
+        deadline = time.monotonic() + self.config.boot_timeout_s
+        while not self._guest_init_started():
+            if time.monotonic() >= deadline:
+                tail = "\n".join(self.console_text().splitlines()[-5:])
+                raise QemuError(f"the guest's init did not start within {self.config.boot_timeout_s:g} s "
+                                f"(qemu.bootTimeout); the console ends:\n{tail or '(nothing)'}")
+            self.dispatch.run(INIT_POLL_S)
+        self._init_started = True
+
+    def _guest_init_started(self) -> bool:
+        address = self.kernel.symbols.get("system_state")
+        running = self.kernel.system_running
+        if address is not None and running is not None:
+            self._ensure_stopped()
+            try:
+                state = int.from_bytes(self.stub.read_memory(self.vcpus[0].thread, address, 4), "little")
+            except RSPError:  # the kernel has not mapped itself yet
+                state = 0
+            if state >= running:
+                return True
+        return INIT_MARKER in self.console_text()
 
     def call_site_trampoline(self, address: int) -> int | None:
         """The trampoline a probe at `address` calls, or None when it is a breakpoint (or not set)."""

@@ -55,7 +55,8 @@ class QemuProcess:
     `qemu.gdbPort` names.
     """
 
-    def __init__(self, config: QemuConfig):
+    def __init__(self, config: QemuConfig, accel: str | None = None):
+        """`accel` overrides `config.accel` (auto is resolved here: kvm when /dev/kvm is usable)."""
         binary = find_qemu(config.binary)
         if binary is None:
             raise FileNotFoundError(f"{config.binary} is not installed (Debian: apt-get install qemu-system-x86)")
@@ -74,7 +75,7 @@ class QemuProcess:
             self.gdb_address = os.path.join(self._socket_dir, "gdb.sock")
             path = self.gdb_address.replace(",", ",,")  # QEMU's option syntax
             gdb = ["-chardev", f"socket,id=vprobe-gdb,path={path},server=on,wait=off", "-gdb", "chardev:vprobe-gdb"]
-        accel = config.accel
+        accel = accel or config.accel
         if accel == "auto":
             accel = "kvm" if kvm_usable() else "tcg"
         self.accel = accel

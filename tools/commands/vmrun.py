@@ -121,7 +121,8 @@ class Vmrun:
             raise ToolError(f"cannot start the VM: {e.strerror or e}") from None
         finally:
             os.close(write_end)
-        answer = _read_ready(read_end, START_TIMEOUT_S)
+        # A QEMU VM is ready once its guest's init has started (qemu.loadAt), which may take its boot.
+        answer = _read_ready(read_end, START_TIMEOUT_S + getattr(config, "boot_timeout_s", 0.0))
         if answer is None or not answer.get("ok"):
             if process.poll() is None:
                 vm_process = control.read_vm_process(paths.pidfile)
@@ -173,6 +174,19 @@ class Vmrun:
             raise ToolError(f"cannot stop the VM {paths.vmx.name} (pid {pid})")
         control.clean_stale(paths)
         control.unregister(paths)
+        return 0
+
+    def createguest(self, vmx: str, workload: str, kernel: str | None, vcpus: int, memory: int,
+                    force: bool) -> int:
+        """Write a bootable QEMU guest: VM.vmx and its initramfs beside it."""
+        from machine.qemu.guest_builder import GuestBuildError, create_guest
+
+        try:
+            made, initrd = create_guest(vmx, workload=workload.lower(), kernel=kernel, vcpus=vcpus,
+                                        memory_mb=memory, force=force)
+        except GuestBuildError as e:
+            raise ToolError(str(e)) from None
+        self.out.write(f"{made}\n{initrd}\n")
         return 0
 
     def list(self) -> int:
@@ -351,7 +365,8 @@ add_verb("start", Vmrun.start, "VM.vmx [nogui]",
          "power the VM on in the background (simulated time paced to the wall clock, or a QEMU VM); "
          "returns once it runs",
          "Power the VM on in the background: a simulated machine, its time paced to the\n"
-         "wall clock, or a QEMU VM (booted here, or attached to).  Returns once it runs.\n"
+         "wall clock, or a QEMU VM (booted here, or attached to).  Returns once it runs\n"
+         "(a QEMU VM it boots: once the guest's init has started, unless qemu.loadAt = reset).\n"
          "A script its .vmx names (vprobe.vpFile) is loaded at power-on.  gui and nogui\n"
          "are accepted as VMware's vmrun takes them; there is no window either way.",
          vmx(), choice("window", ["gui", "nogui"]))
@@ -360,6 +375,26 @@ add_verb("stop", Vmrun.stop, "VM.vmx [soft|hard]",
          "Power the VM off.  soft (the default) unloads its script, whose unload probes\n"
          "fire, and stops; hard ends the VM's processes.",
          vmx(), choice("mode", ["soft", "hard"]))
+add_verb("createGuest", Vmrun.createguest,
+         "VM.vmx [--workload idle|files|compile|server] [--kernel FILE] [--vcpus N] [--memory MB] [--force]",
+         "write a bootable QEMU guest (VM.vmx and its initramfs) from this host's kernel and busybox",
+         "Write a QEMU guest: VM.vmx and, beside it, VM.initramfs.gz, built from this\n"
+         "host's kernel (the newest /boot/vmlinuz-*, or --kernel) and busybox-static, with\n"
+         "a workload: idle (nothing but the kernel), files (opens and lists files in a\n"
+         "loop; the default), compile (tcc compiling a C file over and over; needs\n"
+         "Debian's tcc) or server (busybox httpd on the guest's 127.0.0.1:8080 and a\n"
+         "client fetching from it).  Prints the two paths.  Then: vmrun start VM.vmx, or\n"
+         "vprobe -d 5 VM.vmx SCRIPT (docs/real-guests.md).",
+         vmx(),
+         click.Option(["--workload"], default="files", show_default=True, metavar="NAME",
+                      type=click.Choice(["idle", "files", "compile", "server"], case_sensitive=False),
+                      help="what the guest runs"),
+         click.Option(["--kernel"], type=click.Path(), metavar="FILE", help="the kernel to boot"),
+         click.Option(["--vcpus"], type=click.IntRange(1, 255), default=2, show_default=True, metavar="N",
+                      help="VCPUs"),
+         click.Option(["--memory"], type=click.IntRange(32, 1_048_576), default=512, show_default=True,
+                      metavar="MB", help="memory in MB"),
+         click.Option(["--force"], is_flag=True, help="replace the files if they exist"))
 add_verb("list", Vmrun.list, "", "list the running VMs",
          "List the VMs running in the background: how many, then the .vmx of each.")
 add_verb("vprobeVersion", Vmrun.vprobeversion, "VM.vmx",

@@ -600,6 +600,10 @@ def start(vmx: str, host_config: str | None) -> tuple[Daemon, list[str]]:
             daemon = Daemon(config, paths, host_config)
             _record_vm_process(daemon)
             daemon.bind()
+            # A QEMU VM with qemu.loadAt = "running" is ready once its guest's init has started.
+            wait_until_running = getattr(daemon.machine, "wait_until_running", None)
+            if wait_until_running is not None:
+                wait_until_running()
             if config.vp_file is not None and daemon.enabled()[0]:
                 warnings += _load_vp_file(daemon, str(config.vp_file))
         except Exception as e:

@@ -37,6 +37,9 @@ def read_symbol_file(path: str | Path) -> str:
 
 
 def vm_symbol_text(machine) -> str:
-    """A machine's guest symbols: its vprobe.guestSyms file, or its kernel's own table."""
+    """A machine's guest symbols: its vprobe.guestSyms file, or its kernel's own table; then the old
+    names it also answers to (a real kernel: the reference's Linux 2.6 names, at today's symbols)."""
     path = machine.config.guest_syms
-    return read_symbol_file(path) if path else machine.symbol_text
+    text = read_symbol_file(path) if path else machine.symbol_text
+    aliases = getattr(machine, "legacy_symbols_text", None)
+    return text + aliases() if aliases is not None else text
