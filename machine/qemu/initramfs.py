@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
+BASE_DIRECTORIES = ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root")
 
 # Applets the guest scripts use; each becomes a symlink to /bin/busybox.
 APPLETS = (
@@ -122,7 +123,7 @@ def build_initramfs(path: Path | str, *, busybox: Path | str | None = None, init
     if busybox is None:
         raise FileNotFoundError("no busybox binary found (install Debian's busybox-static)")
     cpio = CpioWriter()
-    for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"):
+    for d in BASE_DIRECTORIES:
         cpio.directory(d)
     cpio.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
     for applet in APPLETS:
@@ -131,19 +132,23 @@ def build_initramfs(path: Path | str, *, busybox: Path | str | None = None, init
     cpio.file("loop.sh", loop.encode(), 0o755)
     cpio.file("etc/hostname", b"vprobes-guest\n")
     cpio.file("etc/vprobes-motd", b"probed by VProbes through the gdbstub\n")
+    made = set(BASE_DIRECTORIES)
+
+    def add(name: str, data: bytes) -> None:
+        """A file at `name`, with the directories above it (the kernel's unpacker makes none)."""
+        parts = name.strip("/").split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory not in made:
+                cpio.directory(directory)
+                made.add(directory)
+        cpio.file("/".join(parts), data, 0o755)
     for name, text in (files or {}).items():
-        cpio.file(name.lstrip("/"), text.encode(), 0o755)
-    made = {"bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"}
+        add(name, text.encode())
     for program in programs:
-        cpio.file(f"bin/{Path(program).name}", Path(program).read_bytes(), 0o755)
+        add(f"bin/{Path(program).name}", Path(program).read_bytes())
         for library in shared_libraries(Path(program)):
-            parts = library.parts[1:]
-            for depth in range(1, len(parts)):
-                directory = "/".join(parts[:depth])
-                if directory not in made:
-                    cpio.directory(directory)
-                    made.add(directory)
-            cpio.file("/".join(parts), library.read_bytes(), 0o755)
+            add(str(library), library.read_bytes())
     path = Path(path)
     path.write_bytes(gzip.compress(cpio.finish(), compresslevel=1))
     return path
