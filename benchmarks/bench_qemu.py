@@ -175,10 +175,8 @@ STATIC_POINTS = ("Guest_PF", "Guest_IRQ", "Guest_CR3Write")
 STATIC_PROBE = "(definteger hits) (vprobe POINT (setint hits (+ hits 1)))"
 
 
-def static_rate(machine: QemuMachine, seconds: float, point: str, call_sites: bool,
-                progress: "Progress") -> tuple[float, str, float]:
-    """Firings per second of a counting probe on static probe `point`, how its sites were set, and the
-    guest's loop rate meanwhile (a breakpoint stop's translation flush slows the guest itself)."""
+def static_rate(machine: QemuMachine, seconds: float, point: str, call_sites: bool) -> tuple[float, str]:
+    """Firings per second of a counting probe on static probe `point`, and how its sites were set."""
     enabled, machine.call_sites_enabled = machine.call_sites_enabled, call_sites
     script = vp_runtime.load(STATIC_PROBE.replace("POINT", point), machine.load_config, backend=machine)
     try:
@@ -191,7 +189,7 @@ def static_rate(machine: QemuMachine, seconds: float, point: str, call_sites: bo
     elapsed = time.monotonic() - start
     hits = script.variable("hits")
     machine.detach()
-    return hits / elapsed, how, progress.rate(start + 0.2, start + elapsed)
+    return hits / elapsed, how
 
 
 def boot(vm: Path, kernel: str, append: str) -> QemuMachine:
@@ -230,7 +228,7 @@ def main() -> None:
                 runs.append((site, "counting", *probe_rate(machine, args.seconds, COUNTING_PROBE, site, True)))
                 runs.append((site, "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, site, True)))
             runs.append((sites[0], "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, sites[0], False)))
-            statics = [(point, call_sites, *static_rate(machine, args.seconds, point, call_sites, progress))
+            statics = [(point, call_sites, *static_rate(machine, args.seconds, point, call_sites))
                        for point in STATIC_POINTS for call_sites in (False, True)]
             waits.append([bare_cycles(machine, args.seconds / 2, poll) for poll in (False, True)])
             bare = [max(pair) for pair in waits]
@@ -246,12 +244,11 @@ def main() -> None:
                 print(f"GUEST:{site:16s} {how + ',':11s} {body:13s} {rate:6.0f} /s  "
                       f"({rate / mean_bare:.0%} of the bare rate{target}); a firing {cycle * 1e6:.0f} us: backend "
                       f"{service * 1e6:.0f}, QEMU and the guest's way to the next hit {(cycle - service) * 1e6:.0f}")
-            for point, call_sites, rate, how, loop in statics:
+            for point, call_sites, rate, how in statics:
                 before = "after: call sites" if call_sites else "before: breakpoints"
-                print(f"{point:22s} {before:20s} {rate:6.0f} /s  ({rate / mean_bare:.1%} of the bare rate; {how}; "
-                      f"guest loop {loop:.1f}/s)")
-            print(f"  (no probe: guest loop {progress.rate(time.monotonic() - args.seconds, time.monotonic()):.1f}/s; "
-                  f"a static probe fires as often as the guest faults, is interrupted or switches address space)")
+                print(f"{point:22s} {before:20s} {rate:6.0f} /s  ({rate / mean_bare:.1%} of the bare rate; {how})")
+            print("  a static probe fires only as often as the guest faults, is interrupted or switches address "
+                  "space; under breakpoints each stop's translation flush also slows the guest down")
             print(f"  reading costs two gdbstub requests: registers (g) {registers * 1e6:.0f} us, 8 bytes (m) "
                   f"{memory * 1e6:.0f} us, answered one at a time by QEMU's main loop while the VM is stopped")
             print("  a breakpoint stop makes QEMU 7.2 flush its whole translation cache (the guest re-translates "

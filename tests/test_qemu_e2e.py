@@ -260,7 +260,7 @@ def test_probes_loaded_at_reset_start_as_breakpoints_and_become_call_sites_once_
     build_initramfs(tmp_path / "initramfs.gz")
     (tmp_path / "reset.vmx").write_text(
         f'numvcpus = "1"\nmemsize = "256"\nqemu.kernel = "{KERNELS[-1]}"\nqemu.initrd = "initramfs.gz"\n'
-        'qemu.append = "console=ttyS0 quiet"\nvprobe.enable = "TRUE"\n')
+        'qemu.append = "console=ttyS0 quiet"\nqemu.loadAt = "reset"\nvprobe.enable = "TRUE"\n')
     with QemuMachine(read_qemu_vmx(tmp_path / "reset.vmx")) as machine:
         out: list[str] = []
         script = vp_runtime.load('(vprobe GUEST:do_filp_open (printf "open\\n"))', machine.load_config,
