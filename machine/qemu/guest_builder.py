@@ -26,22 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MachineError
-from .initramfs import build_initramfs, find_busybox
+from .initramfs import DEFAULT_LOOP, build_initramfs, find_busybox
 
 __all__ = ["GuestBuildError", "WORKLOADS", "Workload", "create_guest", "host_kernel"]
-
-_FILES = """#!/bin/sh
-# files: open a few files over and over, then rest a little.
-n=0
-while true; do
-  n=$((n+1))
-  cat /etc/hostname > /dev/null
-  cat /etc/vprobes-motd > /dev/null
-  ls / > /dev/null
-  echo "vprobes-guest: loop $n"
-  sleep 0.2
-done
-"""
 
 _IDLE = """#!/bin/sh
 # idle: nothing runs but the kernel.
@@ -98,7 +85,8 @@ class Workload:
 
 WORKLOADS = {
     "idle": Workload("nothing runs but the kernel", _IDLE),
-    "files": Workload("opens, reads and lists files in a loop (system calls, page faults, new processes)", _FILES),
+    "files": Workload("opens, reads and lists files in a loop (system calls, page faults, new processes)",
+                      DEFAULT_LOOP),
     "compile": Workload("compiles a C file with tcc over and over", _COMPILE, (("src/work.c", _WORK_C),),
                         ("tcc",), "tcc"),
     "server": Workload("busybox httpd on 127.0.0.1:8080 in the guest, and a client fetching from it",
