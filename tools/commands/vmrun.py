@@ -49,7 +49,8 @@ DESCRIPTION
     real Linux VM: start boots it under QEMU (or attaches to a running QEMU's
     gdbstub, qemu.attach) and stop powers it off (or detaches).  It offers
     only the probe points QEMU can fire (vprobeListProbes), and its scripts
-    get the guest helpers made for its kernel.
+    get the guest helpers made for its kernel.  createGuest writes such a VM
+    from this host's kernel and busybox (docs/real-guests.md).
 
     Command names are matched without regard to case (vprobeload is
     vprobeLoad); vmrun help COMMAND (or vmrun COMMAND --help) describes one.
@@ -375,26 +376,6 @@ add_verb("stop", Vmrun.stop, "VM.vmx [soft|hard]",
          "Power the VM off.  soft (the default) unloads its script, whose unload probes\n"
          "fire, and stops; hard ends the VM's processes.",
          vmx(), choice("mode", ["soft", "hard"]))
-add_verb("createGuest", Vmrun.createguest,
-         "VM.vmx [--workload idle|files|compile|server] [--kernel FILE] [--vcpus N] [--memory MB] [--force]",
-         "write a bootable QEMU guest (VM.vmx and its initramfs) from this host's kernel and busybox",
-         "Write a QEMU guest: VM.vmx and, beside it, VM.initramfs.gz, built from this\n"
-         "host's kernel (the newest /boot/vmlinuz-*, or --kernel) and busybox-static, with\n"
-         "a workload: idle (nothing but the kernel), files (opens and lists files in a\n"
-         "loop; the default), compile (tcc compiling a C file over and over; needs\n"
-         "Debian's tcc) or server (busybox httpd on the guest's 127.0.0.1:8080 and a\n"
-         "client fetching from it).  Prints the two paths.  Then: vmrun start VM.vmx, or\n"
-         "vprobe -d 5 VM.vmx SCRIPT (docs/real-guests.md).",
-         vmx(),
-         click.Option(["--workload"], default="files", show_default=True, metavar="NAME",
-                      type=click.Choice(["idle", "files", "compile", "server"], case_sensitive=False),
-                      help="what the guest runs"),
-         click.Option(["--kernel"], type=click.Path(), metavar="FILE", help="the kernel to boot"),
-         click.Option(["--vcpus"], type=click.IntRange(1, 255), default=2, show_default=True, metavar="N",
-                      help="VCPUs"),
-         click.Option(["--memory"], type=click.IntRange(32, 1_048_576), default=512, show_default=True,
-                      metavar="MB", help="memory in MB"),
-         click.Option(["--force"], is_flag=True, help="replace the files if they exist"))
 add_verb("list", Vmrun.list, "", "list the running VMs",
          "List the VMs running in the background: how many, then the .vmx of each.")
 add_verb("vprobeVersion", Vmrun.vprobeversion, "VM.vmx",
@@ -418,6 +399,27 @@ add_verb("vprobeListLoaded", Vmrun.vprobelistloaded, "VM.vmx",
          "List the probes of the script that runs in the VM: each probe point, where it\n"
          "is in the script, and the most VP operations one firing of it can execute\n"
          "(its bound at load; with recursion, under vprobe.maxCallsPerFiring).", vmx())
+# Not one of the reference's verbs: it writes a QEMU guest for the others to run.
+add_verb("createGuest", Vmrun.createguest,
+         "VM.vmx [OPTIONS]",
+         "write a bootable QEMU guest (VM.vmx and its initramfs) from this host's kernel and busybox",
+         "Write a QEMU guest: VM.vmx and, beside it, VM.initramfs.gz, built from this\n"
+         "host's kernel (the newest /boot/vmlinuz-*, or --kernel) and busybox-static, with\n"
+         "a workload: idle (nothing but the kernel), files (opens and lists files in a\n"
+         "loop; the default), compile (tcc compiling a C file over and over; needs\n"
+         "Debian's tcc) or server (busybox httpd on the guest's 127.0.0.1:8080 and a\n"
+         "client fetching from it).  Prints the two paths.  Then: vmrun start VM.vmx, or\n"
+         "vprobe -d 5 VM.vmx SCRIPT (docs/real-guests.md).",
+         vmx(),
+         click.Option(["--workload"], default="files", show_default=True, metavar="NAME",
+                      type=click.Choice(["idle", "files", "compile", "server"], case_sensitive=False),
+                      help="what the guest runs"),
+         click.Option(["--kernel"], type=click.Path(), metavar="FILE", help="the kernel to boot"),
+         click.Option(["--vcpus"], type=click.IntRange(1, 255), default=2, show_default=True, metavar="N",
+                      help="VCPUs"),
+         click.Option(["--memory"], type=click.IntRange(32, 1_048_576), default=512, show_default=True,
+                      metavar="MB", help="memory in MB"),
+         click.Option(["--force"], is_flag=True, help="replace the files if they exist"))
 
 
 @command.command("help", cls=ToolCommand, synopsis="[COMMAND]", short_help="describe vmrun, or one command",
