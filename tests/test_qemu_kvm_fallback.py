@@ -113,3 +113,24 @@ def test_a_working_kvm_is_kept_and_booted_again_from_reset_to_trace_the_boot(mon
 def test_tcg_is_not_checked(monkeypatch, tmp_path):
     machine, stubs = boot(monkeypatch, tmp_path, "tcg", kvm_runs=False)
     assert FakeProcess.started == ["tcg"] and stubs[0].continued == 0 and not machine.warnings
+
+
+def test_vprobe_shows_what_powering_the_vm_on_found(monkeypatch):
+    import io
+
+    from vprobe_tools.commands.vprobe import run as vprobe_run
+    from vprobe_tools.vm import targets
+
+    power_on = targets.power_on
+
+    def with_a_warning(config):
+        machine = power_on(config)
+        machine.warnings = ["KVM made no progress in 15 s (the guest's kernel never ran): booting under TCG"]
+        return machine
+
+    monkeypatch.setattr(targets, "power_on", with_a_warning)
+    out, err = io.BytesIO(), io.BytesIO()
+    status = vprobe_run(["-d", "1", "-c", 'VMMLoad { printf("loaded\\n"); }'], io.BytesIO(), out, err)
+    assert status == 0 and set(out.getvalue().splitlines()) == {b"loaded"}  # on each VCPU
+    assert err.getvalue().decode() == ("vprobe: warning: KVM made no progress in 15 s (the guest's kernel never "
+                                       "ran): booting under TCG\n")

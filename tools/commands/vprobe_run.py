@@ -30,7 +30,7 @@ from ..views.report.writer import ReportWriter, check_writable
 from ..views.symbolize import Symbolizer
 from ..views.tables import KeyFormat
 from ..vm.machine_info import read_symbol_file
-from ..vm.targets import EmbeddedVM, find_vm
+from ..vm.targets import EmbeddedVM, find_vm, machine_warnings
 from .base import Streams
 from .options import shape
 from .status_line import RunProgress
@@ -131,7 +131,10 @@ class VprobeRun:
             check_enabled(config)
         except VProbesDisabled as e:
             raise ToolError(str(e)) from None
-        return EmbeddedVM(config, write_out_file=vmx is not None)
+        vm = EmbeddedVM(config, write_out_file=vmx is not None)
+        for warning in machine_warnings(vm.machine):  # what powering on found (a QEMU VM: KVM fell back)
+            self.warn(f"vprobe: warning: {warning}")
+        return vm
 
     def symbols_text(self, vm) -> str:
         if self._symbols is None:

@@ -46,7 +46,7 @@ from .control import TICK_S, TIMEOUT_S, VMPaths, encode
 from .log_file import open_log_file
 from .machine_info import global_rows, probe_rows, vm_symbol_text, vp_version
 from .pacing import NS_PER_S, Pacer
-from .targets import close_quietly, power_on
+from .targets import close_quietly, machine_warnings, power_on
 
 MAX_BUFFERED = 32 << 20  # bytes a client may leave unread before it is dropped
 DRAIN_S = 2.0  # how long a stopping VM waits to send what it still owes
@@ -600,6 +600,7 @@ def start(vmx: str, host_config: str | None) -> tuple[Daemon, list[str]]:
             daemon = Daemon(config, paths, host_config)
             _record_vm_process(daemon)
             daemon.bind()
+            warnings += machine_warnings(daemon.machine)  # what powering on found (a QEMU VM: KVM fell back)
             # A QEMU VM with qemu.loadAt = "running" is ready once its guest's init has started.
             wait_until_running = getattr(daemon.machine, "wait_until_running", None)
             if wait_until_running is not None:

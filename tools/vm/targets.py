@@ -47,6 +47,12 @@ def power_on(config):
         raise ToolError(f"cannot power on the VM: {e.strerror or e}") from None
 
 
+def machine_warnings(machine) -> list[str]:
+    """What powering `machine` on found worth telling (a QEMU VM: KVM that made no progress, a placeholder
+    System.map); machines without any have no `warnings`."""
+    return list(getattr(machine, "warnings", ()))
+
+
 def close_quietly(machine, warn: Warn | None = None) -> None:
     """Power off (or detach from) `machine`; a failure is only reported (to `warn`, if given)."""
     try:
