@@ -21,7 +21,7 @@ with `seq_printf`) and prints a progress line after every read.  It reports
    counting probe, before (breakpoints on the entry code, as with
    `qemu.callSites = "FALSE"`) and after (call sites on the entry stubs'
    `call error_entry` and on CR3-writing functions), with the guest's loop
-   rate meanwhile.  The bare rate is measured before and after, and the mean
+   rate meanwhile against a window with no probe.  The bare rate is measured before and after, and the mean
    is used; the time the stopped VM's gdbstub takes to answer a register
    read and a memory read shows what reading costs;
 2. the guest's slowdown with a 1 Hz probe loaded (`VMM1Hz` printing RIP on
@@ -175,8 +175,10 @@ STATIC_POINTS = ("Guest_PF", "Guest_IRQ", "Guest_CR3Write")
 STATIC_PROBE = "(definteger hits) (vprobe POINT (setint hits (+ hits 1)))"
 
 
-def static_rate(machine: QemuMachine, seconds: float, point: str, call_sites: bool) -> tuple[float, str]:
-    """Firings per second of a counting probe on static probe `point`, and how its sites were set."""
+def static_rate(machine: QemuMachine, progress: Progress, seconds: float, point: str,
+                call_sites: bool) -> tuple[float, str, float]:
+    """Firings per second of a counting probe on static probe `point`, how its sites were set, and the
+    guest's loop rate meanwhile."""
     enabled, machine.call_sites_enabled = machine.call_sites_enabled, call_sites
     script = vp_runtime.load(STATIC_PROBE.replace("POINT", point), machine.load_config, backend=machine)
     try:
@@ -189,7 +191,7 @@ def static_rate(machine: QemuMachine, seconds: float, point: str, call_sites: bo
     elapsed = time.monotonic() - start
     hits = script.variable("hits")
     machine.detach()
-    return hits / elapsed, how
+    return hits / elapsed, how, progress.rate(start + 0.2, start + elapsed)
 
 
 def boot(vm: Path, kernel: str, append: str) -> QemuMachine:
@@ -228,7 +230,10 @@ def main() -> None:
                 runs.append((site, "counting", *probe_rate(machine, args.seconds, COUNTING_PROBE, site, True)))
                 runs.append((site, "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, site, True)))
             runs.append((sites[0], "RSP + 8 bytes", *probe_rate(machine, args.seconds, READING_PROBE, sites[0], False)))
-            statics = [(point, call_sites, *static_rate(machine, args.seconds, point, call_sites))
+            start = time.monotonic()
+            machine.run(args.seconds)
+            unprobed_loop = progress.rate(start + 0.2, time.monotonic()) or float("nan")
+            statics = [(point, call_sites, *static_rate(machine, progress, args.seconds, point, call_sites))
                        for point in STATIC_POINTS for call_sites in (False, True)]
             waits.append([bare_cycles(machine, args.seconds / 2, poll) for poll in (False, True)])
             bare = [max(pair) for pair in waits]
@@ -244,11 +249,15 @@ def main() -> None:
                 print(f"GUEST:{site:16s} {how + ',':11s} {body:13s} {rate:6.0f} /s  "
                       f"({rate / mean_bare:.0%} of the bare rate{target}); a firing {cycle * 1e6:.0f} us: backend "
                       f"{service * 1e6:.0f}, QEMU and the guest's way to the next hit {(cycle - service) * 1e6:.0f}")
-            for point, call_sites, rate, how in statics:
+            for point, call_sites, rate, how, loop in statics:
                 before = "after: call sites" if call_sites else "before: breakpoints"
-                print(f"{point:22s} {before:20s} {rate:6.0f} /s  ({rate / mean_bare:.1%} of the bare rate; {how})")
+                per_loop = f"{rate / loop:.0f} a loop" if loop > 0 else "the loop stalled"
+                print(f"{point:22s} {before:20s} {rate:6.0f} /s  ({rate / mean_bare:.1%} of the bare rate; {how}; "
+                      f"guest loop {loop:.2f}/s, {loop / unprobed_loop:.0%} of its {unprobed_loop:.2f}/s unprobed; "
+                      f"{per_loop})")
             print("  a static probe fires only as often as the guest faults, is interrupted or switches address "
-                  "space; under breakpoints each stop's translation flush also slows the guest down")
+                  "space (the same events a loop either way); under breakpoints each stop's translation flush "
+                  "slows the guest down")
             print(f"  reading costs two gdbstub requests: registers (g) {registers * 1e6:.0f} us, 8 bytes (m) "
                   f"{memory * 1e6:.0f} us, answered one at a time by QEMU's main loop while the VM is stopped")
             print("  a breakpoint stop makes QEMU 7.2 flush its whole translation cache (the guest re-translates "

@@ -229,6 +229,9 @@ def test_a_direct_call_to_a_function_is_detoured_through_a_trampoline_and_put_ba
     assert sites.watched(site) == trampoline + 6 and sites.stack_bias(site) == 8  # stops after the jump
     ftrace = sites.install(guest.f1)  # an ftrace site's trampoline stops on its own first byte
     assert sites.watched(guest.f1) == ftrace and sites.stack_bias(guest.f1) == 16
+    # Where a VCPU stopped by each is: in the callee after a detour's jump, after the ftrace one's push.
+    assert sites.stopped_rip(site) == guest.f0 and sites.is_detour(site)
+    assert sites.stopped_rip(guest.f1) == ftrace + 6 and not sites.is_detour(guest.f1)
     sites.restore()
     assert _called(guest, site) == guest.f0 and not sites.patched
     assert sites.install(site) == trampoline  # the same trampoline serves it again

@@ -203,6 +203,50 @@ def test_page_fault_probe_sees_the_faulting_context(machine):
     assert all(int(code, 16) < 0x100 for _, code, _ in faults)
 
 
+STATIC_PROBES = """
+    (vprobe Guest_PF (printf "pf %x %x %x\\n" CR2 ARG0 RIP))
+    (vprobe Guest_IRQ (printf "irq %x\\n" ARG0))
+    (vprobe Guest_CR3Write (printf "cr3 %x\\n" CR3))
+"""
+
+
+@pytest.mark.parametrize("call_sites", [True, False], ids=["call sites", "breakpoints"])
+def test_the_hot_static_probes_see_the_same_arguments_as_call_sites_or_breakpoints(machine, call_sites):
+    from machine.qemu.kernel import KERNEL_SPACE
+
+    out: list[str] = []
+    script = vp_runtime.load(STATIC_PROBES, machine.load_config, backend=machine, log_sink=out.append)
+    enabled, machine.call_sites_enabled = machine.call_sites_enabled, call_sites
+    try:
+        machine.attach(script)
+        # Call sites stop the VM through watchpoints on trampolines, without one breakpoint at the entry
+        # stubs; Guest_CR3Write keeps a breakpoint on a `mov cr3` no call site reaches.
+        if call_sites:
+            assert len(machine.breakpoints.called) >= 16  # the fault and interrupt entries, the CR3 sites
+            assert len(machine.stub.breakpoints) <= 2, machine.stub.breakpoints
+            assert machine.lookup_symbol("asm_exc_page_fault") not in machine.stub.breakpoints
+        else:
+            assert not machine.breakpoints.called and len(machine.stub.breakpoints) >= 16
+        machine.run(1.5)
+        machine.detach()
+    finally:
+        machine.call_sites_enabled = enabled
+    log = "".join(out)
+    faults = re.findall(r"^pf ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+)$", log, re.M)
+    user = [(int(cr2, 16), int(rip, 16)) for cr2, code, rip in faults if int(code, 16) & 4]
+    assert user, log[-2000:]  # the loop's new processes fault in their pages
+    # A user-mode fault (error code bit 2): the faulting instruction and address are the user's.
+    odd = [(hex(cr2), hex(rip)) for cr2, rip in user if not (rip < KERNEL_SPACE and 0 < cr2 < KERNEL_SPACE)]
+    assert not odd, (odd[:5], len(user))
+    assert all(int(code, 16) < 0x100 for _, code, _ in faults)
+    vectors = {int(v, 16) for v in re.findall(r"^irq ([0-9a-f]+)$", log, re.M)}
+    assert 0xEC in vectors and all(0x20 <= v <= 0xFF for v in vectors), vectors  # the local timer's, and more
+    tables = [int(v, 16) for v in re.findall(r"^cr3 ([0-9a-f]+)$", log, re.M)]
+    assert tables, log[-2000:]
+    # CR3 holds a page table's physical address (the low 12 bits a PCID, bit 63 "no flush"), in guest RAM.
+    assert all((v & ((1 << 52) - 1) & ~0xFFF) < 512 << 20 for v in tables), [hex(v) for v in tables[:5]]
+
+
 def test_emmett_program_with_the_generated_preload_reads_kernel_structs(machine):
     emmett = pytest.importorskip("emmett")
     source = machine.guest_preload_emmett() + """

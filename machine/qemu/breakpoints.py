@@ -11,6 +11,14 @@ ftrace site, `endbr64`, any `nop`) is "executed" by moving RIP, which costs
 QEMU no translation-cache flush; anything else is single-stepped.
 `GUEST_READ:`/`GUEST_WRITE:` are one-byte watchpoints, which QEMU reports
 after the access, so the VM simply continues.
+
+A call site's stop is checked against the VCPU's registers before it fires.
+QEMU 7.2 reports one watchpoint hit per stop: when two VCPUs hit watchpoints
+at once, the other VCPU's hit stays recorded in QEMU and is reported at that
+VCPU's next access to a watched page, wherever it is by then -- typically in
+another call site's trampoline.  So the site is the one whose trampoline
+leaves RIP where it is (for detours, which share their callee, the one whose
+return address is on the stack); a stop that matches none fires nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ class Breakpoints:
         self.m = machine
         self.by_address: dict[int, Breakpoint] = {}
         self.called: dict[int, Breakpoint] = {}  # trampoline -> the patched site's probe
+        self.stopped_at: dict[int, list[Breakpoint]] = {}  # RIP at a call site's stop -> its sites
         self.watched: dict[tuple[int, int], Handler] = {}  # (gdb Z type, address) -> handler
         self._call_sites: CallSites | None = None  # kept for the VM's life: trampolines stay bound
 
@@ -142,6 +151,26 @@ class Breakpoints:
         watched = self._call_sites.watched(bp.address)
         self.m.stub.insert_watchpoint(READ_WATCH, watched, 1)
         self.called[watched] = bp
+        self.stopped_at.setdefault(self._call_sites.stopped_rip(bp.address), []).append(bp)
+
+    def _site_stopped(self, vcpu: Vcpu) -> Breakpoint | None:
+        """The call site whose trampoline `vcpu` is really stopped in (see the module's docstring), or
+        None: its RIP, and for a detour the return address its call pushed."""
+        m = self.m
+        stub = m.stub
+        block = vcpu.block or m.reads.fetch_registers(vcpu)
+        sites = self.stopped_at.get(stub.register(block, "rip"))
+        if not sites:
+            return None
+        if not self._call_sites.is_detour(sites[0].address):
+            return sites[0]  # RIP is just after that trampoline's push: one site has it
+        try:
+            pushed = stub.read_memory(vcpu.thread, stub.register(block, "rsp"), 8)
+        except StubError:
+            return None
+        returns_to = int.from_bytes(pushed, "little")
+        return next((bp for bp in sites if returns_to == bp.address + len(self._call_sites.original(bp.address))),
+                    None)
 
     # ---- stops -------------------------------------------------------------------------------
 
@@ -150,6 +179,9 @@ class Breakpoints:
         ztype = _STOPPED_BY[kind]
         called = self.called.get(address) if ztype == READ_WATCH else None
         if called is not None:
+            called = self._site_stopped(vcpu)
+            if called is None:  # a hit QEMU kept from an earlier stop: the VCPU is at no trampoline now
+                return
             # Fire as at the site (RIP there, RSP as it was).  The VCPU is seen so until the VM
             # runs again (a timer served at this stop sees it there too).
             vcpu.over = {"RIP": called.address}
@@ -214,4 +246,5 @@ class Breakpoints:
     def forget(self) -> None:
         self.by_address.clear()
         self.called.clear()
+        self.stopped_at.clear()
         self.watched.clear()

@@ -63,6 +63,7 @@ __all__ = ["CallSites", "DETOUR_BIAS", "DETOUR_SIZE", "NOP5", "STACK_BIAS", "TRA
 
 NOP5 = bytes.fromhex("0f1f440000")  # what the kernel leaves at an untraced ftrace site
 TRAMPOLINE = bytes.fromhex("ff35faffffff" "488d642408" "c3")  # push [rip-6]; lea rsp,[rsp+8]; ret
+TRAMPOLINE_PUSH = 6  # the length of its `push`, after which the watchpoint stops the VM
 STACK_BIAS = 16  # the site's RSP minus RSP at the stop
 DETOUR_JUMP = bytes.fromhex("ff2500000000")  # jmp qword ptr [rip + 0]: through the 8 bytes after it
 DETOUR_SIZE = len(DETOUR_JUMP) + 8
@@ -163,6 +164,16 @@ class CallSites:
     def watched(self, site: int) -> int:
         """The byte of patched `site`'s trampoline whose read stops the VM."""
         return self._trampolines[site] + (len(DETOUR_JUMP) if self._is_detour(site) else 0)
+
+    def stopped_rip(self, site: int) -> int:
+        """RIP of a VCPU that patched `site`'s trampoline has stopped: just after the trampoline's push, or
+        (a detour) the original call's target."""
+        if self._is_detour(site):
+            return call_target(self._originals[site], site)
+        return self._trampolines[site] + TRAMPOLINE_PUSH
+
+    def is_detour(self, site: int) -> bool:
+        return self._is_detour(site)
 
     def stack_bias(self, site: int) -> int:
         """The site's RSP minus RSP when its trampoline stops the VM."""
