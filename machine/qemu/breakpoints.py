@@ -19,6 +19,9 @@ VCPU's next access to a watched page, wherever it is by then -- typically in
 another call site's trampoline.  So the site is the one whose trampoline
 leaves RIP where it is (for detours, which share their callee, the one whose
 return address is on the stack); a stop that matches none fires nothing.
+With a single call site there is nothing to confuse it with (the kept hit
+is reported at that VCPU's next pass through the same trampoline), so its
+stops fire without that check, and a counting probe costs no register read.
 """
 
 from __future__ import annotations
@@ -179,9 +182,10 @@ class Breakpoints:
         ztype = _STOPPED_BY[kind]
         called = self.called.get(address) if ztype == READ_WATCH else None
         if called is not None:
-            called = self._site_stopped(vcpu)
-            if called is None:  # a hit QEMU kept from an earlier stop: the VCPU is at no trampoline now
-                return
+            if len(self.called) > 1:  # one call site cannot be taken for another: no register read
+                called = self._site_stopped(vcpu)
+                if called is None:  # a hit QEMU kept from an earlier stop: the VCPU is at no trampoline now
+                    return
             # Fire as at the site (RIP there, RSP as it was).  The VCPU is seen so until the VM
             # runs again (a timer served at this stop sees it there too).
             vcpu.over = {"RIP": called.address}
