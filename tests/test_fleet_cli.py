@@ -93,6 +93,7 @@ def test_merged_histograms_are_drawn_as_histograms_in_text_and_json(tmp_path):
     assert histogram["vm"] is None and histogram["name"] == "nr" and histogram["kind"] == "pow2"
     counts = {e["keys"][0]: e["count"] for e in table["entries"]}
     assert histogram["count"] == sum(counts.values()) > 0
+    assert histogram["mean"] == sum(e["sum"] for e in table["entries"]) / histogram["count"]  # exact: from the sums
     assert {b["low"]: b["count"] for b in histogram["buckets"] if b["count"]} == counts
     lows = [b["low"] for b in histogram["buckets"]]
     assert lows == sorted(lows)

@@ -60,7 +60,7 @@ def log_text(result: FleetResult) -> Iterator[str]:
 def block(table: MergedAggregate, catalog: AggregateCatalog | None = None) -> AggrBlock:
     """A merged aggregate as the block `logaggr` would have written for it, with what `catalog`
     says about it."""
-    entries = [AggrEntry(e.keys, e.avg, e.count, e.min, e.max, e.latest) for e in table.entries]
+    entries = [AggrEntry(e.keys, e.avg, e.count, e.min, e.max, e.latest, e.sum) for e in table.entries]
     shown = AggrBlock(table.name, table.int_keys, table.str_keys, entries)
     if catalog is not None:
         shown.info = catalog.info(table.name, table.int_keys, table.str_keys)

@@ -64,6 +64,9 @@ class AggrEntry:
     min: int
     max: int
     latest: int
+    # The exact sum of the values, where it is known (a fleet's merged aggregates; a log holds
+    # only the truncated average).
+    sum: int | None = None
 
 
 @dataclass

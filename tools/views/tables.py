@@ -14,8 +14,9 @@ objects.  Each is made from one aggregate block of the log
 * `Histogram`: an aggregate whose info has a histogram becomes one histogram
   per value of its other keys: its buckets in order, the empty ones inside
   the range included (a long run of them is one `Gap`), each bucket's count,
-  min and max (exact: the aggregated value is the sample), the count, mean,
-  min and max of the whole, and the p50 / p90 / p99 as the bounds of the
+  min and max (exact: the aggregated value is the sample), the count, mean
+  (exact from the sums where they are known, as a fleet's; else from the log's
+  truncated averages), min and max of the whole, and the p50 / p90 / p99 as the bounds of the
   bucket each falls in (a bucket holds many values: a percentile is known
   to lie in it, nowhere more exactly).
 """
@@ -176,7 +177,7 @@ class Bucket:
     count: int = 0
     min: int | None = None  # of the values in it (None: empty)
     max: int | None = None
-    total: int = 0  # the sum of its values, as far as the log tells (avg x count)
+    total: int = 0  # the sum of its values: exact where known (a fleet's), else as the log tells (avg x count)
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def _histogram(name: str, hist: HistogramInfo, value: str, group: tuple, entries
         key = e.keys[hist.bucket]
         low, high = hist.bounds(key)
         have = filled.get(low)
-        bucket = Bucket(low, high, e.count, e.min, e.max, e.avg * e.count)
+        bucket = Bucket(low, high, e.count, e.min, e.max, e.avg * e.count if e.sum is None else e.sum)
         if have is not None:  # the same bucket twice (a malformed log): add them up
             bucket = Bucket(low, high, have.count + e.count, min(have.min, e.min), max(have.max, e.max),
                             have.total + bucket.total)
