@@ -149,10 +149,12 @@ def _import_compiler():
               help="indent the VP by N spaces (default 2)")
 @click.option("--no-preload", "no_preload", is_flag=True,
               help="do not include the guest preload library (curpid(), curprocname()...)")
+@click.option("--max-loop", "max_loop", metavar="N", type=click.IntRange(min=1, max=65536), default=64,
+              help="the most iterations a loop may run (default 64): each is a copy of its body in the VP")
 @click.help_option("-h", "--help", help="show this help and exit")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
               help="print the version and exit")
-def command(files, output, code, include, define, symbols, memmodel, auto_aggr, indent, no_preload):
+def command(files, output, code, include, define, symbols, memmodel, auto_aggr, indent, no_preload, max_loop):
     defines = {}
     for d in define:
         name, eq, value = d.partition("=")
@@ -180,7 +182,8 @@ def command(files, output, code, include, define, symbols, memmodel, auto_aggr, 
     driver = _import_compiler()
     _resume_gc()
     options = driver.CompileOptions(include_dirs=list(include), defines=defines, symbols_file=symbols,
-                                    memmodel=memmodel, auto_aggr=auto_aggr, indent=indent, preload=not no_preload)
+                                    memmodel=memmodel, auto_aggr=auto_aggr, indent=indent, preload=not no_preload,
+                                    max_loop=max_loop)
     result = driver.compile(sources if len(sources) > 1 else sources[0][1], sources[0][0], options)
     if result.diagnostics:
         text = "\n".join(d.format() for d in result.diagnostics)

@@ -7,10 +7,10 @@ class CompileOptions:
     """How to compile: include path, predefined macros, guest symbols, memory model, output shape."""
 
     __slots__ = ("include_dirs", "defines", "symbols_file", "memmodel", "auto_aggr", "indent", "preload",
-                 "preload_text")
+                 "preload_text", "max_loop")
 
     def __init__(self, include_dirs=(), defines=None, symbols_file=None, memmodel="guest64",
-                 auto_aggr=False, indent=2, preload=True, preload_text=None):
+                 auto_aggr=False, indent=2, preload=True, preload_text=None, max_loop=64):
         self.include_dirs = tuple(include_dirs)
         self.defines = dict(defines or {})
         self.symbols_file = symbols_file
@@ -21,6 +21,8 @@ class CompileOptions:
         # The guest preload library's source, for a guest other than the default
         # (e.g. generated from a real kernel's BTF); None means preload/linux64.emt.
         self.preload_text = preload_text
+        # The most iterations a loop may run (`loops.py`: each is a copy of its body in the VP).
+        self.max_loop = max_loop
 
     def __repr__(self):
         fields = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)

@@ -554,23 +554,38 @@ class Grammar:
         """statement : error ';'"""
         p[0] = None
 
-    def p_statement_loop(self, p):
-        """statement : FOR '(' opt_expr ';' opt_expr ';' opt_expr ')' statement
-                     | FOR '(' declaration opt_expr ';' opt_expr ')' statement
-                     | WHILE '(' expr ')' statement
-                     | DO statement WHILE '(' expr ')' ';'
-                     | SWITCH '(' expr ')' statement
+    def p_statement_for(self, p):
+        """statement : FOR '(' opt_comma_expr ';' opt_comma_expr ';' opt_comma_expr ')' statement"""
+        p[0] = S.Loop(_pos(p, 1), "for", p[3], p[5], p[7], p[9])
+
+    def p_statement_for_declaration(self, p):
+        """statement : FOR '(' declaration opt_comma_expr ';' opt_comma_expr ')' statement"""
+        p[0] = S.Loop(_pos(p, 1), "for", p[3], p[4], p[6], p[8])
+
+    def p_statement_while(self, p):
+        """statement : WHILE '(' comma_expr ')' statement"""
+        p[0] = S.Loop(_pos(p, 1), "while", None, p[3], None, p[5])
+
+    def p_statement_do_while(self, p):
+        """statement : DO statement WHILE '(' comma_expr ')' ';'"""
+        p[0] = S.Loop(_pos(p, 1), "do", None, p[5], None, p[2], _pos(p, 7))
+
+    def p_statement_jump(self, p):
+        """statement : BREAK ';'
+                     | CONTINUE ';'"""
+        p[0] = S.Jump(_pos(p, 1), p[1], _pos(p, 2))
+
+    def p_statement_unsupported(self, p):
+        """statement : SWITCH '(' expr ')' statement
                      | CASE expr ':' statement
                      | DEFAULT ':' statement
-                     | BREAK ';'
-                     | CONTINUE ';'
                      | GOTO ID ';'
                      | TRY compound_stmt CATCH compound_stmt"""
         p[0] = S.Unsupported(_pos(p, 1), p[1])
 
-    def p_opt_expr(self, p):
-        """opt_expr : expr
-                    |"""
+    def p_opt_comma_expr(self, p):
+        """opt_comma_expr : comma_expr
+                          |"""
         p[0] = p[1] if len(p) > 1 else None
 
     # ---- expressions ---------------------------------------------------------------

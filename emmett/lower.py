@@ -6,7 +6,7 @@ C-like memory access becomes address arithmetic and guest reads:
 element size; a `char *` or `char[]` used as a string becomes a string read
 with `getgueststr`; `&symbol` is a guest symbol's address from the symbol file.
 Strings: `+` becomes `sprintf`, `==`/`!=` become `strcmp`.  Statements become
-`cond`, `do`, `setint`/`setstr`, `aggr`, `baginsert`/`bagremove`.
+`cond`, `do` (loops unrolled, `loops.py`), `setint`/`setstr`, `aggr`, `baginsert`/`bagremove`.
 
 Each expression lowers to its VP form; its type is the one `exprtypes`
 stored on the node, which lowering checks against what each construct needs.
@@ -25,6 +25,7 @@ from .aggr_info import AggregateUses
 from .diagnostics import CompileError
 from .histograms import Histograms, is_aggregating_call
 from .language import DEST_BUILTINS, MASK64, MAX_ARGS, MAX_KEYS, MAX_STRING_BYTES
+from .loops import LoopLowering
 from .lower_calls import CallLowering, Quiet, is_intlike
 from .returns import always_returns, end_of_body, restructure_block
 from .symbols import FuncSym, Sym, where
@@ -74,7 +75,7 @@ def string_bytes(s):
     return len(s.encode("utf-8", "surrogateescape"))
 
 
-class Lowerer(CallLowering):
+class Lowerer(CallLowering, LoopLowering):
     def __init__(self, program):
         self.p = program
         self.reporter = program.reporter
@@ -89,6 +90,7 @@ class Lowerer(CallLowering):
         self._stmt[type(None)] = self.s_Empty  # a statement the parser skipped after a syntax error
         self._lvalue = S.dispatch_table(self, "lv_", S.EXPRESSIONS, self.lv_other)
         CallLowering.__init__(self)
+        LoopLowering.__init__(self)
 
     def fail(self, pos, message):
         self.reporter.fail(pos, message)
@@ -145,6 +147,12 @@ class Lowerer(CallLowering):
                 out.extend(self.stmt(s, ctx, tail and i == last))
             except CompileError:
                 pass
+            skip = self.after_jump(s) if i < last else None
+            if skip is not None:  # a break or continue above: the rest runs only if none was taken
+                rest = do(self.block(items[i + 1:], ctx, tail))
+                if not is_const(rest):
+                    out.append(cond([(op("!", skip), rest)]))
+                break
         return out
 
     def stmt(self, s, ctx, tail):

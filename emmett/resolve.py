@@ -7,7 +7,10 @@ locals and the functions it calls (the call graph, in `Ctx.calls`).  A name
 that is declared nowhere becomes an *implicit* symbol, with every use
 recorded (assigned, updated as an aggregate, passed to a parameter, read), and
 each assignment to one becomes an inference constraint; `infer` decides what
-it is.  Loops and jumps are reported here, and so are the aggregating functions
+it is.  Each loop gets its control locals (`Loop.run`, and `Loop.skip` when a
+`break` or `continue` leaves it), each jump its loop (`Jump.loop`); a jump
+outside a loop, a `return` inside one, `switch` and `goto` are reported here,
+and so are the aggregating functions
 (`hist`, `lhist`) anywhere but as the value an aggregate update adds
 (`a[k] <- hist(v)`, where they are marked: `Call.sym` is their name) —
 unless the program defines a function of that name.
@@ -32,6 +35,7 @@ class Resolver:
         self.fail = program.fail
         self._visit = S.dispatch_table(self, "r_")
         self._visit[type(None)] = self.r_Empty  # a statement the parser skipped after a syntax error
+        self.loops = []  # the loops around the statement being resolved, innermost last
 
     def run(self):
         p = self.p
@@ -84,19 +88,45 @@ class Resolver:
             self.visit(s.other, ctx)
 
     def r_Return(self, s, ctx):
+        if self.loops:
+            self.error(s.pos, "'return' inside a loop is not supported: VP has no early exit "
+                              "(set a variable, 'break', and return after the loop)")
         if s.value is not None:
             self.visit(s.value, ctx)
 
     def r_Empty(self, s, ctx):
         pass
 
+    def r_Loop(self, s, ctx):
+        s.run = Sym("local", "loop", T.VPINT, s.pos)
+        ctx.locals.append(s.run)
+        ctx.scopes.append({})  # a `for`'s declaration is local to the loop
+        for part in (s.init, s.test, s.step):
+            if part is not None:
+                self.visit(part, ctx)
+        self.loops.append(s)
+        try:
+            self.visit(s.body, ctx)
+        finally:
+            self.loops.pop()
+            ctx.scopes.pop()
+
+    def r_Jump(self, s, ctx):
+        if not self.loops:
+            self.error(s.pos, f"'{s.word}' outside a loop")
+            return
+        loop = s.loop = self.loops[-1]
+        if loop.skip is None:
+            loop.skip = Sym("local", "skip", T.VPINT, s.pos)
+            ctx.locals.append(loop.skip)
+
     def r_Unsupported(self, s, ctx):
         if s.word == "try":
             self.error(s.pos, "'try'/'catch' is not supported: it comes from a later VProbes toolkit "
                               "compiler than the public one, and no VP form of it is documented")
             return
-        self.error(s.pos, f"'{s.word}' is not supported: Emmett has no loops or jumps, so that every "
-                          f"probe finishes quickly (use if/else, or recursion, which VP bounds)")
+        self.error(s.pos, f"'{s.word}' is not supported: Emmett has only bounded loops ('for', 'while', "
+                          f"'do'), so that every probe finishes quickly (use if/else)")
 
     def r_Declaration(self, decl, ctx):
         """A local declaration: its symbols enter the innermost scope."""

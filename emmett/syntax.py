@@ -488,8 +488,48 @@ class Empty(Node):
         self.pos = pos
 
 
+class Loop(Node):
+    """`for`, `while` or `do ... while`: a bounded loop, unrolled by lowering (`loops.py`).
+
+    `kind` is "for", "while" or "do"; `init` (a `for`'s first part: an
+    expression or a Declaration), `test` and `step` are None where left out.
+    Resolution gives the loop `run` (the local that is 1 while the loop goes
+    on) and, when a `break` or `continue` leaves its body, `skip` (1 for the
+    rest of an iteration after one); `last` is a `do`'s ';'.
+    """
+
+    __slots__ = ("kind", "init", "test", "step", "body", "last", "run", "skip")
+
+    def __init__(self, pos, kind, init, test, step, body, last=None):
+        self.pos = pos
+        self.kind = kind
+        self.init = init
+        self.test = test
+        self.step = step
+        self.body = body
+        self.last = last
+        self.run = None
+        self.skip = None
+
+    def children(self):
+        parts = (self.body, self.test) if self.kind == "do" else (self.init, self.test, self.step, self.body)
+        return tuple(n for n in parts if n is not None)
+
+
+class Jump(Node):
+    """`break` or `continue` (`word`); resolution sets `loop`, the Loop it leaves."""
+
+    __slots__ = ("word", "loop", "last")
+
+    def __init__(self, pos, word, last=None):
+        self.pos = pos
+        self.word = word
+        self.loop = None
+        self.last = last  # the ';'
+
+
 class Unsupported(Node):
-    """A loop, switch or jump: parsed so the error is clear, never compiled."""
+    """A switch, goto or try: parsed so the error is clear, never compiled."""
 
     __slots__ = ("word",)
 
@@ -501,10 +541,10 @@ class Unsupported(Node):
 NODE_CLASSES = (
     Name, IntLit, StrLit, Unary, IncDec, Binary, Comma, Conditional, Assign, Call, Index, Member, Cast, SizeOf,
     Spec, StructSpec, FieldDecl, EnumSpec, Declarator, TypeName, ParamDecl, Declaration, FuncDef, ProbeDef,
-    MemModel, Block, ExprStmt, If, Return, Empty, Unsupported,
+    MemModel, Block, ExprStmt, If, Return, Empty, Loop, Jump, Unsupported,
 )
 EXPRESSIONS = tuple(c for c in NODE_CLASSES if issubclass(c, Expr))
-STATEMENTS = (Block, ExprStmt, If, Return, Declaration, Empty, Unsupported)
+STATEMENTS = (Block, ExprStmt, If, Return, Declaration, Empty, Loop, Jump, Unsupported)
 
 
 # ---- traversal --------------------------------------------------------------------

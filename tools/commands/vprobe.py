@@ -155,6 +155,8 @@ FLEET = "FLEET (one script on many simulated VMs, on Dask)"
 @option("--syms", type=click.Path(), metavar="FILE", group=SCRIPT,
         help="guest symbols (/proc/kallsyms or WinDbg x format) for compiling and for symbolizing stacks "
              "(default: the VM's vprobe.guestSyms, or its kernel's symbols)")
+@option("--max-loop", type=click.IntRange(min=1, max=65536), metavar="N", group=SCRIPT,
+        help="compile Emmett loops to at most N iterations each (default 64; emmettc --max-loop)")
 @option("-d", "--duration", type=Seconds(), metavar="SECONDS", group=VM,
         help="unload after SECONDS of simulated time (run as fast as possible on a simulated "
              "machine; real seconds on a QEMU VM); without it, run in real time until Ctrl-C")

@@ -161,6 +161,8 @@ class VprobeRun:
     def compile(self, files: list[SourceFile], vm) -> bytes:
         guest = {"symbols_file": self.args.syms} if self.args.syms else {"symbols_text": self.symbols_text(vm)}
         guest["preload_text"] = vm.preload_text()  # the VM's own preload, or None: the compiler's default
+        if self.args.max_loop is not None:
+            guest["max_loop"] = self.args.max_loop
         vp, warnings = compile_emmett(files, **guest)
         if self.args.aggregates and needs_auto_aggr(vp):
             vp, warnings = compile_emmett(files, auto_aggr=True, **guest)

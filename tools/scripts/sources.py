@@ -193,12 +193,14 @@ def emmett_compiler():
 
 
 def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, symbols_file: str | None = None,
-                   auto_aggr: bool = False, preload_text: str | None = None) -> tuple[bytes, list[str]]:
+                   auto_aggr: bool = False, preload_text: str | None = None,
+                   max_loop: int | None = None) -> tuple[bytes, list[str]]:
     """Compile Emmett sources to VP; returns (VP text, warnings as text).  Raises LoadFailed.
 
     The guest's symbols come from `symbols_file`, or `symbols_text` (written to
     a temporary file for the compiler).  `preload_text` is the guest's Emmett
-    preload (the VM's `guest_preload_emmett()`); None keeps the compiler's default.
+    preload (the VM's `guest_preload_emmett()`); None keeps the compiler's default, as
+    for `max_loop` (the most iterations of a loop, `emmettc --max-loop`).
     """
     compiler = emmett_compiler()
     if compiler is None:
@@ -211,8 +213,10 @@ def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, 
         if symbols_file is None and symbols_text is not None:
             symbols_file = os.path.join(scratch, "kallsyms")
             Path(symbols_file).write_text(symbols_text, encoding="utf-8")
-        preload = {} if preload_text is None else {"preload_text": preload_text}
-        options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr, **preload)
+        given = {} if preload_text is None else {"preload_text": preload_text}
+        if max_loop is not None:
+            given["max_loop"] = max_loop
+        options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr, **given)
         try:
             result = compile_(sources, options=options)
         except Exception as e:  # the compiler promises never to raise; never show a traceback anyway
