@@ -181,12 +181,16 @@ def command(files, output, code, include, define, symbols, memmodel, auto_aggr, 
 
     driver = _import_compiler()
     _resume_gc()
-    options = driver.CompileOptions(include_dirs=list(include), defines=defines, symbols_file=symbols,
-                                    memmodel=memmodel, auto_aggr=auto_aggr, indent=indent, preload=not no_preload,
-                                    max_loop=max_loop)
-    result = driver.compile(sources if len(sources) > 1 else sources[0][1], sources[0][0], options)
+    from .progress import CompileProgress  # not before the options are known: --help loads no more
+
+    with CompileProgress(sources[0][0], sys.stderr) as progress:
+        options = driver.CompileOptions(include_dirs=list(include), defines=defines, symbols_file=symbols,
+                                        memmodel=memmodel, auto_aggr=auto_aggr, indent=indent,
+                                        preload=not no_preload, max_loop=max_loop,
+                                        progress=progress.stage)
+        result = driver.compile(sources if len(sources) > 1 else sources[0][1], sources[0][0], options)
     if result.diagnostics:
-        text = "\n".join(d.format() for d in result.diagnostics)
+        text = result.format_diagnostics()
         _say(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
     if result.internal_error:
         return 2

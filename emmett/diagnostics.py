@@ -1,16 +1,17 @@
 """Diagnostics, the file table they point into, and the compiler's public result types."""
 
 from vprobes_shared.diagnostics import Diagnostic
+from vprobes_shared.script_text import format_diagnostics
 
 
 class CompileOptions:
     """How to compile: include path, predefined macros, guest symbols, memory model, output shape."""
 
     __slots__ = ("include_dirs", "defines", "symbols_file", "memmodel", "auto_aggr", "indent", "preload",
-                 "preload_text", "max_loop")
+                 "preload_text", "max_loop", "progress")
 
     def __init__(self, include_dirs=(), defines=None, symbols_file=None, memmodel="guest64",
-                 auto_aggr=False, indent=2, preload=True, preload_text=None, max_loop=64):
+                 auto_aggr=False, indent=2, preload=True, preload_text=None, max_loop=64, progress=None):
         self.include_dirs = tuple(include_dirs)
         self.defines = dict(defines or {})
         self.symbols_file = symbols_file
@@ -23,6 +24,9 @@ class CompileOptions:
         self.preload_text = preload_text
         # The most iterations a loop may run (`loops.py`: each is a copy of its body in the VP).
         self.max_loop = max_loop
+        # Called with the name of each stage the compile reaches ("parsing", "analysing"...),
+        # for a progress display (`progress.py`); None: not told.
+        self.progress = progress
 
     def __repr__(self):
         fields = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)
@@ -53,7 +57,8 @@ class CompileResult:
         return [d for d in self.diagnostics if d.severity == "error"]
 
     def format_diagnostics(self):
-        return "\n".join(d.format() for d in self.diagnostics)
+        """The diagnostics as text: at most `vprobes_shared.script_text.MAX_SHOWN_DIAGNOSTICS`, then how many more."""
+        return format_diagnostics(self.diagnostics)
 
     def __repr__(self):
         return f"CompileResult(ok={self.ok}, diagnostics={self.diagnostics!r})"

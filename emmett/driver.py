@@ -4,7 +4,9 @@
 
 `compile` never raises: every problem in the input is a located diagnostic,
 and an unexpected failure of the compiler itself becomes one located
-"internal error" diagnostic (`CompileResult.internal_error` is set).
+"internal error" diagnostic (`CompileResult.internal_error` is set).  A
+program whose text does not read (a syntax error, a bad #include, a file that
+is not text) is not analysed: the first error reported is the real one.
 
 The stages: `preprocess` (chunks of code lines with their macros), `lexer`
 and `parser` (the syntax tree of `syntax`), `sema.Program.analyse` (the
@@ -136,7 +138,13 @@ def _compile(source, filename, options, files, reporter):
     if front is None:
         return None
     program, main_fid = front
+    _stage(options, "generating VP")
     return generate(program, options, main_fid)
+
+
+def _stage(options, name):
+    if options.progress is not None:
+        options.progress(name)
 
 
 def _front_end(source, filename, options, files, reporter):
@@ -160,6 +168,7 @@ def _front_end(source, filename, options, files, reporter):
         reporter.error((fid, 1, 1), "the indentation must be a non-negative number of spaces")
         return None
 
+    _stage(options, "preprocessing")
     pre = Preprocessor(files, reporter, options.include_dirs, options.defines)
     preload_chunks = []
     if options.preload:
@@ -187,6 +196,7 @@ def _front_end(source, filename, options, files, reporter):
         main_fid = fid if main_fid is None else main_fid
     main_chunks = pre.chunks
 
+    _stage(options, "parsing")
     typedefs = set()
     externals_pre = []
     if preload_chunks:
@@ -197,6 +207,11 @@ def _front_end(source, filename, options, files, reporter):
     if externals_main is None:
         if not reporter.error_count:
             reporter.error((main_fid, 1, 1), "syntax error")
+        return None
+    if reporter.error_count:
+        # A program that does not read (a syntax error, a bad #include...) is not
+        # analysed: what analysis would say about it ("'f' must end with 'return
+        # VALUE;'", "unknown name") is mostly a consequence of the text it could not read.
         return None
 
     externals_main, symbol_file = _read_headers(externals_main, reporter)
@@ -210,6 +225,7 @@ def _front_end(source, filename, options, files, reporter):
             reporter.warning(symbol_file.pos, "@SYMBOL_FILE is ignored: the guest symbols given to the "
                                               "compiler (-s, or the VM's) are used")
 
+    _stage(options, "analysing")
     program = Program(reporter, options, symbols)
     program.analyse(externals_pre, externals_main)
     if not program.probes and library_functions(program):

@@ -19,6 +19,8 @@ then each `-I` folder), object-like and function-like `#define`, `#undef`,
 import os
 import re
 
+from vprobes_shared.script_text import not_text
+
 from .language import MASK64
 from .lexer import decode_number
 
@@ -95,9 +97,21 @@ class Preprocessor:
     # ---- files ----------------------------------------------------------------
 
     def run_file(self, name, text, dirname, origin=()):
-        fid = self.files.add(name, text, origin)
-        self._process(fid, text, dirname)
+        """Preprocess file `name` (its `text`); its file id."""
+        fid, is_text = self._add_file(name, text, origin)
+        if is_text:
+            self._process(fid, text, dirname)
         return fid
+
+    def _add_file(self, name, text, origin):
+        """(file id, whether it is text): a file that is not text is one error, and is not read."""
+        refused = not_text(text.encode("utf-8", "surrogateescape"))
+        if refused is None:
+            return self.files.add(name, text, origin), True
+        line, col, why = refused
+        fid = self.files.add(name, "", origin)  # no source line: the text is binary
+        self.reporter.error((fid, line, col), why)
+        return fid, False
 
     def _process(self, fid, text, dirname):
         lines = text.split("\n")
@@ -255,8 +269,9 @@ class Preprocessor:
                     return
                 self.depth += 1
                 try:
-                    fid = self.files.add(path, text, self.files.origins[pos[0]] + ((pos[1], pos[2]),))
-                    self._process(fid, text, os.path.dirname(path))
+                    fid, is_text = self._add_file(path, text, self.files.origins[pos[0]] + ((pos[1], pos[2]),))
+                    if is_text:
+                        self._process(fid, text, os.path.dirname(path))
                 finally:
                     self.depth -= 1
                 return

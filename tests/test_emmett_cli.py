@@ -85,13 +85,13 @@ def test_symbols_memmodel_auto_aggr_indent_and_no_preload(tmp_path):
 
 def test_errors_go_to_stderr_with_exit_status_1(tmp_path):
     src = tmp_path / "bad.emt"
-    src.write_text("VMM1Hz {\n    x = nosuch;\n    y = 1 +;\n}\n")
+    src.write_text("VMM1Hz {\n    x = nosuch;\n    y = 1 + zork;\n}\n")
     r = emmettc(str(src))
     assert r.returncode == 1
     assert r.stdout == b""
     assert text(r.stderr) == (
         f"{src}:2:9: error: unknown name 'nosuch'\n    x = nosuch;\n        ^\n"
-        f"{src}:3:12: error: syntax error at ';'\n    y = 1 +;\n           ^\n")
+        f"{src}:3:13: error: unknown name 'zork'\n    y = 1 + zork;\n            ^\n")
 
 
 def test_warnings_do_not_fail_the_compilation():

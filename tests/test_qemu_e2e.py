@@ -191,6 +191,20 @@ def test_refused_probe_points_say_why(machine):
     assert "HV_Exit" not in offered and "Guest_PF" in offered and "GUEST:do_filp_open" in offered
 
 
+def test_a_load_error_of_compiled_emmett_names_its_emmett_line_without_vp_text(machine):
+    import emmett
+
+    compiled = emmett.compile("int exits;\n\n// VT-x exits: none under QEMU\nHV_Exit {\n    exits++;\n}\n",
+                              "exits.emt", emmett.CompileOptions(preload_text=machine.guest_preload_emmett()))
+    assert compiled.ok, compiled.format_diagnostics()
+    with pytest.raises(vp_runtime.VPLoadError) as err:
+        vp_runtime.load(compiled.vp, backend=machine, filename="<exits.emt compiled to VP>")
+    (diagnostic,) = err.value.diagnostics
+    assert (diagnostic.file, diagnostic.line, diagnostic.col) == ("exits.emt", 4, 1)
+    assert "not offered by this QEMU VM" in diagnostic.message and diagnostic.source_line == ""
+    assert err.value.format().count("\n") == 0  # one line: no VP text echoed
+
+
 def test_page_fault_probe_sees_the_faulting_context(machine):
     log = run_script(machine, """
         (vprobe Guest_PF (printf "pf %x %x %x\\n" CR2 ARG0 RIP))

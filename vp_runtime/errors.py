@@ -10,6 +10,7 @@ one exception type, `VPLoadError`; problems that happen while a probe fires are
 from __future__ import annotations
 
 from vprobes_shared.diagnostics import Diagnostic  # noqa: F401 - the runtime's diagnostics are the compiler's
+from vprobes_shared.script_text import format_diagnostics
 
 
 class VPLoadError(Exception):
@@ -20,7 +21,8 @@ class VPLoadError(Exception):
         super().__init__(self.format())
 
     def format(self) -> str:
-        return "\n".join(d.format() for d in self.diagnostics)
+        """The diagnostics as text: at most `vprobes_shared.script_text.MAX_SHOWN_DIAGNOSTICS`, then how many more."""
+        return format_diagnostics(self.diagnostics)
 
 
 class VPFault(Exception):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from vprobes_shared.script_text import not_text
+
 from .annotations import PREFIX as ANNOTATION_PREFIX, Annotations, read_annotations
 from .errors import Diagnostic, VPLoadError
 from .spec.limits import MASK64, MAX_NESTING
@@ -173,8 +175,16 @@ def _quoted(token: str) -> str:
 
 
 def read(source: Source) -> list[List]:
-    """Read every top-level form of `source`; raise VPLoadError on the first lexical error."""
+    """Read every top-level form of `source`; raise VPLoadError on the first lexical error.
+
+    A file that is not text is refused in one diagnostic, without its source line
+    (a string literal may hold any byte: a NUL alone does not make a file binary).
+    """
     text = source.text
+    refused = not_text(text.encode("latin-1"), nul_is_binary=False)
+    if refused is not None:
+        line, col, why = refused
+        raise VPLoadError([Diagnostic(source.filename, line, col, why)])
     n = len(text)
     i = 0
     line, line_start = 1, 0

@@ -163,6 +163,7 @@ class VprobeRun:
         guest["preload_text"] = vm.preload_text()  # the VM's own preload, or None: the compiler's default
         if self.args.max_loop is not None:
             guest["max_loop"] = self.args.max_loop
+        guest["progress_to"] = self.stderr
         vp, warnings = compile_emmett(files, **guest)
         if self.args.aggregates and needs_auto_aggr(vp):
             vp, warnings = compile_emmett(files, auto_aggr=True, **guest)

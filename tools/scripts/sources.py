@@ -27,6 +27,7 @@ from typing import Callable
 
 from vp_runtime import VPLoadError, load
 from vp_runtime.reader import as_log_text, for_display
+from vprobes_shared.script_text import format_diagnostics
 
 from ..errors import LoadFailed, ToolError
 from .guest_library import defined_and_called, library_needed
@@ -156,7 +157,7 @@ def load_program(program: SourceMap, machine, sink: Callable[[str], None], *,
         script = load(program.text, machine.load_config, backend=machine, filename=CONCAT_NAME,
                       log_sink=mapped_sink, aggregate_clock=aggregate_clock)
     except VPLoadError as e:
-        raise LoadFailed("\n".join(program.map_diagnostic(d).format() for d in e.diagnostics)) from None
+        raise LoadFailed(format_diagnostics([program.map_diagnostic(d) for d in e.diagnostics])) from None
     return script, [program.map_diagnostic(w).format() for w in script.warnings]
 
 
@@ -194,13 +195,15 @@ def emmett_compiler():
 
 def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, symbols_file: str | None = None,
                    auto_aggr: bool = False, preload_text: str | None = None,
-                   max_loop: int | None = None) -> tuple[bytes, list[str]]:
+                   max_loop: int | None = None, progress_to=None) -> tuple[bytes, list[str]]:
     """Compile Emmett sources to VP; returns (VP text, warnings as text).  Raises LoadFailed.
 
     The guest's symbols come from `symbols_file`, or `symbols_text` (written to
     a temporary file for the compiler).  `preload_text` is the guest's Emmett
     preload (the VM's `guest_preload_emmett()`); None keeps the compiler's default, as
     for `max_loop` (the most iterations of a loop, `emmettc --max-loop`).
+    A long compile shows its progress on `progress_to` (vprobe's stderr) if that
+    is a terminal (`emmett.progress`).
     """
     compiler = emmett_compiler()
     if compiler is None:
@@ -216,15 +219,18 @@ def compile_emmett(files: list[SourceFile], *, symbols_text: str | None = None, 
         given = {} if preload_text is None else {"preload_text": preload_text}
         if max_loop is not None:
             given["max_loop"] = max_loop
-        options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr, **given)
+        from emmett.progress import CompileProgress
+
         try:
-            result = compile_(sources, options=options)
+            with CompileProgress(files[0].name, progress_to, tool="vprobe") as progress:
+                options = Options(include_dirs=include_dirs, symbols_file=symbols_file, auto_aggr=auto_aggr,
+                                  progress=progress.stage, **given)
+                result = compile_(sources, options=options)
         except Exception as e:  # the compiler promises never to raise; never show a traceback anyway
             raise ToolError(f"internal error in the Emmett compiler: {type(e).__name__}: {e}") from None
-    diagnostics = [d.format() for d in result.diagnostics]
     if not result.ok:
-        raise LoadFailed("\n".join(diagnostics) or f"{files[0].name}: the Emmett compiler failed")
-    warnings = diagnostics
+        raise LoadFailed(result.format_diagnostics() or f"{files[0].name}: the Emmett compiler failed")
+    warnings = [d.format() for d in result.diagnostics]
     vp = result.vp
     return (vp.encode("utf-8", "surrogateescape") if isinstance(vp, str) else bytes(vp)), warnings
 
