@@ -23,17 +23,35 @@ import click
 
 SYNOPSIS = "emmettc [options] [FILE.emt | -c CODE]..."
 
-HELP = ("Compile an Emmett program to VP (standard input when no FILE or FILE is '-').  Several "
-        "FILEs and -c CODEs are one program, read in the order given.")
+HELP = """Compile an Emmett program to VP (standard input when no FILE or FILE is '-').
+Several FILEs and -c CODEs are one program, read in the order given.
+
+Emmett is a small C with probes: where to look in a VM (a guest function, a
+fault, a timer, a disk I/O) and what to do there (read registers and guest
+memory, print, count in aggregates, draw histograms).  The language is
+described in docs/emmett.md; cookbook/ has runnable programs.  vprobe
+compiles and runs an .emt file in one step; emmettc writes the VP, for vmrun
+vprobeLoadFile or to read what a program becomes.  The VP ends with ;@
+comment lines that map it back to the Emmett source, so messages about it
+name the .emt lines whoever loads it later.
+
+Messages go to standard error as FILE:LINE:COL: error: MESSAGE, with the
+source line and a caret: the first error first (a syntax error without its
+consequences), at most 20, then how many more.  On a terminal, a compile that
+takes over a second shows its progress there."""
 
 EPILOG = """\b
 Examples:
   emmettc cookbook/vptop.emt -o vptop.vp
-      compile a file
+      compile a file; then vmrun vprobeLoadFile VM.vmx vptop.vp loads it
+      into a running VM (or vprobe vptop.vp runs it)
   emmettc -c 'VMM1Hz { printf("%d\\n", curpid()); }'
       a one-liner; its VP goes to standard output
   emmettc lib.emt -c 'VMM1Hz { report(); }'
       a library's functions, then a probe that calls one
+  emmettc -c 'Disk_IOFinish { sizes <- hist(ARG6); }'
+      a power-of-two histogram of disk I/O sizes: see the plain VP
+      aggregate with a bucket key it becomes
   emmettc -a -s kallsyms -I include top.emt
       with the guest's symbols, #include files from include/ and a probe
       that logs every aggregate once a second
