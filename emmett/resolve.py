@@ -191,7 +191,7 @@ class Resolver:
                 sym.value = CONSTANTS[e.name]
             else:
                 sym = self.implicit_sym(e.name, e.pos)
-        if sym.kind == "implicit":
+        if sym.implicit and sym.kind == "implicit":
             sym.uses.append((use, e.pos, ctx))
         e.sym = sym
         return sym
