@@ -16,6 +16,8 @@ from typing import Callable
 from vp_runtime import GuestMemoryFault
 from vp_runtime.spec import MASK64
 
+from .errors import MachineError
+
 PAGE = 4096
 PAGE_SHIFT = 12
 PTE_PRESENT = 0x1
@@ -101,7 +103,8 @@ class FrameAllocator:
             return reusable.pop()
         addr = self.next
         if addr + pages * PAGE > self.end:
-            raise MemoryError("the guest model ran out of physical memory; raise memsize")
+            raise MachineError(f"the guest ran out of physical memory ({self.memory.size >> 20} MB); "
+                               f"raise memsize in the .vmx")
         self.next += pages * PAGE
         return addr
 

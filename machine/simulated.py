@@ -17,9 +17,12 @@ from vp_runtime import ProbeSpec, Script, VPFault, spec
 
 from . import counters, descriptors, x86
 from .attaching import fire_load_probes, fire_unload_probes, periodic
+from .errors import MachineError
 from .events import NS_PER_SEC, EventQueue
 from .guest.linux import LinuxGuest
 from .guest.profile import GuestProfile
+from .guest.structs import emmett_structs, parse_requests
+from .guest.windows import WindowsGuest
 from .memory import MMU, PhysicalMemory
 from .probes import HV_EXIT, HV_NPF, HV_RESUME, Probes, in_order
 from .stackwalk import walk_frames
@@ -36,9 +39,20 @@ BOOT_HOST_TIME_US = 1_767_225_600_000_000
 # probe executes costs (`vp_runtime.cost` defines the operation).
 NS_PER_VP_OPERATION = 10
 # The guests the machine can boot, by the name `sim.guest` gives them.
-GUEST_PROFILES: dict[str, type[GuestProfile]] = {LinuxGuest.name: LinuxGuest}
+GUEST_PROFILES: dict[str, type[GuestProfile]] = {g.name: g for g in (LinuxGuest, WindowsGuest)}
 
 Handler = Callable[[], None]
+
+
+def guest_structs(config, requests: str) -> str:
+    """Emmett declarations of the structures and fields `requests` asks for (`structs.parse_requests`)
+    of the guest `config` boots; a name the guest lacks is a ValueError saying so."""
+    profile = GUEST_PROFILES.get(getattr(config, "guest", None))
+    if profile is None:
+        raise MachineError("--structs: only a simulated guest's structures are known here (a QEMU VM's "
+                           "kernel describes its own in its BTF)")
+    layouts = profile.structures
+    return emmett_structs(layouts, parse_requests(requests, layouts))
 # What fires a guest-address probe point -> the dispatcher's table for it.
 _ADDRESS_TABLES = {spec.EXECUTE: "breakpoints", spec.READ: "watch_reads", spec.WRITE: "watch_writes",
                    spec.RETURN: "returns"}

@@ -5,6 +5,10 @@ equating syscall numbers with names"), or else its guest kernel's own: the
 entries of the kernel's `sys_call_table`, each resolved through the kernel's
 symbols to the handler it points at (`sys_read` is `read`; x86-64 Linux's
 `__x64_sys_read` too).  Entries that point at `sys_ni_syscall` have no name.
+A 64-bit Windows kernel's are its service table's (`service_table_syscalls`):
+`nt!KeServiceDescriptorTable` gives the table and its length, each entry the
+handler's offset from the table shifted left by 4 (`nt!NtReadFile` is
+`NtReadFile`).
 
 The file holds one system call a line, either `NUMBER NAME` (the number
 decimal or 0x hexadecimal, as `ausyscall --dump` prints them) or a kernel
@@ -24,6 +28,7 @@ from vp_runtime.spec import MASK64
 from .errors import MachineError
 
 TABLE_SYMBOL = "sys_call_table"
+SERVICE_DESCRIPTOR_SYMBOL = "nt!KeServiceDescriptorTable"
 MAX_SYSCALLS = 1024  # entries read from a kernel's table at most
 # The prefixes a system-call handler's name has, longest first.
 _HANDLER = re.compile(r"(?:__x64_sys_|__ia32_sys_|__se_sys_|__do_sys_|compat_sys_|sys_)(\w+)\Z")
@@ -101,5 +106,28 @@ def kernel_syscalls(read: Callable[[int, int], bytes | None], symbols: dict[str,
         if name is None:
             break
         if name != _NO_CALL:
+            names[number] = name
+    return names
+
+
+def service_table_syscalls(read: Callable[[int, int], bytes | None], symbols: dict[str, int]) -> dict[int, str]:
+    """A 64-bit Windows kernel's own names: the service table `nt!KeServiceDescriptorTable` describes
+    (its base, then its counter table, then its number of services), each entry the offset of its
+    handler from the table shifted left by 4 (the low bits count arguments on the stack), resolved
+    through `symbols` (`nt!NtReadFile` -> `NtReadFile`).  Entries pointing at no symbol have no
+    name.  Empty without the descriptor."""
+    descriptor_at = symbols.get(SERVICE_DESCRIPTOR_SYMBOL)
+    descriptor = read(descriptor_at, 24) if descriptor_at is not None else None
+    if descriptor is None or len(descriptor) != 24:
+        return {}
+    table, _counters, count = struct.unpack("<QQQ", descriptor)
+    entries = read(table, 4 * min(count, MAX_SYSCALLS)) if count else b""
+    if not entries:
+        return {}
+    by_address = {address: symbol.partition("!")[2] or symbol for symbol, address in symbols.items()}
+    names: dict[int, str] = {}
+    for number, (entry,) in enumerate(struct.iter_unpack("<i", entries)):
+        name = by_address.get((table + (entry >> 4)) & MASK64) if entry else None
+        if name is not None:
             names[number] = name
     return names

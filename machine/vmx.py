@@ -6,7 +6,7 @@ A `.vmx` holds one `key = "value"` setting per line, as VMware writes them::
     displayName = "web01"
     numvcpus = "4"
     memsize = "4096"
-    guestOS = "ubuntu-64"
+    guestOS = "ubuntu-64"           # or windows7srv-64: the guest model follows (sim.guest)
     vprobe.enable = "TRUE"          # Table 3-2 of the reference
     vprobe.guestSyms = "kallsyms"   # relative paths are the VM directory's
 
@@ -44,14 +44,15 @@ from typing import Callable
 
 from vp_runtime.errors import Diagnostic
 
+from .guest.profile import GUEST_NAMES
 from .guest.programs import WORKLOADS as GUEST_WORKLOADS
 from vp_runtime.limits import (DEFAULT_BAG_BYTES, DEFAULT_MAX_CALLS_PER_FIRING, DEFAULT_MAX_CODE_BYTES,
                                DEFAULT_MAX_OPS_PER_FIRING, MAX_CODE_BYTES_LIMIT, LoadConfig)
 
 __all__ = [
     "ACCEPTED_KEY_PATTERNS", "DEFAULT_HOST_CONFIG", "KNOWN_KEYS", "VMConfig", "VProbesDisabled", "VmxError",
-    "WORKLOADS", "HV_VENDORS", "CHARGES", "CHARGE_MODEL", "CHARGE_HOST", "CHARGE_OFF", "check_enabled",
-    "default_config", "guest_os_supported",
+    "WORKLOADS", "HV_VENDORS", "GUEST_NAMES", "CHARGES", "CHARGE_MODEL", "CHARGE_HOST", "CHARGE_OFF",
+    "check_enabled", "default_config", "guest_os_supported",
     "host_allows_vprobes", "parse_vmx", "read_vmx", "script_limits",
 ]
 
@@ -63,6 +64,7 @@ HV_VENDORS = ("intel", "amd")
 # a modelled cost per VP operation executed (deterministic), the host time the runtime took, or nothing.
 CHARGE_MODEL, CHARGE_HOST, CHARGE_OFF = "model", "host", "off"
 CHARGES = (CHARGE_MODEL, CHARGE_HOST, CHARGE_OFF)
+_USUAL_GUEST_OS = {"linux": "other26xlinux-64", "windows": "windows7srv-64"}  # a guest's guestOS if not given
 
 # Guest OS identifiers of 64-bit Linux guests that do not contain "linux"
 # (VMware's guestOS values for distributions).
@@ -167,11 +169,19 @@ def default_config(directory: Path | None = None) -> VMConfig:
 
 
 def guest_os_supported(name: str) -> bool:
-    """Whether `name` (a guestOS value) is a 64-bit Linux guest the machine can model."""
+    """Whether `name` (a guestOS value) is a 64-bit Linux or Windows guest the machine can model."""
+    return guest_for_os(name) is not None
+
+
+def guest_for_os(name: str) -> str | None:
+    """The guest model (`sim.guest`) of a guestOS value: "linux" for a 64-bit Linux, "windows" for a
+    64-bit Windows (windows7srv-64, winnetenterprise-64...); None for anything else."""
     name = name.lower()
     if "64" not in name:
-        return False
-    return "linux" in name or name.startswith(_LINUX_DISTRIBUTIONS)
+        return None
+    if "linux" in name or name.startswith(_LINUX_DISTRIBUTIONS):
+        return "linux"
+    return "windows" if name.startswith(("win", "longhorn")) else None
 
 
 # ---------------------------------------------------------------------------
@@ -347,7 +357,8 @@ def _guest_os(value: str, key: str, ctx: "_Context") -> str:
     name = value.strip()
     if not guest_os_supported(name):
         raise _Problem(f"guest OS profile '{name}' is not supported (supported: 64-bit Linux guests, "
-                       f"such as other26xlinux-64, other5xlinux-64, ubuntu-64, rhel9-64, debian12-64)")
+                       f"such as other26xlinux-64, other5xlinux-64, ubuntu-64, rhel9-64, debian12-64, and "
+                       f"64-bit Windows guests, such as windows7srv-64, windows7-64, winnetenterprise-64)")
     return name.lower()
 
 
@@ -405,6 +416,7 @@ KNOWN_KEYS: dict[str, tuple[str, str, Callable[[str, str, _Context], object]]] =
         ("numvcpus", "numvcpus", _ranged(1, 64)),
         ("memsize", "memsize_mb", _ranged(16, 1_048_576, " MB")),
         ("guestOS", "guest_os", _guest_os),
+        ("sim.guest", "guest", _choice(GUEST_NAMES)),
         ("sim.workload", "workload", _choice(WORKLOADS)),
         ("sim.seed", "seed", _ranged(0, 2**64 - 1)),
         ("sim.tscHz", "tsc_hz", _ranged(1_000_000, 100_000_000_000, " Hz")),
@@ -489,7 +501,25 @@ def build_config(config_class, parser: "_Parser", values: dict, path: Path):
 
 def parse_vmx(text: str, path: Path | str) -> VMConfig:
     """The VM `text` describes; `path` is the .vmx it came from (its folder is the VM's directory)."""
-    return build_config(VMConfig, *read_settings(text, path, KNOWN_KEYS))
+    parser, values, path = read_settings(text, path, KNOWN_KEYS)
+    _choose_guest(parser, values)
+    return build_config(VMConfig, parser, values, path)
+
+
+def _choose_guest(parser: "_Parser", values: dict) -> None:
+    """The guest model follows guestOS unless sim.guest names it; the two must agree.  A VM with
+    sim.guest and no guestOS gets the guest's usual guestOS."""
+    os_guest = guest_for_os(values["guest_os"]) if "guest_os" in values else None
+    if "guest" not in values:
+        if os_guest is not None:
+            values["guest"] = os_guest
+        return
+    if "guest_os" not in values:
+        values["guest_os"] = _USUAL_GUEST_OS[values["guest"]]
+    elif os_guest != values["guest"]:
+        entry = parser.effective()["sim.guest"]
+        parser.error(entry.line, entry.value_col, f"sim.guest is '{values['guest']}' but guestOS "
+                     f"'{values['guest_os']}' is a {os_guest.capitalize()} guest: make them agree", entry.source)
 
 
 def read_vmx(path: Path | str) -> VMConfig:

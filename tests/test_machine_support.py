@@ -54,8 +54,8 @@ def snapshot(m: SimulatedMachine) -> dict:
         cpu = guest.cpus[vcpu.index]
         task = cpu.current
         state.update(mode=cpu.mode, online=cpu.online, idle=task is cpu.idle, pid=task.pid, tgid=task.tgid,
-                     comm=task.comm, ppid=task.parent.tgid if task.parent else 0, percpu=cpu.percpu,
-                     task_addr=task.addr)
+                     comm=task.comm, image=guest.image_name(task), ppid=task.parent.tgid if task.parent else 0,
+                     percpu=cpu.percpu, task_addr=task.addr)
     return state
 
 

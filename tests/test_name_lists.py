@@ -53,7 +53,10 @@ VALUE_TABLES = {
     ("machine/guest/hv.py", "entry_fields"): "global",  # the fields of the entry after it
     ("machine/guest/linux.py", "_FAULT_HANDLERS"): "probe",  # the kernel's handler of each fault
     ("machine/guest/linux.py", "SYSCALL_ABI"): "global",  # the registers of a system call's first arguments
+    ("machine/guest/windows.py", "_FAULT_HANDLERS"): "probe",
+    ("machine/guest/windows.py", "SYSCALL_ABI"): "global",
     ("machine/guest/programs.py", "PROGRAMS"): "probe",  # how often a program provokes a fault
+    ("machine/guest/windows_programs.py", "WINDOWS_PROGRAMS"): "probe",
     ("machine/qemu/kernel.py", "FAULT_ENTRIES"): "fault",  # the kernel's IDT entry of each fault
     ("machine/qemu/reads.py", "GDB_REGISTERS"): "global",  # the gdbstub's name of each register
     ("machine/qemu/reads.py", "_STATE_READERS"): "global",  # the state globals a QEMU VM gives

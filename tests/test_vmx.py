@@ -426,12 +426,21 @@ def test_max_code_bytes_over_64_kib_names_the_maximum(tmp_path):
     assert "64 KiB maximum" in d.message and "65536" in d.message
 
 
-@pytest.mark.parametrize("guest", ["winxppro", "windows9-64", "other26xlinux", "darwin19-64", "freebsd-64", "ubuntu"])
+@pytest.mark.parametrize("guest", ["winxppro", "windows9", "other26xlinux", "darwin19-64", "freebsd-64", "ubuntu"])
 def test_an_unsupported_guest_os_is_a_located_error(tmp_path, guest):
     d = one_error(tmp_path, f'guestOS = "{guest}"\n')
     assert where(d) == (1, 11)
     assert d.message.startswith(f"guest OS profile '{guest}' is not supported (supported: ")
-    assert "64-bit Linux" in d.message
+    assert "64-bit Linux" in d.message and "64-bit Windows" in d.message
+
+
+@pytest.mark.parametrize(("guest_os", "guest"), [("windows7srv-64", "windows"), ("windows9-64", "windows"),
+                                                 ("winnetenterprise-64", "windows"), ("ubuntu-64", "linux"),
+                                                 ("other26xlinux-64", "linux")])
+def test_the_guest_model_follows_guestos(tmp_path, guest_os, guest):
+    path = tmp_path / "vm.vmx"
+    path.write_text(f'guestOS = "{guest_os}"\n')
+    assert vmx.read_vmx(path).guest == guest
 
 
 def test_all_errors_are_collected_in_line_order_before_raising(tmp_path):

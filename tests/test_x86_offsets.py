@@ -378,6 +378,15 @@ def test_offset_at_ret(code, expected):
     assert offset_at_ret(code, KADDR) == expected
 
 
+def test_offset_at_ret_of_a_function_returning_a_fields_address():
+    # Windows 7 x64's PsGetProcessImageFileName: lea rax, [rcx+2E0h]; ret
+    assert offset_at_ret(bytes.fromhex("48 8d 81 e0 02 00 00 c3"), KADDR) == 0x2E0
+    # XP's 32-bit one computes it: mov eax, [esp+4]; lea eax, [eax+174h]; ret 4
+    assert offset_at_ret(bytes.fromhex("8b 44 24 04 8d 80 74 01 00 00 c2 04 00"), KADDR32, bits=32) == 0x174
+    # A lea into another register is not what the function returns.
+    _not_found(offset_at_ret, bytes.fromhex("48 8d 91 e0 02 00 00 31 c0 c3"))
+
+
 def test_offset_at_ret_stops_at_first_ret():
     assert offset_at_ret(AFTER_RET, KADDR) == 0x2A4
 

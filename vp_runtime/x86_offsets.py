@@ -5,7 +5,9 @@ scripts (the reference's curprocname/curpid sample) find structure layouts
 without debug information, by decoding a few well-known kernel functions:
 
 * `offset_at_ret`    -- `sys_getpid` returns `current->tgid`; the displacement
-  of the last load into the return register before `ret` is the tgid offset.
+  of the last load into the return register before `ret` is the tgid offset
+  (or of the last `lea` into it: Windows' `PsGetProcessImageFileName` returns
+  `&process->ImageFileName`).
 * `offset_at_strcpy` -- `get_task_comm(buf, tsk)` copies `tsk->comm` with a
   string/memory copy routine; the displacement added to the copy's source
   argument is the `comm` offset.
@@ -257,7 +259,9 @@ def offset_at_ret(code: bytes, address: int, bits: int = 64) -> int:
 
     Looks, before the first `ret`, for the last `mov`/`movzx`/`movsx`/`movsxd`
     whose destination is rax/eax/ax/al and whose source is a memory operand
-    with a base register and no index (not rip-relative, not fs/gs-relative).
+    with a base register and no index (not rip-relative, not fs/gs-relative),
+    or the last `lea` of such an operand into rax/eax (the function returns
+    the field's address: its displacement is the field's offset all the same).
     Register-to-register moves are not followed.  If decoding stops before a
     `ret` (end of the bytes, undecodable bytes, the byte limit), the last such
     load in what was decoded is used.
@@ -266,7 +270,7 @@ def offset_at_ret(code: bytes, address: int, bits: int = 64) -> int:
     found = None
     skipped = []
     for insn in dec.insns:
-        if insn.id not in _LOAD_IDS or len(insn.operands) != 2:
+        if insn.id not in _LOAD_IDS and insn.id != _x86.X86_INS_LEA or len(insn.operands) != 2:
             continue
         dst, src = insn.operands
         if dst.type != _x86.X86_OP_REG or src.type != _x86.X86_OP_MEM:
@@ -282,7 +286,7 @@ def offset_at_ret(code: bytes, address: int, bits: int = 64) -> int:
         return _as_offset(found)
     reg = "rax/eax/ax/al" if bits == 64 else "eax/ax/al"
     msg = (
-        f"offatret: looked for a load of the return register ({reg}) from a "
+        f"offatret: looked for a load (or lea) of the return register ({reg}) from a "
         f"[register + displacement] memory operand before the first ret, but "
         f"found none; {dec.summary()}"
     )

@@ -74,8 +74,8 @@ class Boot:
         regs = cpu.vcpu.regs
         regs.update(RIP=BOOT_SECTOR, CS=0, RDX=BOOT_DRIVE, RSP=BOOT_SECTOR)
         g.probes.execute(cpu.vcpu, BOOT_SECTOR)
-        self.vga_write(cpu, VGA_GRAPHICS, b"\x01" * 16)  # the boot loader's splash
-        self.vga_write(cpu, VGA_TEXT, b"G\x07R\x07U\x07B\x07")
+        self.vga_write(cpu, VGA_GRAPHICS, b"\x01" * 16)  # the boot loader's splash, then its name
+        self.vga_write(cpu, VGA_TEXT, b"".join(bytes([c, 7]) for c in g.boot_loader.encode()))
 
     def enter_long_mode(self, cpu: CpuState, cr3: int, cs: int, ss: int) -> None:
         """PAE on, CR3 loaded, EFER.LME set, then paging on (which activates long mode, EFER.LMA),

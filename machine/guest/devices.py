@@ -45,6 +45,7 @@ class Disk:
         self.next_io_id = 1
         paths = guest.paths
         self.submit = paths.disk_submit
+        self.wait = paths.disk_wait
         self.done_path = list(paths.disk_done)
         self.vector, self.driver = paths.disk_vector, paths.disk_driver
 
@@ -68,6 +69,8 @@ class Disk:
         g.probes.fire_static(g.cpus[0].vcpu, "Disk_IOStart", *args)
         latency_us = 30 + sectors * 0.4 + rng.lognormvariate(4.3, 0.9) + (400 if write else 0) * rng.random()
         g.at(g.events.now_ns + int(latency_us * NS_PER_US), lambda: self._done(task, args))
+        if self.wait:
+            g.contexts.walk(cpu, task, [*path, *self.wait], start=len(path) + 1)
         g.scheduler.block(cpu, task)
 
     def _done(self, task: Task, args: tuple) -> None:

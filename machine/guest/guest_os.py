@@ -12,7 +12,8 @@ interrupts and the timer tick (`interrupts`), and the disk, NIC and SMIs
 A subclass (a guest OS) sets, before `assemble`: `kernel` (its image: `functions`,
 `data`, `calls`, `frameless`, `first_callees`, `return_address`, `function_at`,
 `idle_halt`), `paths` (`KernelPaths`), `frames`, `kernel_tables`,
-`tick_counter` (the address of the kernel's tick count) and `idt_page`; and it
+`tick_counter` (the address of the kernel's tick count), `idt_page` and
+`boot_loader`; and it
 implements the hooks below, where its kernel's own structures come in.
 """
 
@@ -42,6 +43,8 @@ from .tasks import Tasks, UserLayout
 
 
 class GuestOS(GuestProfile):
+    boot_loader: str  # what the guest's boot loader writes on the screen
+
     def __init__(self, machine, programs: dict[str, Program], workload: Workload, seed: int):
         self.m = machine
         self.probes = machine.probes
@@ -106,6 +109,15 @@ class GuestOS(GuestProfile):
         """The kernel's descriptor of a new address space with page tables `tables`:
         (kernel virtual address, physical address of its page)."""
 
+    @abstractmethod
+    def free_mm_struct(self, mm) -> None:
+        """The address space `mm` goes (its page tables still in place): what the kernel undoes for its
+        descriptor beyond freeing its page, which is one of `mm.blocks`."""
+
+    def image_name(self, task: Task) -> str:
+        """The name of `task`'s process as the kernel keeps it (what curprocname returns)."""
+        return task.comm
+
     def new_task_ids(self, program: Program, share: Task | None) -> tuple[int, int]:
         """(thread id, process id) of a new task: a thread of `share`'s process, or a new process
         (Linux: one number, a new process's id is its first thread's)."""
@@ -139,12 +151,14 @@ class GuestOS(GuestProfile):
 
     def system_calls(self) -> dict[int, str]:
         """The kernel's `sys_call_table` as its memory holds it, resolved through its symbols."""
-        def read(address: int, size: int) -> bytes | None:
-            try:
-                return self.mmu.read(self.kernel_tables.cr3, address, size)
-            except GuestMemoryFault:
-                return None
-        return kernel_syscalls(read, self.kernel.symbols)
+        return kernel_syscalls(self.read_kernel, self.kernel.symbols)
+
+    def read_kernel(self, address: int, size: int) -> bytes | None:
+        """`size` bytes at kernel virtual address `address`, None where they are not mapped."""
+        try:
+            return self.mmu.read(self.kernel_tables.cr3, address, size)
+        except GuestMemoryFault:
+            return None
 
     # ---- services the parts share --------------------------------------------------------------
 

@@ -91,10 +91,14 @@ class KernelImage(ABC):
             code += asm.NOP * 3
         else:
             for callee in self.calls.get(name, []):
-                code += asm.call_rel32(at + len(code), addresses[callee] or at)
+                code += self._call(at + len(code), name, callee, addresses)
                 func.call_sites[callee] = at + len(code)
                 code += asm.NOP * 3
         return code + (asm.EPILOGUE if framed else asm.RET)
+
+    def _call(self, at: int, caller: str, callee: str, addresses: dict[str, int]) -> bytes:
+        """The call instruction at `at` from `caller` to `callee`: a direct call."""
+        return asm.call_rel32(at, addresses[callee] or at)
 
     def _lay_out_text(self) -> None:
         # Two passes: sizes do not depend on addresses, so the first pass fixes the layout.

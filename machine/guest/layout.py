@@ -4,12 +4,14 @@ The numbers follow a 64-bit Linux 2.6.32 kernel closely enough that scripts
 written for one (the reference's appendix, the toolkit's preloads) find what
 they look for.  The structure offsets here are the only truth: the kernel's
 machine code (sys_getpid, get_task_comm) is generated from them, so
-offatret/offatstrcpy recover them, and the guest preload library names them.
+offatret/offatstrcpy recover them, the guest preload library names them, and
+`STRUCTS` declares them for scripts.
 """
 
 from __future__ import annotations
 
 from ..x86 import APIC_DEFAULT_BASE
+from .structs import Field, Layouts
 
 # ---- virtual address space -----------------------------------------------------
 PAGE_OFFSET = 0xFFFF_8800_0000_0000  # direct map of all physical memory
@@ -90,3 +92,14 @@ BANNER = (f"Linux version {KERNEL_VERSION} (debian-kernel@lists.debian.org) "
 def direct_map(phys: int) -> int:
     """The kernel virtual address of physical address `phys`."""
     return PAGE_OFFSET + phys
+
+# The structures as the kernel's debug information describes them (the fields the model keeps).
+STRUCTS: Layouts = {
+    "task_struct": (Field(TASK_STATE, "long", "state"), Field(TASK_STACK, "void *", "stack"),
+                    Field(TASK_MM, "struct mm_struct *", "mm"), Field(TASK_ACTIVE_MM, "struct mm_struct *", "active_mm"),
+                    Field(TASK_PID, "int", "pid"), Field(TASK_TGID, "int", "tgid"),
+                    Field(TASK_REAL_PARENT, "struct task_struct *", "real_parent"),
+                    Field(TASK_PARENT, "struct task_struct *", "parent"),
+                    Field(TASK_COMM, "char", "comm", TASK_COMM_LEN)),
+    "mm_struct": (Field(MM_PGD, "void *", "pgd"),),
+}

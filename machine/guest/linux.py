@@ -72,6 +72,7 @@ LINUX_PATHS = KernelPaths(
     disk_driver="ata_interrupt",
     disk_submit=("submit_bio", "generic_make_request", "__make_request", "ata_qc_issue"),
     disk_read_miss="mpage_readpages",
+    disk_wait=(),  # the read path itself calls the scheduler
     disk_done=("irq_exit", "__do_softirq", "blk_done_softirq", "end_that_request_last", "wake_up_process"),
     net_vector=L.NET_VECTOR,
     net_driver="e1000_intr",
@@ -97,6 +98,8 @@ class LinuxGuest(GuestOS):
 
     name = "linux"
     library_name = "linux64.vp"
+    boot_loader = "GRUB"
+    structures = L.STRUCTS
 
     def __init__(self, machine, workload: str, seed: int):
         super().__init__(machine, PROGRAMS, WORKLOADS[workload], seed)
@@ -228,6 +231,9 @@ class LinuxGuest(GuestOS):
         mm_phys = self.frames.alloc()
         self.memory.write_u64(mm_phys + L.MM_PGD, L.direct_map(tables.cr3))
         return L.direct_map(mm_phys), mm_phys
+
+    def free_mm_struct(self, mm) -> None:
+        pass  # the mm_struct is its page, one of the address space's blocks
 
     def set_current(self, cpu: CpuState, task: Task) -> None:
         """The per-CPU current_task, the first word of the CPU's per-CPU area; and the TSS's

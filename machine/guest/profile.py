@@ -1,7 +1,7 @@
 """The guest-profile interface: what the simulated machine asks of a guest operating system.
 
 The machine (`machine/simulated.py`) boots one profile, chosen by name
-(`GUEST_PROFILES` there; "linux" is the default and today the only one).  It
+(`GUEST_PROFILES` there; "linux" is the default, "windows" the other).  It
 gives the profile its hardware and services:
 
 * `machine.events` (simulated time), `machine.vcpus`, `machine.memory` and
@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .state import CpuState
+from .structs import Layouts
+
+# The guests the simulated machine can boot, by the name `sim.guest` gives them (the first is the
+# default); `machine.simulated.GUEST_PROFILES` has each one's profile.
+GUEST_NAMES = ("linux", "windows")
 
 
 class GuestProfile(ABC):
@@ -32,6 +37,7 @@ class GuestProfile(ABC):
 
     name: ClassVar[str]  # what `sim.guest` calls it
     library_name: ClassVar[str]  # its VP helper library (curpid, curtid, curppid, curprocname)
+    structures: ClassVar[Layouts]  # its kernel's structures, as its debug information would give them
     cpus: list[CpuState]  # one per VCPU, in VCPU order
     timer_period_ns: int  # the period the kernel programs into each local APIC timer
 
@@ -106,6 +112,7 @@ class KernelPaths:
     disk_driver: str  # the disk controller's interrupt handler
     disk_submit: tuple[str, ...]  # from a request's submission to the controller
     disk_read_miss: str  # the read path's last step before it submits I/O (a page-cache miss)
+    disk_wait: tuple[str, ...]  # where a task waits for its disk I/O, below the request's path (may be empty)
     disk_done: tuple[str, ...]  # completion after the interrupt, down to waking the waiter
     net_vector: int
     net_driver: str  # the NIC's interrupt handler

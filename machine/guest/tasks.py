@@ -152,6 +152,7 @@ class Tasks:
                 if cpu.vcpu.regs["CR3"] == mm.cr3:
                     g.probes.fire_static(cpu.vcpu, "Guest_CR3Write")
                     cpu.vcpu.regs["CR3"] = g.kernel_tables.cr3
+            g.free_mm_struct(mm)
             for addr, pages in mm.blocks:
                 g.frames.free(addr, pages)
             mm.tables.release()

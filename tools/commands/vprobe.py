@@ -178,6 +178,10 @@ FLEET = "FLEET (one script on many simulated VMs, on Dask)"
              "the VM's vprobe.chargeProbeTime: model (the default) a fixed cost per VP operation "
              "executed, so runs are reproducible; host the host time the runtime took; off nothing "
              "(simulated VMs powered on by vprobe)")
+@option("--structs", type=click.Path(allow_dash=True), metavar="FIELDS", group=VM,
+        help="print the guest kernel's structures as Emmett declarations, the fields the file FIELDS "
+             "(- for standard input) asks for: one STRUCT.FIELD, STRUCT.* or STRUCT a line, as the "
+             "toolkit's pdb2structs.py reads (e.g. _EPROCESS.ImageFileName for a Windows guest)")
 @option("--host-config", type=click.Path(), metavar="FILE", group=VM,
         help="the host configuration that holds vprobe.allow (default /etc/vmware/config)")
 @format_option(OUTPUT, 'text (default), or one JSON object per line: {"type": "log"|"aggr"|"error"...}')

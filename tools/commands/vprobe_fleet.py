@@ -29,7 +29,8 @@ from ..views.tables import histograms, is_histogram
 from .status_line import StatusLine
 
 FLEET_ONLY = ("scheduler", "workers", "max_lines", "by_vm")
-NOT_WITH_FLEET = {"load_only": "-l", "reset": "-r", "list_probes": "-p", "list_globals": "-g", "kallsyms": "--kallsyms"}
+NOT_WITH_FLEET = {"load_only": "-l", "reset": "-r", "list_probes": "-p", "list_globals": "-g", "kallsyms": "--kallsyms",
+                  "structs": "--structs"}
 
 
 def check_fleet_usage(args) -> None:

@@ -108,6 +108,8 @@ class VprobeRun:
             raise ToolError("-r unloads what runs in the VM: give no script with it")
         if a.reset and vmx is None:
             raise ToolError("-r needs the VM: vprobe -r VM.vmx")
+        if a.structs is not None and (scripts or a.code is not None or a.stdin):
+            raise ToolError("--structs prints the guest's structure declarations: give no script with it")
 
     def host_allows(self) -> None:
         try:
@@ -135,6 +137,28 @@ class VprobeRun:
         for warning in machine_warnings(vm.machine):  # what powering on found (a QEMU VM: KVM fell back)
             self.warn(f"vprobe: warning: {warning}")
         return vm
+
+    def print_structs(self, vmx: str | None) -> int:
+        """The guest's structure declarations for the fields asked for (from the VM's configuration:
+        a simulated guest's structures are its profile's, whether it runs or not)."""
+        from machine.simulated import guest_structs
+        from machine.vms import read_vm_config
+
+        name = self.args.structs
+        try:
+            config = read_vm_config(vmx)
+            requests = self.stdin.read() if name == "-" else open(name, "rb").read()
+        except VmxError as e:
+            raise _Plain(e.format()) from None
+        except OSError as e:
+            raise ToolError(f"cannot read {name}: {e.strerror or e}") from None
+        try:
+            text = guest_structs(config, requests.decode("utf-8", "replace"))
+        except ValueError as e:
+            raise ToolError(f"{'<stdin>' if name == '-' else name}: {e}") from None
+        self.out.write(text)
+        self.out.close()
+        return 0
 
     def symbols_text(self, vm) -> str:
         if self._symbols is None:
@@ -270,6 +294,8 @@ class VprobeRun:
         self.host_allows()
         if a.fleet is not None:
             return run_fleet_command(self, vmx, scripts)
+        if a.structs is not None:
+            return self.print_structs(vmx)
         vm = find_vm(vmx)
         config_vp_file = None
         if vm is not None and a.charge is not None:

@@ -86,7 +86,8 @@ BUILTINS = {b.name: b for b in (
     _builtin("getsystemtime", INT, [_dest("INTEGER-VARIABLE", INT, optional=True)],
              "host time in microseconds"),
     _builtin("offatret", INT, [Param("FUNCTION", ADDRESS, "the function")],
-             "the structure offset a guest function (a symbol or its address) loads its return value from",
+             "the structure offset a guest function (a symbol or its address) loads its return value from "
+             "(or whose address it returns)",
              usage='(offatret "SYMBOL") or (offatret ADDRESS)', guest_words=_CODE_WORDS),
     _builtin("offatstrcpy", INT,
              [Param("FUNCTION", ADDRESS, "the function"),
