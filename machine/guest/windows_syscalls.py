@@ -9,8 +9,8 @@ row is run: `syscalls.SystemCalls`.
 
 from __future__ import annotations
 
-from .syscalls import (SystemCall, contend, exit_task, read_clock, receive, sleep_as_programmed, start_child,
-                       unmap, yield_cpu)
+from .syscalls import (SystemCall, contend, exit_task, read_clock, receive, send, sleep_as_programmed,
+                       start_child, unmap, yield_cpu)
 
 # Service number -> name: the table's first block (stable from Vista to 7), and process creation.
 SERVICES: dict[int, str] = dict(enumerate((
@@ -53,7 +53,7 @@ WINDOWS_SYSCALLS: dict[str, SystemCall] = {
     "NtQueryAttributesFile": SystemCall(_OPEN),
     "NtQueryDirectoryFile": SystemCall(("nt!IofCallDriver", "Ntfs!NtfsFsdDirectoryControl")),
     "NtDeviceIoControlFile": SystemCall((*_CONTROL, "afd!AfdDispatchDeviceControl", "afd!AfdSend", "tcpip!TcpSendData",
-                                         "ndis!NdisSendNetBufferLists")),
+                                         "ndis!NdisSendNetBufferLists"), effect=send),  # (AFD's send: the NIC sends)
     "NtFsControlFile": SystemCall(_CONTROL),
     "NtRemoveIoCompletion": SystemCall(("nt!IoRemoveIoCompletion", "nt!KeRemoveQueueEx", "nt!KiCommitThreadWait"),
                                        effect=receive),
