@@ -286,8 +286,8 @@ def offset_at_ret(code: bytes, address: int, bits: int = 64) -> int:
         return _as_offset(found)
     reg = "rax/eax/ax/al" if bits == 64 else "eax/ax/al"
     msg = (
-        f"offatret: looked for a load (or lea) of the return register ({reg}) from a "
-        f"[register + displacement] memory operand before the first ret, but "
+        f"offatret: looked for a load of the return register ({reg}) from a "
+        f"[register + displacement] memory operand (or a lea of one into it) before the first ret, but "
         f"found none; {dec.summary()}"
     )
     if skipped:
