@@ -45,7 +45,7 @@ Progress = Callable[[int, int], None]  # (VMs done, VMs in the fleet)
 @contextlib.contextmanager
 def local_client(workers: int | None = None, *, processes: bool = True) -> Iterator:
     """A Dask client of a cluster started on this machine (one single-threaded worker per core)."""
-    from distributed import Client, LocalCluster
+    from dask.distributed import Client, LocalCluster
 
     count = workers or os.cpu_count() or 1
     # The scheduler always serves HTTP (its dashboard, when bokeh is there): on a free local port.
@@ -61,7 +61,7 @@ def local_client(workers: int | None = None, *, processes: bool = True) -> Itera
 @contextlib.contextmanager
 def remote_client(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
     """A Dask client of the existing cluster whose scheduler is at `address`."""
-    from distributed import Client
+    from dask.distributed import Client
 
     try:
         client = Client(address, timeout=timeout)
@@ -102,7 +102,7 @@ def run_fleet(client, members: list[Member], program: Program, duration: float, 
               max_lines: int = DEFAULT_MAX_LINES, by_vm: bool = False,
               progress: Progress | None = None) -> FleetResult:
     """Run `program` on every member for `duration` simulated seconds; the merged result."""
-    from distributed import as_completed
+    from dask.distributed import as_completed
 
     if not members:
         raise ToolError("the fleet has no VM")

@@ -103,16 +103,6 @@ HARDWARE_GLOBALS = tuple(
 )
 
 
-HARDWARE_GLOBALS = tuple(
-    _group("TSC", INT, PER_PCPU, HARDWARE, "time stamp counter of the physical CPU where the probe fires")
-    + _group("TSC_HZ", INT, PER_PCPU, HARDWARE, "frequency of that TSC in Hz")
-    + _group("PTSC", INT, GLOBAL, HARDWARE, "pseudo TSC: monotonic and the same on every CPU")
-    + _group("VCPUID", INT, PER_VCPU, HARDWARE, "number of the VCPU where the probe fires")
-    + _group("PCPUID", INT, PER_PCPU, HARDWARE, "number of the physical CPU where the probe fires")
-    + _group("THREADID", INT, PER_THREAD, HARDWARE, "host thread running the VCPU")
-    + _group("NUMVCPUS", INT, GLOBAL, HARDWARE, "number of VCPUs in the VM")
-)
-
 # Table 2-3, then the names a newer monitor exposes for the same VMCS fields.
 VMCS_GLOBALS = tuple(_group(
     "VMCS_EXIT_REASON VMCS_INTR_INFO VMCS_INTR_ERR VMCS_IDTVEC_INFO VMCS_IDTVEC_ERR "
