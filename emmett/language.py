@@ -49,6 +49,13 @@ BUILTINS_WITHOUT_ARGUMENTS = frozenset(
 DEST_BUILTINS = {name: _emmett_type(b.params[0].type) for name, b in spec.BUILTINS.items()
                  if b.params and b.params[0].destination}
 
+# Builtins that take only values (integers, strings), none left out, none written: lowered
+# alike from their signature, name -> each parameter's (usage name, Emmett type, role).
+VALUE_BUILTINS = {name: tuple((p.name, _emmett_type(p.type), p.role) for p in b.params)
+                  for name, b in spec.BUILTINS.items()
+                  if all(p.type in (spec.INT, spec.STR) and not p.optional and not p.destination
+                         for p in b.params)}
+
 # Builtins and forms whose first operand is what they write or name, or their format:
 # the VP printer keeps it beside the head when a form spans lines.
 FIRST_OPERAND_NAMED = frozenset(

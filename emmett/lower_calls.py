@@ -1,17 +1,20 @@
 """Lowering of calls: user functions, and each of Emmett's builtins (a part of `lower.Lowerer`).
 
-Every builtin has its `b_NAME` method: it checks the number and the types of
-its arguments (printf formats against their arguments), and builds the VP
-call.  `assert(c, fmt, args...)` is VP's assert with the message the
-toolkit's compiler gives it ("line N: " and the formatted text).
+A builtin that takes only values is lowered from its signature in the spec
+(`value_builtin`: each argument converted to its parameter's type); every other
+builtin has its `b_NAME` method: it checks the number and the kinds of its
+arguments (variables it writes, printf formats against their arguments), and
+builds the VP call.  `assert(c, fmt, args...)` is VP's assert with the message
+the toolkit's compiler gives it ("line N: " and the formatted text).
 """
 
 import re
+from functools import partial
 
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
-from .language import BUILTINS, MAX_ARGS, PRINTF_CONVERSIONS, PRINTF_DIRECTIVE, PRINTF_REFUSED
+from .language import BUILTINS, MAX_ARGS, PRINTF_CONVERSIONS, PRINTF_DIRECTIVE, PRINTF_REFUSED, VALUE_BUILTINS
 from .symbols import FuncSym, Sym
 from .vp import VStr, cond, do, op
 
@@ -31,7 +34,8 @@ class CallLowering:
     """The call and builtin methods of the Lowerer (they use its expression and conversion methods)."""
 
     def __init__(self):
-        self._builtins = {name: getattr(self, "b_" + name) for name in BUILTINS}
+        self._builtins = {name: getattr(self, "b_" + name, None) or partial(self.value_builtin, name)
+                          for name in BUILTINS}
 
     def x_Call(self, e, ctx, discard):
         target = e.sym
@@ -123,27 +127,6 @@ class CallLowering:
         dest = self.string_dest(e.args[0], ctx, "the destination of sprintf")
         return ["sprintf", dest] + self.format_args("sprintf", e.args[1], e.args[2:], ctx)
 
-    def b_logstr(self, e, ctx, discard):
-        self.arity(e, 1, 1, "logstr(STRING)")
-        form = self.expr(e.args[0], ctx)
-        t = e.args[0].type
-        return ["logstr", self.as_string(form, t, e.args[0].pos, ctx, "the argument of logstr")]
-
-    def b_logint(self, e, ctx, discard):
-        self.arity(e, 1, 1, "logint(INTEGER)")
-        form = self.expr(e.args[0], ctx)
-        t = e.args[0].type
-        return ["logint", self.as_int(form, t, e.args[0].pos, "the argument of logint")]
-
-    def b_strcmp(self, e, ctx, discard):
-        self.arity(e, 2, 2, "strcmp(STRING, STRING)")
-        forms = []
-        for a in e.args:
-            form = self.expr(a, ctx)
-            t = a.type
-            forms.append(self.as_string(form, t, a.pos, ctx, "an argument of strcmp"))
-        return ["strcmp"] + forms
-
     def b_getguest(self, e, ctx, discard):
         self.arity(e, 1, 1, 'getguest(ADDRESS) or getguest("SYMBOL")')
         form = self.expr(e.args[0], ctx)
@@ -152,11 +135,20 @@ class CallLowering:
             self.fail(e.args[0].pos, f"getguest takes an address or a symbol name, not {T.describe(t)}")
         return ["getguest", form]
 
-    def b_getguestphys(self, e, ctx, discard):
-        self.arity(e, 1, 1, "getguestphys(PHYSICAL-ADDRESS)")
-        form = self.expr(e.args[0], ctx)
-        t = e.args[0].type
-        return ["getguestphys", self.as_int(form, t, e.args[0].pos, "the address given to getguestphys")]
+    def value_builtin(self, name, e, ctx, discard):
+        """A builtin that takes only values (language.VALUE_BUILTINS): each argument converted
+        to its parameter's type, as the spec's signature says."""
+        params = VALUE_BUILTINS[name]
+        self.arity(e, len(params), len(params), f"{name}({', '.join(p[0] for p in params)})")
+        out = [name]
+        for (_, ptype, role), a in zip(params, e.args):
+            form = self.expr(a, ctx)
+            what = f"{role} of {name}"
+            if ptype is T.STRING:
+                out.append(self.as_string(form, a.type, a.pos, ctx, what))
+            else:
+                out.append(self.as_int(form, a.type, a.pos, what))
+        return out
 
     def b_getgueststr(self, e, ctx, discard):
         self.arity(e, 2, 3, 'getgueststr(STRING-VARIABLE, ADDRESS), getgueststr(STRING-VARIABLE, MAX-LENGTH, ADDRESS) '
@@ -182,27 +174,6 @@ class CallLowering:
             form = self.expr(a, ctx)
             rest.append(self.as_int(form, a.type, a.pos, what))
         return ["getguestphysstr", dest] + rest
-
-    def _int_builtin(self, e, ctx, name, usage, what):
-        self.arity(e, 1, 1, usage)
-        form = self.expr(e.args[0], ctx)
-        return [name, self.as_int(form, e.args[0].type, e.args[0].pos, what)]
-
-    def b_getgpr(self, e, ctx, discard):
-        return self._int_builtin(e, ctx, "getgpr", "getgpr(REG_...)", "the register number given to getgpr")
-
-    def b_getvmcs(self, e, ctx, discard):
-        return self._int_builtin(e, ctx, "getvmcs", "getvmcs(VT_...)", "the VMCS field given to getvmcs")
-
-    def b_readmsr(self, e, ctx, discard):
-        return self._int_builtin(e, ctx, "readmsr", "readmsr(MSR)", "the MSR given to readmsr")
-
-    def b_readpmc(self, e, ctx, discard):
-        return self._int_builtin(e, ctx, "readpmc", "readpmc(COUNTER)", "the counter given to readpmc")
-
-    def b_getmeminfo(self, e, ctx, discard):
-        self.arity(e, 0, 0, "getmeminfo()")
-        return ["getmeminfo"]
 
     def b_gueststack(self, e, ctx, discard):
         self.arity(e, 1, 1, "gueststack(STRING-VARIABLE)")

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vp_runtime.errors import Diagnostic
+from vp_runtime.errors import Diagnostic, DiagnosticsError
 
 from .guest.profile import GUEST_NAMES
 from .guest.programs import WORKLOADS as GUEST_WORKLOADS
@@ -52,8 +52,8 @@ from vp_runtime.limits import (DEFAULT_BAG_BYTES, DEFAULT_MAX_CALLS_PER_FIRING, 
 __all__ = [
     "ACCEPTED_KEY_PATTERNS", "DEFAULT_HOST_CONFIG", "KNOWN_KEYS", "VMConfig", "VProbesDisabled", "VmxError",
     "WORKLOADS", "HV_VENDORS", "GUEST_NAMES", "CHARGES", "CHARGE_MODEL", "CHARGE_HOST", "CHARGE_OFF",
-    "check_enabled", "default_config", "guest_os_supported",
-    "host_allows_vprobes", "parse_vmx", "read_vmx", "script_limits",
+    "check_enabled", "default_config", "guest_os_supported", "host_allows_vprobes", "parse_vmx", "read_vmx",
+    "VMSettings",
 ]
 
 DEFAULT_HOST_CONFIG = Path("/etc/vmware/config")
@@ -99,15 +99,8 @@ _FALSE = {"false", "no", "off", "0"}
 # ---------------------------------------------------------------------------
 # Errors.
 
-class VmxError(Exception):
+class VmxError(DiagnosticsError):
     """A configuration file failed to parse; `diagnostics` says where and why (errors first)."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = list(diagnostics)
-        super().__init__(self.format())
-
-    def format(self) -> str:
-        return "\n".join(d.format() for d in self.diagnostics)
 
 
 class VProbesDisabled(Exception):
@@ -118,21 +111,13 @@ class VProbesDisabled(Exception):
 # The configuration.
 
 @dataclass(frozen=True, kw_only=True)
-class VMConfig:
-    """A VM's settings, from its `.vmx` (or the embedded default machine's)."""
+class VMSettings:
+    """What the `.vmx` of any VM, simulated or under QEMU, says: where the VM is, its name and
+    the vprobe.* settings (Table 3-2) with the script limits they set."""
 
     path: Path | None  # the .vmx file, None for the embedded default machine
     directory: Path  # the VM's directory: the .vmx's folder (cwd for the default machine)
     display_name: str
-    numvcpus: int = 2
-    memsize_mb: int = 1024
-    guest_os: str = "other26xlinux-64"
-    guest: str = "linux"  # the guest OS model the simulated machine boots (machine.simulated.GUEST_PROFILES)
-    workload: str = "default"
-    seed: int = 1
-    tsc_hz: int = 2_593_119_000
-    timer_hz: int = 250
-    hv_vendor: str = "intel"
     vprobe_enable: bool = False
     vp_file: Path | None = None
     out_file: Path = None  # type: ignore[assignment]  # None means directory / "vprobe.out"
@@ -142,7 +127,6 @@ class VMConfig:
     bag_bytes: int = DEFAULT_BAG_BYTES
     max_ops_per_firing: int = DEFAULT_MAX_OPS_PER_FIRING
     max_calls_per_firing: int = DEFAULT_MAX_CALLS_PER_FIRING
-    charge_probe_time: str = CHARGE_MODEL  # one of CHARGES
     warnings: tuple[Diagnostic, ...] = ()
 
     def __post_init__(self):
@@ -150,16 +134,35 @@ class VMConfig:
             object.__setattr__(self, "out_file", self.directory / "vprobe.out")
 
     def load_config(self) -> LoadConfig:
-        """The settings a script loads under on this VM."""
-        return script_limits(self, count_operations=self.charge_probe_time == CHARGE_MODEL)
+        """The settings a script loads under on this VM: its vprobe.* limits as the runtime takes them."""
+        return LoadConfig(max_code_bytes=self.max_code_bytes, bag_bytes=self.bag_bytes,
+                          max_ops_per_firing=self.max_ops_per_firing,
+                          max_calls_per_firing=self.max_calls_per_firing, count_operations=self.charges_operations)
+
+    @property
+    def charges_operations(self) -> bool:
+        """Whether the machine charges probes a modelled cost (per VP operation executed)."""
+        return False
 
 
-def script_limits(config, *, count_operations: bool = False) -> LoadConfig:
-    """The vprobe.* limits of a VM's configuration (simulated or QEMU) as the runtime takes them;
-    `count_operations` for a machine that charges probes a modelled cost."""
-    return LoadConfig(max_code_bytes=config.max_code_bytes, bag_bytes=config.bag_bytes,
-                      max_ops_per_firing=config.max_ops_per_firing,
-                      max_calls_per_firing=config.max_calls_per_firing, count_operations=count_operations)
+@dataclass(frozen=True, kw_only=True)
+class VMConfig(VMSettings):
+    """A simulated VM's settings, from its `.vmx` (or the embedded default machine's)."""
+
+    numvcpus: int = 2
+    memsize_mb: int = 1024
+    guest_os: str = "other26xlinux-64"
+    guest: str = "linux"  # the guest OS model the simulated machine boots (machine.simulated.GUEST_PROFILES)
+    workload: str = "default"
+    seed: int = 1
+    tsc_hz: int = 2_593_119_000
+    timer_hz: int = 250
+    hv_vendor: str = "intel"
+    charge_probe_time: str = CHARGE_MODEL  # one of CHARGES
+
+    @property
+    def charges_operations(self) -> bool:
+        return self.charge_probe_time == CHARGE_MODEL
 
 
 def default_config(directory: Path | None = None) -> VMConfig:

@@ -8,6 +8,8 @@ first line is underlined to that line's end.  Columns count from 1; a tab in
 the source line stays a tab in the underline so the marks line up.
 """
 
+from .script_text import format_diagnostics
+
 
 class Diagnostic:
     __slots__ = ("file", "line", "col", "message", "source_line", "severity", "end")
@@ -48,3 +50,18 @@ class Diagnostic:
         end = f", end={self.end!r}" if self.end is not None else ""
         return (f"Diagnostic({self.file!r}, {self.line}, {self.col}, {self.message!r}, "
                 f"severity={self.severity!r}{end})")
+
+
+class DiagnosticsError(Exception):
+    """A file failed to load or parse; `diagnostics` says where and why (errors first).
+
+    The runtime's `VPLoadError` and the machine's `VmxError` are this, so the
+    tools report a script and a configuration file alike: at most
+    `script_text.MAX_SHOWN_DIAGNOSTICS` diagnostics, then how many more."""
+
+    def __init__(self, diagnostics):
+        self.diagnostics = list(diagnostics)
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        return format_diagnostics(self.diagnostics)

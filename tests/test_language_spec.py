@@ -35,12 +35,31 @@ def test_every_builtin_has_exactly_one_implementation():
 
 def test_every_builtin_the_compiler_calls_has_its_lowering():
     """The compiler takes its builtins from the spec; one without a lowering would make
-    every compilation fail, so a builtin added to the spec needs its `b_NAME` too."""
-    from emmett.language import BUILTINS
+    every compilation fail, so a builtin added to the spec that takes anything but values
+    needs its `b_NAME` too."""
+    from emmett.language import BUILTINS, VALUE_BUILTINS
     from emmett.lower_calls import CallLowering
 
     assert set(spec.BUILTINS) <= BUILTINS
-    assert not sorted(n for n in BUILTINS if not callable(getattr(CallLowering, "b_" + n, None)))
+    assert not sorted(n for n in BUILTINS
+                      if n not in VALUE_BUILTINS and not callable(getattr(CallLowering, "b_" + n, None)))
+
+
+def test_builtins_that_take_only_values_are_lowered_from_their_signature():
+    """logint, strcmp, getgpr...: the compiler converts each argument to the type the spec
+    gives it and says the signature when the count is wrong."""
+    import emmett
+    from emmett.language import VALUE_BUILTINS
+
+    assert {"logstr", "logint", "strcmp", "getguestphys", "getgpr"} <= set(VALUE_BUILTINS)
+    assert "getguest" not in VALUE_BUILTINS and "sprintf" not in VALUE_BUILTINS  # an address, a destination
+    ok = emmett.compile('VMM1Hz { logint(getgpr(3)); logint(strcmp("a", PROBENAME)); }', "t.emt")
+    assert ok.ok, ok.format_diagnostics()
+    assert "(logint (getgpr 3))" in ok.vp and '(strcmp "a" PROBENAME)' in ok.vp
+    wrong = emmett.compile('VMM1Hz { logint(strcmp("a")); }', "t.emt")
+    assert [d.message for d in wrong.errors] == ["wrong number of arguments: strcmp(STRING, STRING)"]
+    typed = emmett.compile('VMM1Hz { logint(getgpr("RAX")); }', "t.emt")
+    assert len(typed.errors) == 1 and "the register number of getgpr" in typed.errors[0].message
 
 
 def test_the_runtime_supplies_the_globals_the_spec_says_it_does():

@@ -14,7 +14,7 @@ import pytest
 from machine.qemu.btf import BTF
 from machine.qemu.config import is_qemu_vmx, parse_qemu_vmx
 from machine.qemu.gdbstub import parse_stop_reply, parse_target_description
-from machine.qemu.guestlib import layout_from_btf, vp_library
+from machine.qemu.guestlib import emmett_preload, layout_from_btf, vp_library
 from machine.qemu.initramfs import CpioWriter
 from machine.qemu.machine import _noop_length
 from machine.qemu.rsp import RemoteSerial, RSPError, RSPTimeout, checksum, decode_payload, encode_binary
@@ -184,7 +184,8 @@ def _btf(types: list[bytes], strings: bytes) -> bytes:
     return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings)) + body + strings
 
 
-def test_btf_task_struct_offsets_make_the_library():
+def _task_btf() -> BTF:
+    """A BTF with a task_struct (pid, tgid, real_parent, comm) and the per-CPU current_task."""
     strings = b"\0int\0char\0task_struct\0pid\0tgid\0comm\0real_parent\0current_task\0.data..percpu\0"
     off = {name: strings.index(name.encode() + b"\0") for name in
            ("int", "char", "task_struct", "pid", "tgid", "comm", "real_parent", "current_task", ".data..percpu")}
@@ -200,8 +201,11 @@ def test_btf_task_struct_offsets_make_the_library():
         struct.pack("<III", off[".data..percpu"], (15 << 24) | 1, 0x100)
         + struct.pack("<III", 6, 0x80, 8),                                            # 7 datasec
     ]
-    btf = BTF(_btf(types, strings))
-    layout = layout_from_btf(btf, "test")
+    return BTF(_btf(types, strings))
+
+
+def test_btf_task_struct_offsets_make_the_library():
+    layout = layout_from_btf(_task_btf(), "test")
     assert (layout.current_task, layout.pid, layout.tgid, layout.real_parent, layout.comm, layout.comm_size) == \
         (0x80, 0x100, 0x104, 0x110, 0x200, 16)
     assert "(getgueststr linux.procName 16 (+ (linux.curtask) 0x200))" in vp_library(layout)
@@ -240,3 +244,18 @@ def test_in_real_mode_null_selectors_are_usable_segments():
         "DS =0000 0000000000000000 00000000 00000000", "DS =0000 0000000000000000 0000ffff 00009300")
     regs = monitor_registers(real)
     assert (regs["DSAR"], regs["DSLIMIT"], regs["SELSTATE"]) == (0x93, 0xFFFF, 0)
+
+
+def test_the_generated_emmett_preload_compiles_and_reads_no_task_as_0():
+    import emmett
+
+    btf = _task_btf()
+    preload = emmett_preload(layout_from_btf(btf, "test"), btf)
+    result = emmett.compile('VMM1Hz { printf("%d %d %d %s\\n", curpid(), curtid(), curppid(), curprocname()); }',
+                            "t.emt", emmett.CompileOptions(preload_text=preload))
+    assert result.ok, result.format_diagnostics()
+    # No current task (or no parent): 0, without reading guest memory at address 0.
+    assert "(cond (curpid.task (& 0xffffffff (getguest (+ curpid.task 260)))) (1 0))" in result.vp
+    assert "(cond (curtid.task (& 0xffffffff (getguest (+ curtid.task 256)))) (1 0))" in result.vp
+    assert "(cond (curppid.task (getguest (+ curppid.task 272))) (1 0))" in result.vp
+    assert "(curppid.parent (& 0xffffffff (getguest (+ curppid.parent 260))))\n    (1 0)" in result.vp

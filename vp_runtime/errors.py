@@ -9,20 +9,11 @@ one exception type, `VPLoadError`; problems that happen while a probe fires are
 
 from __future__ import annotations
 
-from vprobes_shared.diagnostics import Diagnostic  # noqa: F401 - the runtime's diagnostics are the compiler's
-from vprobes_shared.script_text import format_diagnostics
+from vprobes_shared.diagnostics import Diagnostic, DiagnosticsError  # noqa: F401 - the runtime's diagnostics are the compiler's
 
 
-class VPLoadError(Exception):
+class VPLoadError(DiagnosticsError):
     """A script failed to load; `diagnostics` says where and why (errors first)."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = list(diagnostics)
-        super().__init__(self.format())
-
-    def format(self) -> str:
-        """The diagnostics as text: at most `vprobes_shared.script_text.MAX_SHOWN_DIAGNOSTICS`, then how many more."""
-        return format_diagnostics(self.diagnostics)
 
 
 class VPFault(Exception):

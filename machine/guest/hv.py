@@ -77,10 +77,22 @@ def is_npf(vendor: str, e: Exit) -> bool:
     return e.kind == "npf" or (vendor == "amd" and e.kind == "apic")
 
 
+# The exits that say only their reason (or code): the others' fields below add what they carry.
+_VMX_REASONS = {
+    "triple_fault": VMX_TRIPLE_FAULT, "window": VMX_INTERRUPT_WINDOW, "cpuid": VMX_CPUID, "hlt": VMX_HLT,
+    "rdtsc": VMX_RDTSC, "tpr": VMX_TPR_BELOW_THRESHOLD,
+}
+_SVM_CODES = {
+    "interrupt": SVM_INTR, "nmi": SVM_NMI, "triple_fault": SVM_SHUTDOWN, "window": SVM_VINTR,
+    "cpuid": SVM_CPUID, "hlt": SVM_HLT, "rdtsc": SVM_RDTSC,
+    "tpr": SVM_CR_WRITE + 8,  # a write to CR8 (the TPR) is intercepted
+}
+
+
 def intel_fields(e: Exit) -> dict[str, int]:
     """VMCS fields for `e`, by their VProbes global names."""
-    reason, qual, intr_info, intr_err = 0, 0, 0, 0
     k = e.kind
+    reason, qual, intr_info, intr_err = _VMX_REASONS.get(k, 0), 0, 0, 0
     if k == "interrupt":
         reason, intr_info = VMX_EXTERNAL_INTERRUPT, VALID | (INTR_TYPE_EXTERNAL << 8) | e.vector
     elif k == "nmi":
@@ -89,25 +101,13 @@ def intel_fields(e: Exit) -> dict[str, int]:
         reason = VMX_EXCEPTION_NMI
         intr_info = VALID | (INTR_TYPE_HW_EXCEPTION << 8) | e.vector | ((1 << 11) if e.error_code is not None else 0)
         intr_err = e.error_code or 0
-    elif k == "triple_fault":
-        reason = VMX_TRIPLE_FAULT
-    elif k == "window":
-        reason = VMX_INTERRUPT_WINDOW
-    elif k == "cpuid":
-        reason = VMX_CPUID
-    elif k == "hlt":
-        reason = VMX_HLT
     elif k == "invlpg":
         reason, qual = VMX_INVLPG, e.address
-    elif k == "rdtsc":
-        reason = VMX_RDTSC
     elif k == "cr":
         reason, qual = VMX_CR_ACCESS, e.cr | (e.cr_access << 4) | (e.gpr << 8)
     elif k == "io":
         reason = VMX_IO_INSTRUCTION
         qual = (e.size - 1) | (int(e.is_in) << 3) | (int(e.string) << 4) | (int(e.rep) << 5) | (e.port << 16)
-    elif k == "tpr":
-        reason = VMX_TPR_BELOW_THRESHOLD
     elif k == "apic":
         reason, qual = VMX_APIC_ACCESS, e.address | ((1 if e.write else 0) << 12)
     elif k == "npf":
@@ -129,26 +129,12 @@ def intel_fields(e: Exit) -> dict[str, int]:
 
 def amd_fields(e: Exit) -> dict[str, int]:
     """VMCB fields for `e`, by their VProbes global names."""
-    code, info1, info2, intinfo = 0, 0, 0, 0
     k = e.kind
-    if k == "interrupt":
-        code = SVM_INTR
-    elif k == "nmi":
-        code = SVM_NMI
-    elif k == "exception":
+    code, info1, info2, intinfo = _SVM_CODES.get(k, 0), 0, 0, 0
+    if k == "exception":
         code, info1 = SVM_EXCEPTION + e.vector, e.error_code or 0
-    elif k == "triple_fault":
-        code = SVM_SHUTDOWN
-    elif k == "window":
-        code = SVM_VINTR
-    elif k == "cpuid":
-        code = SVM_CPUID
-    elif k == "hlt":
-        code = SVM_HLT
     elif k == "invlpg":
         code, info1 = SVM_INVLPG, e.address
-    elif k == "rdtsc":
-        code = SVM_RDTSC
     elif k == "cr":
         code = (SVM_CR_READ if e.cr_access == 1 else SVM_CR_WRITE) + e.cr
     elif k == "io":
@@ -165,8 +151,6 @@ def amd_fields(e: Exit) -> dict[str, int]:
         # an access is a present, reserved-bit nested page fault at the register's address.
         code, info2 = SVM_NPF, APIC_DEFAULT_BASE + e.address
         info1 = 1 | (2 if e.write else 0) | 4 | 8 | (1 << 32)
-    elif k == "tpr":
-        code = SVM_CR_WRITE + 8  # a write to CR8 (the TPR) is intercepted
     return {
         "VMCB_EXITCODE": code, "VMCB_EXITINFO1": info1, "VMCB_EXITINFO2": info2,
         "VMCB_EXITINTINFO": intinfo, "VMCB_EVENTINJ": 0, "VMCB_TLBCTL": 0, "VMCB_VAPIC": 0,

@@ -38,16 +38,13 @@ Relative paths are the VM directory's.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from vp_runtime.errors import Diagnostic
-from vp_runtime.limits import (DEFAULT_BAG_BYTES, DEFAULT_MAX_CALLS_PER_FIRING, DEFAULT_MAX_CODE_BYTES,
-                               DEFAULT_MAX_OPS_PER_FIRING, LoadConfig)
-
 from ..vmx import KNOWN_KEYS as _VMX_KEYS
-from ..vmx import VmxError, build_config, read_settings, script_limits
-from ..vmx import _existing_file, _flag, _integer, _output_file, _Parser, _Problem, _read_text
+from ..vmx import VMSettings, VmxError, build_config, read_settings
+from ..vmx import (_choice, _existing_file, _flag, _integer, _output_file, _Parser, _Problem, _ranged,
+                   _read_text, _text)
 
 __all__ = ["QEMU_KEYS", "QemuConfig", "is_qemu_vmx", "parse_qemu_vmx", "read_qemu_vmx"]
 
@@ -56,12 +53,9 @@ LOAD_AT = ("running", "reset")
 
 
 @dataclass(frozen=True, kw_only=True)
-class QemuConfig:
+class QemuConfig(VMSettings):
     """A QEMU VM's settings; the fields the tools use have VMConfig's names."""
 
-    path: Path | None
-    directory: Path
-    display_name: str
     numvcpus: int = 2
     memsize_mb: int = 512
     kernel: Path | None = None
@@ -79,25 +73,11 @@ class QemuConfig:
     call_sites: bool = True
     load_at: str = "running"  # when a booted VM's scripts load: once its init has started, or at reset
     boot_timeout_s: float = 300.0  # how long its init may take to start
-    vprobe_enable: bool = False
-    vp_file: Path | None = None
-    out_file: Path = None  # type: ignore[assignment]
-    guest_syms: Path | None = None
-    syscalls: Path | None = None
-    max_code_bytes: int = DEFAULT_MAX_CODE_BYTES
-    bag_bytes: int = DEFAULT_BAG_BYTES
-    max_ops_per_firing: int = DEFAULT_MAX_OPS_PER_FIRING
-    max_calls_per_firing: int = DEFAULT_MAX_CALLS_PER_FIRING
-    warnings: tuple[Diagnostic, ...] = field(default=())
 
     def __post_init__(self):
-        if self.out_file is None:
-            object.__setattr__(self, "out_file", self.directory / "vprobe.out")
+        super().__post_init__()
         if self.console is None and self.attach is None:
             object.__setattr__(self, "console", self.directory / f"{self.display_name}.console.log")
-
-    def load_config(self) -> LoadConfig:
-        return script_limits(self)
 
     @property
     def command_line(self) -> str:
@@ -109,10 +89,6 @@ class QemuConfig:
     def kernel_image(self) -> Path | None:
         """The file symbols and BTF are read from."""
         return self.image or self.kernel
-
-
-def _text(value: str, key: str, ctx) -> str:
-    return value
 
 
 def _port(value: str, key: str, ctx) -> int:
@@ -130,13 +106,6 @@ def _attach(value: str, key: str, ctx) -> tuple[str, int] | None:
     if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
         raise _Problem(f"{key} must be HOST:PORT of a running QEMU's gdbstub (e.g. 127.0.0.1:1234), not '{text}'")
     return host.strip("[]"), int(port)
-
-
-def _accel(value: str, key: str, ctx) -> str:
-    word = value.strip().lower()
-    if word not in ACCELS:
-        raise _Problem(f"unknown {key} '{value}' (expected one of: {', '.join(ACCELS)})")
-    return word
 
 
 def _load_at(value: str, key: str, ctx) -> str:
@@ -164,15 +133,6 @@ def _seconds(value: str, key: str, ctx) -> float:
     return number
 
 
-def _ranged(low: int, high: int, unit: str = ""):
-    def convert(value: str, key: str, ctx) -> int:
-        number = _integer(value, key)
-        if not low <= number <= high:
-            raise _Problem(f"{key} {number}{unit} is out of range ({low}..{high})")
-        return number
-    return convert
-
-
 # lower-cased key -> (spelling, QemuConfig field, converter)
 QEMU_KEYS = {
     key.lower(): (key, name, convert)
@@ -181,7 +141,7 @@ QEMU_KEYS = {
         ("qemu.initrd", "initrd", _existing_file),
         ("qemu.append", "append", _text),
         ("qemu.gdbPort", "gdb_port", _port),
-        ("qemu.accel", "accel", _accel),
+        ("qemu.accel", "accel", _choice(ACCELS)),
         ("qemu.console", "console", _output_file),
         ("qemu.binary", "binary", _text),
         ("qemu.extraArgs", "extra_args", _words),

@@ -167,35 +167,24 @@ struct task_struct *linux_curtask()
     return (struct task_struct *)linux_load(curthrptr() + LINUX_CURRENT_TASK);
 }}
 
+/* Each 0 when there is no current task (or parent) to read. */
 int curpid()
 {{
     struct task_struct *task = linux_curtask();
-    if (task == 0) {{
-        return 0;
-    }}
-    return task->tgid;
+    return task ? task->tgid : 0;
 }}
 
 int curtid()
 {{
     struct task_struct *task = linux_curtask();
-    if (task == 0) {{
-        return 0;
-    }}
-    return task->pid;
+    return task ? task->pid : 0;
 }}
 
 int curppid()
 {{
     struct task_struct *task = linux_curtask();
-    if (task == 0) {{
-        return 0;
-    }}
-    struct task_struct *parent = task->real_parent;
-    if (parent == 0) {{
-        return 0;
-    }}
-    return parent->tgid;
+    struct task_struct *parent = task ? task->real_parent : 0;
+    return parent ? parent->tgid : 0;
 }}
 
 string curprocname()
@@ -253,26 +242,21 @@ class _StructWriter:
     def declaration(self, tid: int, name: str) -> str | None:
         """`TYPE name[...]` for a member, or None when Emmett has no form for it."""
         t = self.btf.resolve(tid)
+        if t is not None and t.kind == "array" and t.nelems > 0:
+            return self._declared(self.btf.resolve(t.ref), f"{name}[{t.nelems}]")
+        return self._declared(t, name)
+
+    def _declared(self, t: Type | None, declarator: str) -> str | None:
+        """`TYPE declarator` for a scalar, a pointer or a struct defined here; None for any other type."""
         if t is None:
             return None
         scalar = self.scalar(t)
         if scalar is not None:
-            return f"{scalar} {name}"
+            return f"{scalar} {declarator}"
         if t.kind == "ptr":
-            return f"{self.pointer(t)}{name}"
+            return f"{self.pointer(t)}{declarator}"
         if t.kind == "struct" and t.name in self.defined:
-            return f"struct {t.name} {name}"
-        if t.kind == "array" and t.nelems > 0:
-            elem = self.btf.resolve(t.ref)
-            if elem is None:
-                return None
-            scalar = self.scalar(elem)
-            if scalar is not None:
-                return f"{scalar} {name}[{t.nelems}]"
-            if elem.kind == "ptr":
-                return f"{self.pointer(elem)}{name}[{t.nelems}]"
-            if elem.kind == "struct" and elem.name in self.defined:
-                return f"struct {elem.name} {name}[{t.nelems}]"
+            return f"struct {t.name} {declarator}"
         return None
 
     def fields(self, t: Type, base: int, out: list[tuple[int, int, str]], names: set[str]) -> None:
