@@ -14,7 +14,9 @@
    PYTHONPYCACHEPREFIX (outside the source tree), which is how an installed
    emmettc normally runs.  Each figure is the best wall time and the best
    CPU time (user + system of the process: on a busy host the steadier
-   measure, as waiting for a core does not count) of the rounds.
+   measure, as waiting for a core does not count) of the rounds.  The
+   same rounds time `python -c "import click"`, printed as the floor: the
+   part of any click command's start-up that is click's import alone.
 3. One flat expression (`x = RAX + RAX + ...`) of 1,000 and 10,000 terms,
    compiled in this process, and the 10,000/1,000 ratio.  Target: linear
    growth (ratio at most 15; linear is 10), 10,000 terms well under a second.
@@ -135,22 +137,27 @@ def startup(rounds: int, against: Path | None = None, number: str = "2") -> None
 
 
 def measure(rounds: int, label: str, env: dict, against: Path | None, warm_up: int = 1) -> None:
-    """One configuration: python -c pass, this tree's emmettc (and DIR's), each its best wall and CPU time."""
+    """One configuration: python -c pass, this tree's emmettc (and DIR's), each its best wall and CPU time;
+    and, as the floor of any start-up that imports click, `python -c "import click"`."""
     runs = {"python -c pass": ([sys.executable, "-c", "pass"], env),
             "emmettc hello.emt" if against is None else "this tree": (emmettc_command() + [str(HELLO)], env)}
     if against is not None:
         path = os.pathsep.join(filter(None, [str(against), env.get("PYTHONPATH")]))
         runs["DIR"] = (emmettc_command() + [str(HELLO)], dict(env, PYTHONPATH=path))
+    runs["import click"] = ([sys.executable, "-c", "import click"], env)
     for _ in range(warm_up):
         for cmd, run_env in runs.values():
             timed(cmd, run_env)
     wall, cpu = best_of(rounds, *runs.values())
     print(f"   {label}:")
+    names = list(runs)
     for kind, best in (("wall", wall), ("CPU", cpu)):
         row = f"     {kind + ':':5s}"
-        for i, name in enumerate(runs):
+        for i, name in enumerate(names[:-1]):
             row += f" {name} {best[i] * 1000:6.1f} ms" + (f"  ratio {best[i] / best[0]:.2f}  " if i else "  ")
         print(row + "(target: at most 2)")
+    print(f"     floor: python -c \"import click\" wall {wall[-1] * 1000:.1f} ms  ratio {wall[-1] / wall[0]:.2f},"
+          f" CPU {cpu[-1] * 1000:.1f} ms  ratio {cpu[-1] / cpu[0]:.2f}   (click's import alone, no compiler)")
 
 
 def flat_expressions(rounds: int) -> None:

@@ -13,8 +13,6 @@ docs/architecture.md, "Annotations in compiled VP"; the VP runtime's
 `segments`, each aggregate's `aggregates` record) and writes the block.
 """
 
-import json
-
 FORMAT_VERSION = 1
 
 
@@ -36,7 +34,7 @@ class Annotations:
     def text(self, vp_lines):
         """The `;@` block that ends VP text of `vp_lines` lines."""
         out = [f";@emmett {FORMAT_VERSION} lines={vp_lines}"]
-        out += [f";@file {i} {json.dumps(name)}" for i, name in enumerate(self.files)]
+        out += [f";@file {i} {json_string(name)}" for i, name in enumerate(self.files)]
         current_file = 0
         row_line, row = None, []
         for line, col, fid, eline, ecol in self.segments:
@@ -52,8 +50,33 @@ class Annotations:
             row.append(f"{col}={where}")
         if row:
             out.append(f";@map {row_line} {' '.join(row)}")
-        out += [f";@aggr {json.dumps(record)}" for record in self.aggregates.values()]
+        if self.aggregates:
+            import json  # only programs with aggregates need it (its import is a part of a small compile)
+
+            out += [f";@aggr {json.dumps(record)}" for record in self.aggregates.values()]
         return "\n".join(out) + "\n"
+
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def json_string(text):
+    """`text` as `json.dumps(text)` writes it (ASCII, \\u escapes): every compile names its files."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[ch])
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:  # a surrogate pair, as JSON spells characters beyond the BMP
+            code -= 0x10000
+            out.append(f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}")
+    return '"' + "".join(out) + '"'
 
 
 def source_map(segments, files, text):

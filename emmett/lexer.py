@@ -6,11 +6,14 @@ written, or where the macro was used), turns identifiers into keywords or
 typedef names, and decodes numbers, strings and character constants.
 """
 
+import os
 import re
+import types
 from bisect import bisect_right
 
 from ply import lex
 
+from . import cache
 from .language import MASK64
 
 KEYWORDS = {
@@ -140,14 +143,66 @@ def token_length(text, col):
     return max(len(m.group()), 1) if m else 1
 
 
-_MASTER = None
+_MASTER = None  # the process's lexer, built once; each TokenStream reads with a clone
 
 
 def _master_lexer():
+    """The PLY lexer of `_Rules`, from its table in the compiler's cache when the rules are unchanged.
+
+    Building it from the rules makes PLY check every rule (each regex
+    compiled alone, the source read back for duplicate rules), which costs
+    more than a small compile.  So the built lexer's table (PLY's lextab, a
+    Python file) is kept in the cache under a signature of the rules, and a
+    later process makes the lexer from it in PLY's optimize mode, compiling
+    only the master regex.  Without a usable cache the lexer is built and
+    checked in memory.
+    """
     global _MASTER
     if _MASTER is None:
-        _MASTER = lex.lex(module=_Rules(), reflags=0)
+        try:
+            path = cache.table_path("emmett-lexer", _rules_signature(), ".py")
+        except Exception:  # no usable home directory
+            path = None
+        lexer = None
+        if path is not None:
+            try:
+                lexer = lex.lex(module=_Rules(), optimize=True, lextab=_read_lextab(path), reflags=0)
+            except Exception:  # not there yet, unreadable or damaged: build it
+                lexer = None
+        if lexer is None:
+            lexer = lex.lex(module=_Rules(), reflags=0)
+            if path is not None:
+                cache.store(path, lambda partial: lexer.writetab(os.path.basename(partial)[:-3],
+                                                                 os.path.dirname(partial)))
+        _MASTER = lexer
     return _MASTER
+
+
+def _rules_signature():
+    """A signature of what the lexer's table is built from: the rules, their order, the PLY version."""
+    parts = [lex.__tabversion__, repr(_Rules.tokens), _Rules.literals]
+    functions = []
+    for name in dir(_Rules):
+        if name.startswith("t_"):
+            rule = getattr(_Rules, name)
+            if callable(rule):
+                functions.append((rule.__code__.co_firstlineno, name, rule.__doc__ or ""))
+            else:
+                parts += [name, rule]
+    for _, name, doc in sorted(functions):  # PLY tries function rules in the order they are written
+        parts += [name, doc]
+    return cache.signature(parts)
+
+
+def _read_lextab(path):
+    """The lextab module kept at `path` (read without importing: the cache is not on sys.path)."""
+    with open(path, encoding="utf-8") as f:
+        code = compile(f.read(), path, "exec")
+    module = types.ModuleType("emmett_lextab")
+    exec(code, module.__dict__)
+    if getattr(module, "_tabversion", None) != lex.__tabversion__:
+        raise ValueError("a lexer table of another PLY version")
+    return module
 
 
 def _make(type_, value, pos, hide=None):

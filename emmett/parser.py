@@ -1,24 +1,26 @@
 """Parsing: the LALR tables for `grammar.Grammar`, cached outside the source tree.
 
 PLY builds the tables from the grammar once; they are stored (with `marshal`)
-under the user cache directory (`$XDG_CACHE_HOME/vprobes-toolchain/`, else
-`~/.cache/vprobes-toolchain/`) in a file named by a hash of the grammar (its
-rules, precedence, tokens and the PLY version), so a changed grammar never
-reads stale tables.  If the cache cannot be read or written the tables are
-built in memory.  Nothing is ever written into the source tree: no
+in the compiler's cache (`cache.py`: `~/.cache/vprobes-toolchain/`) in a file
+named by a signature of the grammar (its rules, precedence, tokens and the PLY
+version), so a changed grammar never reads stale tables and checkouts with
+different grammars keep their own.  A process whose signature has tables reads
+them and makes the LR parser from them directly: PLY neither analyses nor
+checks the grammar again.  If the cache cannot be read or written the tables
+are built in memory.  Nothing is ever written into the source tree: no
 parsetab.py, no parser.out.
 """
 
 import marshal
-import os
 import sys
-import zlib
 
 from ply import yacc
 
+from . import cache
 from .grammar import Grammar
 
-_TABLES = None  # (signature, LRTable) for this process
+_TABLES = None  # the LRTable of this process
+_FORMAT = "tables 2"  # what the cached file holds (2: with the default reductions), part of its signature
 
 
 def _rule_functions():
@@ -32,22 +34,16 @@ def _rule_functions():
 
 
 def grammar_signature():
-    """A hash of everything the tables depend on (cheap: no hashlib import on the start-up path)."""
-    parts = [yacc.__tabversion__, repr((Grammar.start, Grammar.precedence, Grammar.tokens))]
+    """A signature of everything the tables depend on."""
+    parts = [_FORMAT, yacc.__tabversion__, repr((Grammar.start, Grammar.precedence, Grammar.tokens))]
     for _, name, doc in _rule_functions():
         parts.append(name)
         parts.append(doc)
-    data = "\0".join(parts).encode()
-    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data) & 0xFFFFFFFF:08x}"
-
-
-def cache_dir():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "vprobes-toolchain")
+    return cache.signature(parts)
 
 
 def cache_path(signature=None):
-    return os.path.join(cache_dir(), f"emmett-parser-{signature or grammar_signature()}.marshal")
+    return cache.table_path("emmett-parser", signature or grammar_signature(), ".marshal")
 
 
 class _Quiet:
@@ -56,7 +52,7 @@ class _Quiet:
 
 
 def _build(path):
-    """Generate the tables with PLY; write them to `path` (atomically) if possible."""
+    """Generate the tables with PLY (which checks the grammar); keep them at `path` if possible."""
     grammar = Grammar()
     parser = yacc.yacc(module=grammar, debug=False, write_tables=False, optimize=False,
                        tabmodule="emmett_parser_tables_never_imported",
@@ -66,28 +62,21 @@ def _build(path):
     table.lr_goto = parser.goto
     table.lr_productions = parser.productions
     table.lr_method = "LALR"
+    table.emmett_defaults = _default_reductions(parser.action)
     if path is not None:
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                marshal.dump({
-                    "tabversion": yacc.__tabversion__,
-                    "action": parser.action,
-                    "goto": parser.goto,
-                    "productions": [(p.str, p.name, p.len, p.func, p.file, p.line) for p in parser.productions],
-                }, f)
-            os.replace(tmp, path)
-            # Tables of earlier grammars are of no further use.
-            folder, name = os.path.split(path)
-            for other in os.listdir(folder):
-                if other.startswith("emmett-parser-") and other != name and not other.endswith(".tmp"):
-                    try:
-                        os.remove(os.path.join(folder, other))
-                    except OSError:
-                        pass
-        except OSError:
-            pass
+        data = marshal.dumps({
+            "tabversion": yacc.__tabversion__,
+            "action": parser.action,
+            "goto": parser.goto,
+            "productions": [(p.str, p.name, p.len, p.func, p.file, p.line) for p in parser.productions],
+            "defaults": table.emmett_defaults,
+        })
+
+        def write(partial):
+            with open(partial, "wb") as f:
+                f.write(data)
+
+        cache.store(path, write)
     return table
 
 
@@ -102,10 +91,12 @@ def _load(path):
     table.lr_goto = data["goto"]
     table.lr_productions = [yacc.MiniProduction(*p) for p in data["productions"]]
     table.lr_method = "LALR"
+    table.emmett_defaults = data["defaults"]
     return table
 
 
 def tables():
+    """This process's LRTable: read from the cache when its grammar signature has tables, else built."""
     global _TABLES
     if _TABLES is None:
         try:
@@ -136,30 +127,28 @@ def make_parser(grammar):
     pdict = {name: getattr(grammar, name) for p in bound.lr_productions if (name := p.func)}
     bound.bind_callables(pdict)
     parser = yacc.LRParser(bound, grammar.p_error)
-    parser.defaulted_states = _default_reductions(table)
+    parser.defaulted_states = table.emmett_defaults
     grammar.parser = parser
     return parser
 
 
-def _default_reductions(table):
-    """States whose every action is the same reduction reduce without reading a lookahead.
+def _default_reductions(action):
+    """{state: reduction} for the states whose every action is the same reduction: they reduce
+    without reading a lookahead.
 
     This is yacc's default reduction (PLY only applies it when a state has a
     single lookahead).  It matters for typedef names: the declaration
     `typedef long ulong;` must be reduced, and `ulong` made a type name for the
     lexer, before the token after the ';' is read.
     """
-    cached = getattr(table, "emmett_defaults", None)
-    if cached is None:
-        cached = {}
-        for state, actions in table.lr_action.items():
-            values = set(actions.values())
-            if len(values) == 1:
-                (only,) = values
-                if only < 0:
-                    cached[state] = only
-        table.emmett_defaults = cached
-    return cached
+    defaults = {}
+    for state, actions in action.items():
+        values = set(actions.values())
+        if len(values) == 1:
+            (only,) = values
+            if only < 0:
+                defaults[state] = only
+    return defaults
 
 
 def parse(stream, grammar):

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import emmett
 from conftest import FakeBackend, Loaded
@@ -212,3 +214,20 @@ def test_updates_in_functions_no_probe_calls_do_not_count():
     source = "void never() { k[RIP]++; }\nVMM1Hz { k[VCPUID] <- 2; }\n"
     record = aggregates(source, preload=False)["k"]
     assert keys(record) == [("VCPUID", "integer")] and record["counted"] is False
+
+
+@given(st.text())
+def test_file_names_are_written_as_json_writes_them(name):
+    import json
+
+    from emmett.annotations import json_string
+
+    assert json_string(name) == json.dumps(name)
+
+
+def test_a_file_name_with_quotes_and_non_ascii_reads_back(tmp_path):
+    name = tmp_path / 'dé"j\\à vu \U0001f50d.emt'
+    name.write_text('VMM1Hz { printf("x\\n"); }\n')
+    result = emmett.compile(name.read_text(), str(name))
+    assert result.ok
+    assert annotations_of(result.vp).files == [str(name)]

@@ -186,3 +186,30 @@ def test_the_compiler_bytecode_is_cached_outside_the_source_tree(tmp_path):
     assert r.returncode == 0
     cached = list((tmp_path / "vprobes-toolchain" / "pycache").rglob("driver.*.pyc"))
     assert cached and all(REPO not in p.parents for p in cached)
+
+
+def test_o_dash_writes_the_vp_to_standard_output(tmp_path):
+    r = emmettc(str(HELLO), "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == b""
+    plain = emmettc(str(HELLO), cwd=tmp_path)
+    assert r.stdout == plain.stdout and r.stdout.startswith(b'(version "1.0")')
+    assert list(tmp_path.iterdir()) == []  # no file named '-'
+
+
+def test_o_dash_with_errors_writes_nothing_to_standard_output():
+    r = emmettc("-c", "VMM1Hz { x = ; }", "-o", "-")
+    assert r.returncode == 1 and r.stdout == b""
+    assert text(r.stderr).startswith("<command line>:1:14: error: syntax error")
+
+
+@pytest.mark.parametrize("cache", ["not-a-directory", "missing/deeper/cache"])
+def test_compiles_without_a_usable_cache_and_without_a_word_about_it(tmp_path, cache):
+    """A cache folder that cannot be made (a file is in the way) or does not exist yet:
+    the tables are built in memory (or the folder is made), the compile is the same."""
+    (tmp_path / "not-a-directory").write_text("")
+    for dont_write_bytecode in ("", "1"):
+        r = emmettc(str(HELLO), env={"XDG_CACHE_HOME": str(tmp_path / cache),
+                                     "PYTHONDONTWRITEBYTECODE": dont_write_bytecode})
+        assert r.returncode == 0 and r.stderr == b""
+        assert r.stdout.startswith(b'(version "1.0")\n\n(vprobe VMM1Hz')
+    assert (tmp_path / "not-a-directory").read_text() == ""

@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from ply import lex
 
 import emmett
+from emmett import cache
+from emmett import lexer as L
 from emmett import parser as P
 from emmett import syntax as S
 from emmett.diagnostics import Files, Reporter
@@ -172,3 +175,72 @@ def test_nothing_is_written_into_the_source_tree(tmp_path):
                for p in REPO.rglob(name) if ".venv" not in p.parts]
     assert written == []
     assert list((tmp_path / "cache" / "vprobes-toolchain").glob("emmett-parser-*.marshal"))
+
+
+def test_grammars_of_different_signatures_keep_their_own_tables(tmp_path, monkeypatch):
+    """Two checkouts with different grammars on one machine: each keeps its file, neither rebuilds."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = tmp_path / "vprobes-toolchain"
+    for signature in ("a" * 24, "b" * 24):
+        monkeypatch.setattr(P, "grammar_signature", lambda signature=signature: signature)
+        monkeypatch.setattr(P, "_TABLES", None)
+        P.tables()
+    assert sorted(p.name for p in folder.glob("emmett-parser-*")) == [
+        f"emmett-parser-{'a' * 24}.marshal", f"emmett-parser-{'b' * 24}.marshal"]
+    monkeypatch.setattr(P, "_build", lambda path: pytest.fail("rebuilt the parser tables"))
+    for signature in ("a" * 24, "b" * 24):
+        monkeypatch.setattr(P, "grammar_signature", lambda signature=signature: signature)
+        monkeypatch.setattr(P, "_TABLES", None)
+        assert emmett.compile("VMM1Hz { x = 1; }", "t.emt").ok
+
+
+def test_only_the_most_recent_tables_of_a_kind_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = tmp_path / "vprobes-toolchain"
+    folder.mkdir()
+    for i in range(cache.KEEP + 2):
+        old = folder / f"emmett-parser-{i:024x}.marshal"
+        old.write_bytes(b"")
+        os.utime(old, (1000 + i, 1000 + i))
+    (folder / f"emmett-lexer-{0:024x}.py").write_text("")  # another kind: not counted
+    monkeypatch.setattr(P, "_TABLES", None)
+    P.tables()
+    kept = sorted(p.name for p in folder.glob("emmett-parser-*"))
+    assert len(kept) == cache.KEEP and Path(P.cache_path()).name in kept
+    assert f"emmett-parser-{0:024x}.marshal" not in kept and f"emmett-parser-{cache.KEEP + 1:024x}.marshal" in kept
+    assert (folder / f"emmett-lexer-{0:024x}.py").exists()
+
+
+# ---- the lexer's table --------------------------------------------------------------------------
+
+def test_the_lexer_table_is_cached_and_read_back_without_checking_the_rules(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(L, "_MASTER", None)
+    L._master_lexer()
+    (table,) = (tmp_path / "vprobes-toolchain").glob("emmett-lexer-*.py")
+    assert table.name == f"emmett-lexer-{L._rules_signature()}.py"
+    monkeypatch.setattr(L, "_MASTER", None)
+    monkeypatch.setattr(lex.LexerReflect, "validate_all", lambda self: pytest.fail("checked the rules again"))
+    assert [t.value for t in parse_tokens("x += 0x10; // done")] == ["x", "+=", "0x10", ";"]
+
+
+def test_changed_lexer_rules_get_a_new_table(monkeypatch):
+    signature = L._rules_signature()
+    monkeypatch.setattr(L._Rules, "t_ARROW", r"->|=>")
+    assert L._rules_signature() != signature
+
+
+def test_a_damaged_lexer_table_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    table = tmp_path / "vprobes-toolchain" / f"emmett-lexer-{L._rules_signature()}.py"
+    table.parent.mkdir()
+    table.write_text("_tabversion = '3.10'\n_lexstatere = {'INITIAL': [('(unbalanced', [])]}\n")
+    monkeypatch.setattr(L, "_MASTER", None)
+    assert [t.value for t in parse_tokens("a->b")] == ["a", "->", "b"]
+    assert "unbalanced" not in table.read_text()
+
+
+def parse_tokens(source: str):
+    lexer = L._master_lexer().clone()
+    lexer.input(source)
+    return list(iter(lexer.token, None))
