@@ -21,8 +21,16 @@ KEEP = 8  # tables of one kind kept (the most recently written); older ones are 
 
 
 def cache_dir():
-    """The folder of the cache (it need not exist; making it is left to `store`)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """The folder of the cache (it need not exist; making it is left to `store`).
+
+    OSError when there is no home directory to put it in (never a folder named `~` in the current one).
+    """
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        if home.startswith("~"):
+            raise OSError("no home directory for the cache")
+        base = os.path.join(home, ".cache")
     return os.path.join(base, "vprobes-toolchain")
 
 
@@ -39,8 +47,11 @@ def bytecode_cached():
     """
     saved = (sys.dont_write_bytecode, sys.pycache_prefix)
     if sys.dont_write_bytecode and not sys.pycache_prefix and not os.environ.get("EMMETT_NO_BYTECODE_CACHE"):
-        sys.pycache_prefix = os.path.join(cache_dir(), "pycache")
-        sys.dont_write_bytecode = False
+        try:
+            sys.pycache_prefix = os.path.join(cache_dir(), "pycache")
+            sys.dont_write_bytecode = False
+        except OSError:  # no cache: modules compiled from source, as Python was told
+            pass
     try:
         yield
     finally:

@@ -161,7 +161,7 @@ def _master_lexer():
     if _MASTER is None:
         try:
             path = cache.table_path("emmett-lexer", _rules_signature(), ".py")
-        except Exception:  # no usable home directory
+        except OSError:  # no home directory for the cache
             path = None
         lexer = None
         if path is not None:

@@ -213,3 +213,19 @@ def test_compiles_without_a_usable_cache_and_without_a_word_about_it(tmp_path, c
         assert r.returncode == 0 and r.stderr == b""
         assert r.stdout.startswith(b'(version "1.0")\n\n(vprobe VMM1Hz')
     assert (tmp_path / "not-a-directory").read_text() == ""
+
+
+def test_without_a_home_directory_nothing_is_cached_and_nothing_lands_in_the_current_folder(tmp_path):
+    """No HOME and no XDG_CACHE_HOME, for a user the password database does not know: the
+    tables are built in memory, never in a folder named '~' where emmettc runs."""
+    code = ("import os, sys\n"
+            "os.environ.pop('HOME', None); os.environ.pop('XDG_CACHE_HOME', None)\n"
+            "os.path.expanduser = lambda path: path\n"
+            "from emmett.cli import main\n"
+            "sys.argv = ['emmettc', sys.argv[1]]\n"
+            "main()\n")
+    r = subprocess.run([sys.executable, "-c", code, str(HELLO)], capture_output=True, timeout=60, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    assert r.returncode == 0 and r.stderr == b""
+    assert r.stdout.startswith(b'(version "1.0")')
+    assert list(tmp_path.iterdir()) == []
