@@ -144,6 +144,16 @@ class FakeBackend:
 # ---------------------------------------------------------------------------
 # Loading and firing.
 
+class TextSink:
+    """A stream that keeps what is written to it in `text` (and is not a terminal: no isatty)."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+
 class Loaded:
     """A script loaded on a FakeBackend, with its log."""
 

@@ -143,14 +143,22 @@ struct task *current() { return *(struct task **)(GSBASE >= 0x100000000 ? GSBASE
 """
 
 
+def lines_about_the_running_task(structs: str, printf_args: str) -> set[str]:
+    """The distinct lines `printf(printf_args)` prints at VMM10Hz while a task runs, with `structs`
+    (which declare `struct task`) in the program; there must be some."""
+    log = run(CURRENT_TASK % structs + "VMM10Hz {\n   if (current() != 0)\n"
+              f"      printf({printf_args});\n}}")
+    assert log
+    return set(log.splitlines())
+
+
 def test_pinned_fields_in_any_order_read_the_running_task():
     from machine.guest import layout as L
     struct = (f"struct task {{ @{L.TASK_COMM:#x} char comm[16]; long after_comm; @{L.TASK_TGID:#x} int tgid; "
               f"@{L.TASK_PID:#x} int pid; }}")
-    log = run(CURRENT_TASK % struct + "VMM10Hz {\n   if (current() != 0)\n"
-              '      printf("%d %d %d\\n", current()->tgid == curpid(), current()->pid == curtid(), '
-              "strcmp((string)current()->comm, curprocname()) == 0);\n}")
-    assert log and set(log.splitlines()) == {"1 1 1"}
+    assert lines_about_the_running_task(struct, '"%d %d %d\\n", current()->tgid == curpid(), '
+                                        "current()->pid == curtid(), "
+                                        "strcmp((string)current()->comm, curprocname()) == 0") == {"1 1 1"}
     message = error_of("struct s { @0x8 int a; @0x4 long b; };\nVMM1Hz { }")
     assert message.startswith("t.emt:1:12: error: the field pinned at offset 0x8 overlaps the one before it in "
                               "offset order, which ends at 0xc")  # b: @0x4, 8 bytes
@@ -171,10 +179,8 @@ def test_bit_fields_are_laid_out_as_c_compilers_do_and_read_from_guest_memory():
     from machine.guest import layout as L
     struct = (f"struct task {{ @{L.TASK_TGID:#x} unsigned low : 4, high : 4, rest : 24; }}\n"
               f"struct whole {{ @{L.TASK_TGID:#x} unsigned tgid; }}")
-    log = run(CURRENT_TASK % struct + "VMM10Hz {\n   if (current() != 0)\n"
-              '      printf("%d\\n", current()->low + 16 * current()->high + 256 * current()->rest '
-              "== ((struct whole *)current())->tgid);\n}")
-    assert log and set(log.splitlines()) == {"1"}
+    assert lines_about_the_running_task(struct, '"%d\\n", current()->low + 16 * current()->high + '
+                                        "256 * current()->rest == ((struct whole *)current())->tgid") == {"1"}
     assert "bit-field 'x' is 33 bits wide" in error_of("struct s { int x : 33; };\nVMM1Hz { }")
     assert "must have an integer type" in error_of("struct s { char *x : 3; };\nVMM1Hz { }")
     assert "cannot take the address of bit-field 'x'" in error_of(

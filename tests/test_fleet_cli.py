@@ -13,6 +13,8 @@ from vprobe_tools.errors import ToolError
 from vprobe_tools.commands.vprobe_fleet import Progress
 from vprobe_tools.fleet.runner import remote_client
 
+from conftest import TextSink
+
 BIN = Path(sys.executable).parent
 
 SCRIPT = b"""(defaggr calls 0 1)
@@ -123,16 +125,8 @@ def test_an_unreachable_scheduler_is_a_plain_error():
             pass
 
 
-class Lines:
-    def __init__(self):
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
-
-
 def test_progress_shows_vms_done_and_simulated_seconds_on_a_terminal_only():
-    shown = Lines()
+    shown = TextSink()
     progress = Progress(shown, 2.5, enabled=True)
     progress(1, 4)
     progress(4, 4)
@@ -141,7 +135,7 @@ def test_progress_shows_vms_done_and_simulated_seconds_on_a_terminal_only():
     assert frames[1].startswith("vprobe: fleet: 1/4 VMs done, 2.5 of 10 simulated s, ")
     assert frames[2].startswith("vprobe: fleet: 4/4 VMs done, 10 of 10 simulated s, ")
     assert frames[-1] == "\x1b[K"  # the line is cleared at the end
-    quiet = Lines()
+    quiet = TextSink()
     silent = Progress(quiet, 2.5, enabled=False)
     silent(1, 4)
     silent.clear()

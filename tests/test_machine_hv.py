@@ -44,6 +44,12 @@ def records(run):
     return out
 
 
+def exits(run):
+    """(values, the three records after it, firing) for every exit (HV_Exit) of the HV script."""
+    recs = records(run)
+    return [(values, recs[i + 1:i + 4], f) for i, (letter, values, f) in enumerate(recs) if letter == "X"]
+
+
 def hv_snapshot(m):
     """The usual snapshot, plus where the faulting linear address translates now (for NPFs)."""
     state = snapshot(m)
@@ -69,14 +75,10 @@ def amd_run():
 
 
 def test_intel_exits_carry_consistent_vmcs_fields(intel_run):
-    recs = records(intel_run)
     seen = set()
-    for i, (letter, values, f) in enumerate(recs):
-        if letter != "X":
-            continue
+    for values, following, f in exits(intel_run):
         reason, qual, intr_info, intr_err, instr_len, gpa, linear = values
         seen.add(reason)
-        following = [r for r in recs[i + 1:i + 4]]
         if reason == EXTERNAL_INTERRUPT:
             vector = intr_info & 0xFF
             assert intr_info == VALID | vector and vector >= 0x20  # valid, type external interrupt
@@ -122,14 +124,10 @@ def test_intel_every_exit_is_followed_by_a_resume(intel_run):
 
 
 def test_amd_exits_carry_consistent_vmcb_fields(amd_run):
-    recs = records(amd_run)
     seen = set()
-    for i, (letter, values, f) in enumerate(recs):
-        if letter != "X":
-            continue
+    for values, following, f in exits(amd_run):
         code, info1, info2, intinfo = values
         seen.add(code)
-        following = recs[i + 1:i + 4]
         if code == SVM_INTR:
             vector = following[1][1][0]
             assert following[0][0] == "R" and following[0][1] == [VALID | vector]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vprobe_tools.commands.status_line import RunProgress
 
+from conftest import TextSink
 from test_tools_vprobe import vprobe
 
 BIN = Path(sys.executable).parent
@@ -21,17 +22,9 @@ EAGER_VPROBE = ("from vprobe_tools.commands.status_line import RunProgress\n"
                 "main()\n")
 
 
-class Stream:
-    def __init__(self):
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
-
-
 def test_the_line_shows_the_seconds_reached_and_elapsed_once_the_run_takes_a_while():
     now = [0.0]
-    err = Stream()
+    err = TextSink()
     progress = RunProgress(err, 60, simulated=True, enabled=True, clock=lambda: now[0])
     progress(5.0)
     assert err.text == ""  # a short run says nothing
@@ -44,7 +37,7 @@ def test_the_line_shows_the_seconds_reached_and_elapsed_once_the_run_takes_a_whi
     progress.around(out.append)("log line\n")
     assert out == ["log line\n"] and err.text.endswith("\r\x1b[K")  # cleared before the output
     progress.clear()
-    assert not RunProgress(Stream(), 60, simulated=False, enabled=False).shown
+    assert not RunProgress(TextSink(), 60, simulated=False, enabled=False).shown
 
 
 def test_a_long_run_shows_progress_on_a_terminal_and_its_output_is_unchanged():

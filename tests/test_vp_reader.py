@@ -234,41 +234,22 @@ def test_name_delimiters(sep):
 
 # ---- lexical errors ---------------------------------------------------------------------------
 
-def test_unclosed_paren_points_at_the_innermost_open_paren():
-    text = "(vprobe VMM1Hz\n  (printf \"x\")\n  (logint (+ 1 2)"
+@pytest.mark.parametrize("text, where, message", [
+    # an unclosed paren: the innermost one open at the end
+    ("(vprobe VMM1Hz\n  (printf \"x\")\n  (logint (+ 1 2)", (3, 3), "unbalanced '(' is never closed"),
+    ("(vprobe VMM1Hz (printf \"x\"))\n(defun f ()\n  (+ 1 2)", (2, 1), "unbalanced '(' is never closed"),
+    # an extra close paren: that one
+    ("(vprobe VMM1Hz\n  (printf \"x\")))\n", (2, 16), "unbalanced ')' with no matching '('"),
+    (") (a)", (1, 1), "unbalanced ')' with no matching '('"),
+    # an unterminated string: its opening quote
+    ('(vprobe VMM1Hz\n  (printf "hello!\\n))\n\n', (2, 11), "unterminated string literal"),
+    ('(a "abc\\', (1, 4), "unterminated string literal"),
+], ids=["unclosed-innermost", "unclosed-inner", "extra-close", "close-before-open", "unterminated-string",
+        "unterminated-string-ending-in-backslash"])
+def test_an_unbalanced_paren_or_string_points_at_its_start(text, where, message):
     diag = reader_error(text)
-    assert (diag.line, diag.col) == (3, 3)
-    assert "unbalanced" in diag.message and "(" in diag.message
-
-
-def test_unclosed_inner_paren():
-    text = "(vprobe VMM1Hz (printf \"x\"))\n(defun f ()\n  (+ 1 2)"
-    diag = reader_error(text)
-    assert (diag.line, diag.col) == (2, 1)
-
-
-def test_extra_close_paren_points_at_it():
-    text = "(vprobe VMM1Hz\n  (printf \"x\")))\n"
-    diag = reader_error(text)
-    assert (diag.line, diag.col) == (2, 16)
-    assert "unbalanced" in diag.message and ")" in diag.message
-
-
-def test_close_paren_before_any_open():
-    diag = reader_error(") (a)")
-    assert (diag.line, diag.col) == (1, 1)
-
-
-def test_unterminated_string_points_at_its_quote():
-    text = '(vprobe VMM1Hz\n  (printf "hello!\\n))\n\n'
-    diag = reader_error(text)
-    assert (diag.line, diag.col) == (2, 11)
-    assert "unterminated string" in diag.message
-
-
-def test_unterminated_string_ending_in_backslash():
-    diag = reader_error('(a "abc\\')
-    assert (diag.line, diag.col) == (1, 4)
+    assert (diag.line, diag.col) == where
+    assert diag.message == message
 
 
 def test_nesting_limit_is_a_located_error():

@@ -140,16 +140,18 @@ class Smm:
 
     def smi(self) -> None:
         g = self.g
-        vcpu = g.cpus[0].vcpu
-        g.probes.fire_static(vcpu, "SMM_SMIPre")
-        vcpu.smm = True
-        g.probes.fire_static(vcpu, "SMM_SMIPost")
+        self._switch("SMM_SMIPre", True, "SMM_SMIPost")
         g.at(g.events.now_ns + 80 * NS_PER_US, self._rsm)
 
     def _rsm(self) -> None:
         g = self.g
-        vcpu = g.cpus[0].vcpu
-        g.probes.fire_static(vcpu, "SMM_RSMPre")
-        vcpu.smm = False
-        g.probes.fire_static(vcpu, "SMM_RSMPost")
+        self._switch("SMM_RSMPre", False, "SMM_RSMPost")
         g.at(g.events.now_ns + int(g.rng.uniform(3.0, 5.0) * NS_PER_SEC), self.smi)
+
+    def _switch(self, before: str, smm: bool, after: str) -> None:
+        """VCPU 0 enters (an SMI) or leaves (its RSM) SMM, between the static probes around it."""
+        probes = self.g.probes
+        vcpu = self.g.cpus[0].vcpu
+        probes.fire_static(vcpu, before)
+        vcpu.smm = smm
+        probes.fire_static(vcpu, after)

@@ -29,6 +29,13 @@ KIND_NAMES = {
     14: "var", 15: "datasec", 16: "float", 17: "decl_tag", 18: "type_tag", 19: "enum64",
 }
 QUALIFIERS = frozenset({"typedef", "volatile", "const", "restrict", "type_tag"})
+# The kinds whose size-or-type word is a size in bytes; every other kind's is a type id.
+SIZED_KINDS = frozenset({"int", "struct", "union", "enum", "enum64", "datasec", "float"})
+# kind -> (bytes of data after the record, bytes per vlen entry after those); a kind not listed has none.
+KIND_DATA = {
+    "int": (4, 0), "array": (12, 0), "var": (4, 0), "decl_tag": (4, 0),
+    "struct": (0, 12), "union": (0, 12), "enum": (0, 8), "enum64": (0, 12), "func_proto": (0, 8), "datasec": (0, 12),
+}
 
 
 class BTFError(MachineError):
@@ -96,52 +103,33 @@ class BTF:
             if kind is None:
                 raise BTFError(f"unknown BTF kind {kind_no} at type {next_id}")
             t = Type(next_id, kind, string(name_off) if name_off else "")
+            if kind in SIZED_KINDS:
+                t.size = size_or_type
+            else:
+                t.ref = size_or_type
+            data_at = pos
+            fixed, per_entry = KIND_DATA.get(kind, (0, 0))
+            pos += fixed + per_entry * vlen
             if kind == "int":
-                encoding = unpack("<I", data, pos)[0]
-                pos += 4
-                t.size = size_or_type
-                t.signed = bool((encoding >> 24) & 1)
+                t.signed = bool((unpack("<I", data, data_at)[0] >> 24) & 1)
             elif kind in ("struct", "union"):
-                t.size = size_or_type
                 for i in range(vlen):
-                    m_name, m_type, m_off = unpack("<III", data, pos + 12 * i)
+                    m_name, m_type, m_off = unpack("<III", data, data_at + 12 * i)
                     if kind_flag:
                         t.members.append(Member(string(m_name) if m_name else "", m_type, m_off & 0xFFFFFF, m_off >> 24))
                     else:
                         t.members.append(Member(string(m_name) if m_name else "", m_type, m_off, 0))
-                pos += 12 * vlen
             elif kind == "array":
-                t.ref, _index, t.nelems = unpack("<III", data, pos)
-                pos += 12
+                t.ref, _index, t.nelems = unpack("<III", data, data_at)
             elif kind == "enum":
-                t.size = size_or_type
                 t.signed = bool(kind_flag)
                 for i in range(vlen):
-                    name_at, value = unpack("<Ii" if t.signed else "<II", data, pos + 8 * i)
+                    name_at, value = unpack("<Ii" if t.signed else "<II", data, data_at + 8 * i)
                     t.enumerators[string(name_at)] = value
-                pos += 8 * vlen
-            elif kind == "enum64":
-                t.size = size_or_type
-                pos += 12 * vlen
-            elif kind == "func_proto":
-                t.ref = size_or_type
-                pos += 8 * vlen
-            elif kind == "var":
-                t.ref = size_or_type
-                pos += 4
             elif kind == "datasec":
-                t.size = size_or_type
                 for i in range(vlen):
-                    var_type, offset, _size = unpack("<III", data, pos + 12 * i)
+                    var_type, offset, _size = unpack("<III", data, data_at + 12 * i)
                     t.members.append(Member("", var_type, offset * 8, 0))
-                pos += 12 * vlen
-            elif kind == "decl_tag":
-                t.ref = size_or_type
-                pos += 4
-            elif kind == "float":
-                t.size = size_or_type
-            else:  # ptr, fwd, typedef, qualifiers, func
-                t.ref = size_or_type
             types.append(t)
             next_id += 1
 
