@@ -100,8 +100,8 @@ def op(o, *args):
             total = sum(consts) & MASK64
             rest = [a for a in out[1:] if not is_const(a)]
             out = ["+"] + rest + ([total] if total else [])
-            if len(out) == 2:
-                return out[1]
+            if len(out) <= 2:  # one term left, or none: the terms were constants that add up to 0
+                return out[1] if len(out) == 2 else 0
     return out
 
 
@@ -112,7 +112,8 @@ class OpChain:
     it for constants, so a chain of n steps would cost n^2.  The chain owns
     the lists op() built for it and extends them in place; for "+" it tracks
     where the one constant of the sum is (op() leaves at most one in a sum of
-    three or more operands).  `form` is, after each step, what op() would have
+    three or more operands it builds; a sum it returns whole, one of its
+    operands, the chain does not own until op() has gathered its constants).  `form` is, after each step, what op() would have
     given.  `replace` sets a form built otherwise (it is not extended in place).
     """
 
@@ -134,11 +135,14 @@ class OpChain:
         self.extended = self.owned == o
         if self.owned != o:
             r = self.form = op(o, a, b)
+            self.owned = None
             if type(r) is list and len(r) > 2 and r[0] == o and o in _BINARY:
-                self.owned = o
-                self.const_at = next((i for i in range(1, len(r)) if is_const(r[i])), None) if o == "+" else None
-            else:
-                self.owned = None
+                consts = [i for i in range(1, len(r)) if is_const(r[i])] if o == "+" else ()
+                # A sum op() returns whole (an operand it was given) may hold more than one
+                # constant; the next step's op() gathers them, and the chain owns what that gives.
+                if len(consts) <= 1:
+                    self.owned = o
+                    self.const_at = consts[0] if consts else None
             return
         if type(b) is list and len(b) > 2 and b[0] == o and o in _ASSOCIATIVE:
             items = b[1:]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -299,3 +300,29 @@ def test_an_op_chain_gives_what_op_gives_step_by_step(start, steps):
         chain.apply(o, b)
         assert _same(b, original)  # an operand is never changed
     assert _same(chain.form, expected), (chain.form, expected)
+
+
+@pytest.mark.parametrize("o, args, folded", [
+    ("+", (["+", 0, 0], 0), 0),  # constants that add up to 0: the sum is 0, not a bare (+)
+    ("+", (["+", M64, 1], 0), 0),
+    ("+", (0, ["+", 2, M64, M64]), 0),
+    ("+", (["+", 2, M64], M64), 0),
+    ("+", (["+", 1, 2], 3), 6),
+    ("+", (["+", "RAX", 5], M64 - 4), "RAX"),
+])
+def test_a_sum_of_constants_is_folded_to_one(o, args, folded):
+    assert op(o, *map(_copy, args)) == folded
+
+
+def test_an_op_chain_gathers_the_constants_of_a_sum_op_returns_whole():
+    # (+ 1 (+ 2 (+ 0 RAX M64) M64-2)) is (+ 0 RAX M64) as op() gives it (its outer constants add up to 0);
+    # the next + gathers all three constants, in the chain as in op().
+    start, steps = 1, [("+", ["+", 2, ["+", 0, "RAX", M64], M64 - 2]), ("+", M64 - 2)]
+    expected = start
+    for o, b in steps:
+        expected = op(o, expected, _copy(b))
+    assert expected == ["+", "RAX", M64 - 3]
+    chain = OpChain(start)
+    for o, b in steps:
+        chain.apply(o, _copy(b))
+    assert _same(chain.form, expected), chain.form
