@@ -95,9 +95,9 @@ GUEST_HELPERS = frozenset("curpid curprocname curtid curppid curthrptr".split())
 VP_RESERVED = spec.RESERVED_WORDS | frozenset(spec.GLOBALS)
 
 # printf directives: the grammar (a regular expression), conversion -> argument type, refused conversions.
-PRINTF_DIRECTIVE = spec.printf.DIRECTIVE
+PRINTF_DIRECTIVES = spec.printf.directives  # the grammar's reader, which the runtime uses too
+PRINTF_BAD_DIRECTIVE = spec.printf.BadDirective
 PRINTF_CONVERSIONS = {conv: "str" if t == spec.STR else "int" for conv, t in spec.printf.CONVERSIONS.items()}
-PRINTF_REFUSED = spec.printf.REFUSED_CONVERSIONS
 
 MASK64 = spec.MASK64
 MAX_PROBE_PARAMS = spec.PROBE_ARGS  # ARG0 to ARG9

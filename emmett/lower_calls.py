@@ -8,18 +8,17 @@ builds the VP call.  `assert(c, fmt, args...)` is VP's assert with the message
 the toolkit's compiler gives it ("line N: " and the formatted text).
 """
 
-import re
 from functools import partial
 
 from . import ctype as T
 from . import syntax as S
 from .diagnostics import CompileError
-from .language import BUILTINS, MAX_ARGS, PRINTF_CONVERSIONS, PRINTF_DIRECTIVE, PRINTF_REFUSED, VALUE_BUILTINS
+from .language import (BUILTINS, MAX_ARGS, PRINTF_CONVERSIONS, PRINTF_DIRECTIVES, PRINTF_BAD_DIRECTIVE,
+                       VALUE_BUILTINS)
 from .symbols import FuncSym, Sym
 from .vp import VStr, cond, do, op
 
 
-_DIRECTIVE = re.compile(PRINTF_DIRECTIVE, re.DOTALL)
 
 
 class Quiet(CompileError):
@@ -268,27 +267,12 @@ class CallLowering:
 def format_kinds(fmt):
     """The argument kinds ("int"/"str") a printf format takes, or an error message (VP's directive grammar)."""
     kinds = []
-    i = 0
-    while True:
-        j = fmt.find("%", i)
-        if j < 0:
-            return kinds
-        m = _DIRECTIVE.match(fmt, j)
-        conv = m.group("conversion")
-        if conv is None:
-            if m.end() == j + 1:
-                return "'%' at the end of the format string (write %% for a percent sign)"
-            return f"incomplete directive '{fmt[j:]}' at the end of the format string"
-        for part in ("width", "precision"):
-            if m.group(part) == "*":
-                kinds.append("int")
-        directive = fmt[j:m.end()]
-        if conv == "%":
-            if m.end() != j + 2:
-                return f"bad directive '{directive}'"
-        elif conv in PRINTF_CONVERSIONS:
-            kinds.append(PRINTF_CONVERSIONS[conv])
-        else:
-            why = PRINTF_REFUSED.get(conv)
-            return f"unknown conversion '{directive}'" + (f" ({why})" if why else "")
-        i = m.end()
+    try:
+        for _, m in PRINTF_DIRECTIVES(fmt):
+            kinds.extend("int" for part in ("width", "precision") if m.group(part) == "*")
+            conv = m.group("conversion")
+            if conv != "%":
+                kinds.append(PRINTF_CONVERSIONS[conv])
+    except PRINTF_BAD_DIRECTIVE as e:
+        return e.message
+    return kinds

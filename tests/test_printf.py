@@ -8,6 +8,9 @@ import traceback
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import emmett
+from conftest import run_machine
+from emmett.lower_calls import format_kinds
 from vp_runtime.printf import FormatError, compile_format
 
 M = 2**64
@@ -671,3 +674,23 @@ def test_compile_arbitrary_text_raises_only_format_error(text):
         if literal == text:
             assert out == text
         assert all(ord(ch) < 256 for ch in out)
+
+
+@settings(max_examples=300)
+@given(st.one_of(DIRECTIVE_SOUP, st.sampled_from(["%5%", "[%-08.3%]", "%*%", "%.*%", "%%%", "%5", "%y", "%f"])))
+def test_the_compiler_reads_a_format_as_the_runtime_does(text):
+    kinds = format_kinds(text)  # what emmettc checks a printf's arguments against
+    try:
+        compiled = compile_format(text)
+    except FormatError as err:
+        assert kinds == err.message
+    else:
+        assert kinds == list(compiled.kinds)
+
+
+def test_a_percent_with_a_width_is_one_percent_sign_in_emmett_as_in_vp():
+    result = emmett.compile('VMMLoad { if (VCPUID == 0) printf("[%5d%5%]\\n", 3); }', "p.emt")
+    assert result.ok, result.format_diagnostics()
+    assert run_machine(result.vp, 0.1) == "[    3%]\n"
+    refused = emmett.compile('VMMLoad { printf("%*%\\n", 3); }', "p.emt")
+    assert [d.message for d in refused.diagnostics] == ["bad printf format: malformed directive '%*%': '%%' takes no '*'"]

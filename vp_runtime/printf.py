@@ -31,7 +31,6 @@ Python and C differ (``#`` forms, precision 0, ``%p``, ``*`` widths) become
 from __future__ import annotations
 
 import functools
-import re
 from typing import Callable
 
 from .spec import MASK64, STR
@@ -44,19 +43,10 @@ _SIGN = 1 << 63
 _MAX_FIELD = grammar.MAX_FIELD  # widths and precisions are clamped to this
 # Python format code producing the digits of each integer conversion.
 _DIGIT_CODE = {"d": "d", "i": "d", "u": "d", "x": "x", "X": "X", "o": "o", "p": "x"}
-_DIRECTIVE = re.compile(grammar.DIRECTIVE, re.DOTALL)
 
 
-class FormatError(Exception):
+class FormatError(grammar.BadDirective):
     """A bad printf format; `offset` is the index of the offending ``%``."""
-
-    def __init__(self, message: str, offset: int):
-        super().__init__(message)
-        self.message = message
-        self.offset = offset
-
-    def __str__(self) -> str:
-        return self.message
 
 
 # ---------------------------------------------------------------------------
@@ -160,11 +150,6 @@ def _clamp_digits(digits: str) -> int:
     return min(int(digits or "0"), _MAX_FIELD)
 
 
-def _show(text: str) -> str:
-    """A piece of a format made safe to quote in a message."""
-    return "".join(c if " " <= c <= "~" else "\\x%02x" % ord(c) for c in text)
-
-
 def _field(text: str | None, default):
     """A width or precision as written: '*', its digits clamped to 255, or `default` if absent."""
     if text is None:
@@ -177,41 +162,22 @@ def _parse(fmt: str) -> list[str | _Directive]:
     parts: list[str | _Directive] = []
     literal: list[str] = []
     pos = 0
-    while True:
-        start = fmt.find("%", pos)
-        if start < 0:
-            literal.append(fmt[pos:])
-            break
-        literal.append(fmt[pos:start])
-        if start + 1 >= len(fmt):
-            raise FormatError("'%' at the end of the format string", start)
-        m = _DIRECTIVE.match(fmt, start)
-        conv = m.group("conversion")
-        if conv is None:
-            raise FormatError(
-                "incomplete directive '%s' at the end of the format string"
-                % _show(fmt[start:]), start)
-        spec = m.group()
-        width = _field(m.group("width"), 0)
-        prec = _field(m.group("precision"), None) if m.group("dot") else None  # '.' alone means 0
-        if conv not in grammar.CONVERSIONS and conv != grammar.LITERAL_PERCENT:
-            why = grammar.REFUSED_CONVERSIONS.get(conv)
-            raise FormatError(
-                "unknown conversion '%s' in format string%s"
-                % (_show(spec), " (" + why + ")" if why else ""), start)
-        pos = m.end()
-        if conv == grammar.LITERAL_PERCENT:
-            # glibc prints a single '%' whatever flags, width or precision
-            # come with it; a '*' would leave unclear whether an argument
-            # is consumed, so that is refused.
-            if width == grammar.STAR or prec == grammar.STAR:
-                raise FormatError("malformed directive '%s': '%%%%' takes no '*'"
-                                  % _show(spec), start)
-            literal.append("%")
-            continue
-        parts.append("".join(literal))
-        literal = []
-        parts.append(_Directive(start, conv, m.group("flags"), width, prec))
+    try:
+        for start, m in grammar.directives(fmt):
+            literal.append(fmt[pos:start])
+            pos = m.end()
+            conv = m.group("conversion")
+            if conv == grammar.LITERAL_PERCENT:
+                literal.append("%")  # one '%', whatever flags, width or precision come with it
+                continue
+            parts.append("".join(literal))
+            literal = []
+            width = _field(m.group("width"), 0)
+            prec = _field(m.group("precision"), None) if m.group("dot") else None  # '.' alone means 0
+            parts.append(_Directive(start, conv, m.group("flags"), width, prec))
+    except grammar.BadDirective as e:
+        raise FormatError(e.message, e.offset) from None
+    literal.append(fmt[pos:])
     parts.append("".join(literal))
     return parts
 
