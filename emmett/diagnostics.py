@@ -3,6 +3,8 @@
 from vprobes_shared.diagnostics import Diagnostic
 from vprobes_shared.script_text import format_diagnostics
 
+from .syntax import source_range
+
 
 class CompileOptions:
     """How to compile: include path, predefined macros, guest symbols, memory model, output shape."""
@@ -116,24 +118,30 @@ class Reporter:
         self.error_count = 0
         self._seen = set()
 
-    def error(self, pos, message):
-        self._record(pos, message, "error")
+    def error(self, at, message):
+        """Record an error `at` a position (file id, line, column), or about an expression node:
+        then the diagnostic covers the node's whole range (from its first token, underlined to its last)."""
+        self._record(at, message, "error")
 
-    def warning(self, pos, message):
-        self._record(pos, message, "warning")
+    def warning(self, at, message):
+        self._record(at, message, "warning")
 
-    def fail(self, pos, message):
+    def fail(self, at, message):
         """Report an error and abandon the current construct."""
-        self.error(pos, message)
+        self.error(at, message)
         raise CompileError(message)
 
-    def _record(self, pos, message, severity):
-        fid, line, col = pos
+    def _record(self, at, message, severity):
+        end = None
+        if type(at) is not tuple:  # a node
+            fid, line, col, end_line, end_col = source_range(at, self.files)
+            at, end = (fid, line, col), (end_line, end_col)
+        fid, line, col = at
         key = (fid, line, col, message)
         if key in self._seen:
             return
         self._seen.add(key)
-        self.diagnostics.append(self.located(pos, message, severity))
+        self.diagnostics.append(self.located(at, message, severity, end))
         self.keys.append(self.files.reading_order(fid, line, col))
         if severity == "error":
             self.error_count += 1
@@ -143,8 +151,9 @@ class Reporter:
         order = sorted(range(len(self.diagnostics)), key=lambda i: self.keys[i])
         return [self.diagnostics[i] for i in order]
 
-    def located(self, pos, message, severity="error"):
-        """A Diagnostic at `pos` (a position in the file table) without recording it."""
+    def located(self, pos, message, severity="error", end=None):
+        """A Diagnostic at `pos` (a position in the file table), up to `end` (line, column) if given,
+        without recording it."""
         fid, line, col = pos
         name = self.files.names[fid] if 0 <= fid < len(self.files.names) else "<input>"
-        return Diagnostic(name, line, col, message, self.files.line_text(fid, line), severity)
+        return Diagnostic(name, line, col, message, self.files.line_text(fid, line), severity, end)

@@ -110,7 +110,7 @@ class Histograms:
             unit = self._unit(args[-1], name)
             args = args[:-1]
         sample = self.lower.expr(args[0], ctx)
-        self.lower.as_int(sample, args[0].type, args[0].pos, f"the value {name}() counts")
+        self.lower.as_int(sample, args[0].type, args[0], f"the value {name}() counts")
         if name == HIST:
             shape = {"kind": "pow2"}
         else:

@@ -210,7 +210,7 @@ class Lowerer(CallLowering, LoopLowering):
         t = s.value.type
         if ret is T.VOID:
             self.fail(s.value.pos, f"'{ctx.name}' is void and cannot return a value")
-        return [self.convert(form, t, ret, s.value.pos, ctx, f"the value returned by '{ctx.name}'")]
+        return [self.convert(form, t, ret, s.value, ctx, f"the value returned by '{ctx.name}'")]
 
     def s_Declaration(self, decl, ctx, tail):
         out = []
@@ -224,7 +224,7 @@ class Lowerer(CallLowering, LoopLowering):
                 try:
                     form = self.expr(init, ctx)
                     t = init.type
-                    value = self.convert(form, t, sym.type, init.pos, ctx, f"the initial value of '{sym.name}'")
+                    value = self.convert(form, t, sym.type, init, ctx, f"the initial value of '{sym.name}'")
                 except CompileError:
                     continue
             elif sym.hidden:
@@ -244,7 +244,8 @@ class Lowerer(CallLowering, LoopLowering):
     # ---- conversions --------------------------------------------------------------------------------
 
     def convert(self, form, t, want, pos, ctx, what):
-        """`form` (of type `t`) as a value of type `want`, or an error naming `what`."""
+        """`form` (of type `t`) as a value of type `want`, or an error naming `what` at `pos` (a
+        position, or the expression node whose range the message covers, as `as_string` and `as_int`)."""
         if isinstance(want, T.StringType):
             return self.as_string(form, t, pos, ctx, what)
         if is_intlike(want):
@@ -337,15 +338,15 @@ class Lowerer(CallLowering, LoopLowering):
         form = self.expr(e.operand, ctx)
         t = e.operand.type
         if o == "-":
-            self.as_int(form, t, e.operand.pos, "the operand of unary '-'")
+            self.as_int(form, t, e.operand, "the operand of unary '-'")
             if is_const(form):
                 return (-form) & MASK64
             return op("-", 0, form)
         if o == "+":
-            self.as_int(form, t, e.operand.pos, "the operand of unary '+'")
+            self.as_int(form, t, e.operand, "the operand of unary '+'")
             return form
         what = "'!'" if o == "!" else "'~'"
-        self.as_int(form, t, e.operand.pos, f"the operand of {what}")
+        self.as_int(form, t, e.operand, f"the operand of {what}")
         return op(o, form)
 
     def x_Binary(self, e, ctx, discard):
@@ -374,10 +375,10 @@ class Lowerer(CallLowering, LoopLowering):
         rt = e.right.type
         if lt is T.VOID or rt is T.VOID:
             bad = e.left if lt is T.VOID else e.right
-            self.fail(bad.pos, "a void function's result has no value")
+            self.fail(bad, "a void function's result has no value")
         if o in ("==", "!=") and (isinstance(lt, T.StringType) or isinstance(rt, T.StringType)):
-            a = self.as_string(lf, lt, e.left.pos, ctx, f"the left operand of '{o}'")
-            b = self.as_string(rf, rt, e.right.pos, ctx, f"the right operand of '{o}'")
+            a = self.as_string(lf, lt, e.left, ctx, f"the left operand of '{o}'")
+            b = self.as_string(rf, rt, e.right, ctx, f"the right operand of '{o}'")
             if type(a) is VStr and type(b) is VStr:
                 chain.replace(int((a == b) == (o == "==")))
             else:
@@ -387,9 +388,9 @@ class Lowerer(CallLowering, LoopLowering):
             if o in _COMPARE:
                 self.fail(e.pos, f"strings can only be compared with == and !=, not '{o}'")
             bad = e.left if isinstance(lt, T.StringType) else e.right
-            self.fail(bad.pos, f"the operands of '{o}' must be integers, but this is a string")
-        self.as_int(lf, lt, e.left.pos, f"the left operand of '{o}'")
-        self.as_int(rf, rt, e.right.pos, f"the right operand of '{o}'")
+            self.fail(bad, f"the operands of '{o}' must be integers, but this is a string")
+        self.as_int(lf, lt, e.left, f"the left operand of '{o}'")
+        self.as_int(rf, rt, e.right, f"the right operand of '{o}'")
         if o in ("+", "-"):
             self.additive(o, chain, lt, rf, rt, e)
             return
@@ -448,8 +449,8 @@ class Lowerer(CallLowering, LoopLowering):
             form = self.expr(part, ctx)
             t = part.type
             if is_intlike(t):
-                self.fail(part.pos, f"cannot add {T.describe(t)} to a string (use sprintf to format numbers)")
-            forms.append(self.as_string(form, t, part.pos, ctx, "an operand of string '+'"))
+                self.fail(part, f"cannot add {T.describe(t)} to a string (use sprintf to format numbers)")
+            forms.append(self.as_string(form, t, part, ctx, "an operand of string '+'"))
         if all(type(f) is VStr for f in forms):
             value = "".join(forms)
             if string_bytes(value) > MAX_STRING_BYTES:
@@ -471,15 +472,15 @@ class Lowerer(CallLowering, LoopLowering):
         bf = self.expr(e.other, ctx, discard)
         bt = e.other.type
         if isinstance(at, T.StringType) or isinstance(bt, T.StringType):
-            a = self.as_string(af, at, e.then.pos, ctx, "the first branch of '?:'")
-            b = self.as_string(bf, bt, e.other.pos, ctx, "the second branch of '?:'")
+            a = self.as_string(af, at, e.then, ctx, "the first branch of '?:'")
+            b = self.as_string(bf, bt, e.other, ctx, "the second branch of '?:'")
             return cond([(test, a), (1, b)])
         if at is T.VOID or bt is T.VOID:
             if not discard:
                 self.fail(e.pos, "a void function's result has no value")
             return cond([(test, af), (1, bf)])
-        self.as_int(af, at, e.then.pos, "the first branch of '?:'")
-        self.as_int(bf, bt, e.other.pos, "the second branch of '?:'")
+        self.as_int(af, at, e.then, "the first branch of '?:'")
+        self.as_int(bf, bt, e.other, "the second branch of '?:'")
         return cond([(test, af), (1, bf)])
 
     def x_Cast(self, e, ctx, discard):
@@ -490,7 +491,7 @@ class Lowerer(CallLowering, LoopLowering):
         form = self.expr(e.operand, ctx, discard)
         t = e.operand.type
         if isinstance(want, T.StringType):
-            return self.as_string(form, t, e.operand.pos, ctx, "a value cast to string")
+            return self.as_string(form, t, e.operand, ctx, "a value cast to string")
         if want is T.VOID:
             return form
         if isinstance(want, (T.StructType, T.ArrayType, T.AggrType, T.BagType, T.FuncType)):
@@ -627,7 +628,7 @@ class Lowerer(CallLowering, LoopLowering):
             addr, elem = form, t.target
         kf = self.expr(e.keys[0], ctx)
         kt = e.keys[0].type
-        self.as_int(kf, kt, e.keys[0].pos, "an array index")
+        self.as_int(kf, kt, e.keys[0], "an array index")
         if elem is T.VOID:
             self.fail(e.pos, "cannot index a void pointer")
         size = elem.size
@@ -704,7 +705,7 @@ class Lowerer(CallLowering, LoopLowering):
         if isinstance(lv, BagLV):
             kf = self.expr(lv.key, ctx)
             kt = lv.key.type
-            self.as_int(kf, kt, lv.key.pos, "a bag key")
+            self.as_int(kf, kt, lv.key, "a bag key")
             return ["bagremove", lv.sym, kf]
         return self.load(lv)
 
@@ -762,7 +763,7 @@ class Lowerer(CallLowering, LoopLowering):
                 ints, strs, keys = self.aggr_keys(lv, ctx)
                 vf = self.expr(e.value, ctx)
                 vt = e.value.type
-                self.as_int(vf, vt, e.value.pos, "the value added to an aggregate")
+                self.as_int(vf, vt, e.value, "the value added to an aggregate")
                 self.record_update(lv.sym, keys, "value", e.value)
                 return ["aggr", lv.sym, ints, strs, vf]
             if isinstance(lv, BagLV):
@@ -771,10 +772,10 @@ class Lowerer(CallLowering, LoopLowering):
                                            f"'{lv.sym.name}' is a bag")
                 kf = self.expr(lv.key, ctx)
                 kt = lv.key.type
-                self.as_int(kf, kt, lv.key.pos, "a bag key")
+                self.as_int(kf, kt, lv.key, "a bag key")
                 vf = self.expr(e.value, ctx)
                 vt = e.value.type
-                self.as_int(vf, vt, e.value.pos, "a bag value")
+                self.as_int(vf, vt, e.value, "a bag value")
                 return ["baginsert", lv.sym, kf, vf]
             self.fail(e.pos, "'<-' adds to an aggregate (a[keys] <- value) or inserts into a bag (b[key] <- value)")
         lv = self.lvalue(e.target, ctx)
@@ -793,10 +794,10 @@ class Lowerer(CallLowering, LoopLowering):
             if isinstance(t, T.StringType):
                 if bop != "+":
                     self.fail(e.pos, f"'{o}' does not apply to strings (only '+=' does)")
-                b = self.as_string(vf, vt, e.value.pos, ctx, "the value appended to a string")
+                b = self.as_string(vf, vt, e.value, ctx, "the value appended to a string")
                 value = self.concat_forms([sym, b], e.pos)
             else:
-                self.as_int(vf, vt, e.value.pos, f"the right operand of '{o}'")
+                self.as_int(vf, vt, e.value, f"the right operand of '{o}'")
                 if bop in ("+", "-"):
                     chain = OpChain(sym)
                     self.additive(bop, chain, t, vf, vt, e)

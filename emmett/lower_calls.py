@@ -57,7 +57,7 @@ class CallLowering:
         for (pname, ptype, _), a in zip(params, e.args):
             form = self.expr(a, ctx)
             t = a.type
-            args.append(self.convert(form, t, ptype, a.pos, ctx, f"argument '{pname}' of '{fs.name}'"))
+            args.append(self.convert(form, t, ptype, a, ctx, f"argument '{pname}' of '{fs.name}'"))
         if fs.recursive:
             for local in fs.ctx.locals:
                 if local.hidden:
@@ -90,7 +90,7 @@ class CallLowering:
     def format_args(self, name, fmt_node, rest, ctx):
         ff = self.expr(fmt_node, ctx)
         ft = fmt_node.type
-        fmt = self.as_string(ff, ft, fmt_node.pos, ctx, f"the format of {name}")
+        fmt = self.as_string(ff, ft, fmt_node, ctx, f"the format of {name}")
         if type(fmt) is VStr:
             kinds = format_kinds(fmt)
             if isinstance(kinds, str):
@@ -106,14 +106,14 @@ class CallLowering:
             t = a.type
             what = f"{name} argument {n}"
             if kind == "str":
-                out.append(self.as_string(form, t, a.pos, ctx, f"{what} (for a %s directive)"))
+                out.append(self.as_string(form, t, a, ctx, f"{what} (for a %s directive)"))
             elif kind == "int":
                 if not is_intlike(t):
-                    self.fail(a.pos, f"{what} must be an integer (for the format's directive {n}), but this is {T.describe(t)}")
+                    self.fail(a, f"{what} must be an integer (for the format's directive {n}), but this is {T.describe(t)}")
                 out.append(form)
             else:
                 if not (is_intlike(t) or isinstance(t, T.StringType)):
-                    self.fail(a.pos, f"{what} must be an integer or a string, but this is {T.describe(t)}")
+                    self.fail(a, f"{what} must be an integer or a string, but this is {T.describe(t)}")
                 out.append(form)
         return out
 
@@ -144,9 +144,9 @@ class CallLowering:
             form = self.expr(a, ctx)
             what = f"{role} of {name}"
             if ptype is T.STRING:
-                out.append(self.as_string(form, a.type, a.pos, ctx, what))
+                out.append(self.as_string(form, a.type, a, ctx, what))
             else:
-                out.append(self.as_int(form, a.type, a.pos, what))
+                out.append(self.as_int(form, a.type, a, what))
         return out
 
     def b_getgueststr(self, e, ctx, discard):
@@ -171,7 +171,7 @@ class CallLowering:
         rest = []
         for a, what in zip(e.args[1:], ("the length given to getguestphysstr", "the address given to getguestphysstr")):
             form = self.expr(a, ctx)
-            rest.append(self.as_int(form, a.type, a.pos, what))
+            rest.append(self.as_int(form, a.type, a, what))
         return ["getguestphysstr", dest] + rest
 
     def b_gueststack(self, e, ctx, discard):
@@ -194,7 +194,7 @@ class CallLowering:
             if is_intlike(t):  # an address: &symbol, or a number
                 out.append(form)
             else:
-                out.append(self.as_string(form, t, a.pos, ctx, f"the function named to {name}"))
+                out.append(self.as_string(form, t, a, ctx, f"the function named to {name}"))
         return out
 
     def b_offatret(self, e, ctx, discard):
@@ -233,7 +233,7 @@ class CallLowering:
         for a, what in zip(e.args[1:], ("a bag key", "a bag value")):
             form = self.expr(a, ctx)
             t = a.type
-            out.append(self.as_int(form, t, a.pos, what))
+            out.append(self.as_int(form, t, a, what))
         return out
 
     def b_bagremove(self, e, ctx, discard):
@@ -241,7 +241,7 @@ class CallLowering:
         bag = self.container_arg(e.args[0], "bag", "bagremove")
         form = self.expr(e.args[1], ctx)
         t = e.args[1].type
-        return ["bagremove", bag, self.as_int(form, t, e.args[1].pos, "a bag key")]
+        return ["bagremove", bag, self.as_int(form, t, e.args[1], "a bag key")]
 
     def b_assert(self, e, ctx, discard):
         """VP's assert, its message as the toolkit's compiler words it: "line N" or "line N: MESSAGE"."""

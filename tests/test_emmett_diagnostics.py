@@ -39,6 +39,40 @@ def test_diagnostic_format_is_file_line_col_message_source_and_caret():
     assert d.source_line == "    x = y + 1;"
 
 
+@pytest.mark.parametrize("source, shown", [
+    # a call's argument of the wrong type
+    ('int f(int a) { return a; }\nstring s;\nVMM1Hz { f(s + "ab"); }\n',
+     "t.emt:3:12: error: argument 'a' of 'f' must be an integer ('int'), but this is a string\n"
+     'VMM1Hz { f(s + "ab"); }\n'
+     "           ^~~~~~~~"),
+    # an operand of the wrong type in a binary expression
+    ('VMM1Hz {\n    x = (RAX * 2) + "a";\n}\n',
+     "t.emt:2:10: error: cannot add an integer to a string (use sprintf to format numbers)\n"
+     '    x = (RAX * 2) + "a";\n'
+     "         ^~~~~~~"),
+    ('int g() { return 1; }\nVMM1Hz {\n    x = g() - "abc";\n}\n',
+     "t.emt:3:15: error: the operands of '-' must be integers, but this is a string\n"
+     '    x = g() - "abc";\n'
+     "              ^~~~~"),
+    # a builtin's argument, a branch of ?:
+    ('string s;\nVMM1Hz {\n    logint(s + "a");\n}\n',
+     "t.emt:3:12: error: the argument of logint must be an integer, but this is a string\n"
+     '    logint(s + "a");\n'
+     "           ^~~~~~~"),
+    ('string s;\nVMM1Hz {\n    x = VCPUID ? RAX + 1 : s;\n}\n',
+     "t.emt:3:18: error: the first branch of '?:' must be a string, but this is an integer\n"
+     "    x = VCPUID ? RAX + 1 : s;\n"
+     "                 ^~~~~~~"),
+    ('string s;\nVMM1Hz {\n    x = 2 * s;\n}\n',
+     "t.emt:3:13: error: the operands of '*' must be integers, but this is a string\n"
+     "    x = 2 * s;\n"
+     "            ^"),
+], ids=["call-argument", "operand-of-a-string-sum", "operand-of-a-difference", "builtin-argument",
+        "conditional-branch", "one-token-operand"])
+def test_a_type_error_about_an_expression_underlines_all_of_it(source, shown):
+    assert only_error(source).format() == shown
+
+
 def test_the_caret_keeps_tabs():
     d = only_error("VMM1Hz {\n\tx = y;\n}\n")
     assert d.format().endswith("\tx = y;\n\t    ^")
