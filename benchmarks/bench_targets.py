@@ -39,6 +39,11 @@ code of DIR, another checkout of the project (e.g. made with `git worktree
 add`), in the same alternating rounds, and prints DIR's figures beside this
 tree's: a change measured before and after in one run.
 
+Beside the times, each configuration is also run once counting the function
+calls the process makes (Python and C functions alike, `sys.setprofile`):
+calls per firing (with - without) / firings, and the calls the silent
+script adds, figures that do not depend on the host's load at all.
+
 Only figures printed in one run mean anything on a shared machine.  Not a
 timed test: nothing here fails.
 """
@@ -127,13 +132,30 @@ def hand_written(machine):
     return update
 
 
+def counted_calls(run) -> int:
+    """How many functions (Python and C) `run()` calls, itself included."""
+    count = 0
+
+    def profile(frame, event, arg) -> None:
+        nonlocal count
+        if event == "call" or event == "c_call":
+            count += 1
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
 def worker(tree: str, spec: str) -> None:
     """One machine on `tree`'s code: boot and warm up, then a round per line read.
 
     `spec` is `machine FAST CHARGE` or `hand`.  A machine round reads `POINT SECONDS` (POINT
     as `script_text` takes it): the forked child attaches that script, runs, and prints wall
     time, CPU time and the probe's firings; a `hand` round reads a number of calls and prints
-    the two times."""
+    the two times.  A round that ends with `calls` prints, instead of the times, how many
+    function calls the run made (`counted_calls`), and 0."""
     sys.path.insert(0, tree)
     words = spec.split()
     if words[0] == "hand":
@@ -149,28 +171,37 @@ def worker(tree: str, spec: str) -> None:
         if pid:
             os.waitpid(pid, 0)
             continue
+        args = line.split()
+        counting = args[-1:] == ["calls"]
         if words[0] == "hand":
-            calls = range(int(line))
+            calls = range(int(args[0]))
+
+            def run() -> None:
+                for _ in calls:
+                    update()
             for _ in range(len(calls) // 10):  # copy what the fork shares before timing
                 update()
-            start, cpu = time.perf_counter(), time.process_time()
-            for _ in calls:
-                update()
-            print(time.perf_counter() - start, time.process_time() - cpu, len(calls), flush=True)
+            count = len(calls)
         else:
             from vp_runtime import load
 
-            point, seconds = line.split()
+            point, seconds = args[:2]
             text, loaded = script_text(point), None
             if text is not None:
                 loaded = load(text, machine.load_config, backend=machine)
                 machine.attach(loaded)
             machine.run(SETTLE_S)  # copy what the fork shares before timing
             before = firings(loaded)
+
+            def run() -> None:
+                machine.run(float(seconds))
+        if counting:
+            print(counted_calls(run), 0, 0, flush=True)
+        else:
             start, cpu = time.perf_counter(), time.process_time()
-            machine.run(float(seconds))
+            run()
             took, used = time.perf_counter() - start, time.process_time() - cpu
-            print(took, used, firings(loaded) - before, flush=True)
+            print(took, used, count if words[0] == "hand" else firings(loaded) - before, flush=True)
         os._exit(0)
 
 
@@ -209,6 +240,18 @@ class Workers:
             sys.exit(f"bench_targets: the {label} worker for '{machine}' did not start")
         self.procs[(machine, label)] = proc
 
+    def ask(self, machine: str, label: str, line: str) -> list[str]:
+        """What the worker of (`machine`, `label`) answers to one round's `line`."""
+        proc = self.procs[(machine, label)]
+        proc.stdin.write(f"{line}\n")
+        proc.stdin.flush()
+        return proc.stdout.readline().split()
+
+    def count_calls(self, configs: list[tuple[str, str, str]], request) -> dict[tuple[str, str], int]:
+        """The function calls of one round of each configuration (the same in every round)."""
+        return {(spec, label): int(self.ask(machine, label, f"{request(spec)} calls")[0])
+                for spec, machine, label in configs}
+
     def rounds(self, rounds: int, configs: list[tuple[str, str, str]], request) -> None:
         """Each configuration (spec, machine, tree label) once a round; `request(spec)` is the
         line its machine's worker gets for it."""
@@ -216,10 +259,7 @@ class Workers:
             self.best[(spec, label)] = Best()
         for round_ in range(rounds):
             for spec, machine, label in configs if round_ % 2 == 0 else reversed(configs):
-                proc = self.procs[(machine, label)]
-                proc.stdin.write(f"{request(spec)}\n")
-                proc.stdin.flush()
-                wall, cpu, count = proc.stdout.readline().split()
+                wall, cpu, count = self.ask(machine, label, request(spec))
                 self.best[(spec, label)].take(float(wall), float(cpu), int(count))
 
     def close(self) -> None:
@@ -267,9 +307,11 @@ def machines(opts, trees: dict[str, str]) -> None:
         workers.start("hand", label, tree)
         configs.append(("hand", "hand", label))
     calls = 10_000 * int(opts.seconds * 2)  # about as many as the timer probe fires in a round
+    def request(spec: str) -> str:
+        return str(calls) if spec == "hand" else f"{spec.split()[3]} {opts.seconds}"
     try:
-        workers.rounds(opts.rounds, configs,
-                       lambda spec: calls if spec == "hand" else f"{spec.split()[3]} {opts.seconds}")
+        counted = workers.count_calls(configs, request)
+        workers.rounds(opts.rounds, configs, request)
     finally:
         workers.close()
     best = workers.best
@@ -282,16 +324,17 @@ def machines(opts, trees: dict[str, str]) -> None:
         return opts.seconds / getattr(best[(spec, label)], kind)
 
     print("1. Cost of a firing to the whole machine, (with - without) / firings, against the hand-written update "
-          "(target: ratio at most 2)")
+          "(target: ratio at most 2); calls: function calls per firing, counted")
     header = f"   {'probe (charge)':30s} {'firings':>8s}"
     for label in labels:
         tag = "" if label == "this tree" else " DIR"
-        header += f" {'wall ns' + tag:>11s} {'ratio':>6s} {'CPU ns' + tag:>11s} {'ratio':>6s}"
+        header += f" {'wall ns' + tag:>11s} {'ratio':>6s} {'CPU ns' + tag:>11s} {'ratio':>6s} {'calls' + tag:>9s}"
     print(header)
     hand = {label: (best[("hand", label)].wall / calls, best[("hand", label)].cpu / calls) for label in labels}
     row = f"   {'hand-written update':30s} {calls:8d}"
     for label in labels:
-        row += f" {hand[label][0] * 1e9:11.0f} {1:6.2f} {hand[label][1] * 1e9:11.0f} {1:6.2f}"
+        row += (f" {hand[label][0] * 1e9:11.0f} {1:6.2f} {hand[label][1] * 1e9:11.0f} {1:6.2f}"
+                f" {counted[('hand', label)] / calls:9.2f}")
     print(row)
     for kind, (point, fast) in PROBES.items():
         for charge in all_charges:
@@ -301,19 +344,22 @@ def machines(opts, trees: dict[str, str]) -> None:
             row = f"   {f'{kind} ({charge})':30s} {best[(spec, have[0])].firings:8d}"
             for label in labels:
                 if label not in have:
-                    row += f" {'-':>11s} {'':6s} {'-':>11s} {'':6s}"
+                    row += f" {'-':>11s} {'':6s} {'-':>11s} {'':6s} {'-':>9s}"
                     continue
                 count = best[(spec, label)].firings
                 for i, kind_ in enumerate(("wall", "cpu")):
                     cost = (getattr(best[(spec, label)], kind_) - getattr(best[(base, label)], kind_)) / count
                     row += f" {cost * 1e9:11.0f} {cost / hand[label][i]:6.2f}"
+                row += f" {(counted[(spec, label)] - counted[(base, label)]) / count:9.2f}"
             print(row)
     silent, none = specs["silent script"], specs["default, no script"]
     for label in labels:
         tag = "" if label == "this tree" else " (DIR)"
         ratios = [per_s(silent, label, k) / per_s(none, label, k) for k in ("wall", "cpu")]
+        added = counted[(silent, label)] - counted[(none, label)]
         print(f"2. Free when disabled{tag}: a script that never fires against no script: "
-              f"wall {ratios[0]:.3f}, CPU {ratios[1]:.3f}   (target: at least 0.97)")
+              f"wall {ratios[0]:.3f}, CPU {ratios[1]:.3f}   (target: at least 0.97); it adds {added:,} function "
+              f"calls to {counted[(none, label)]:,} ({added / counted[(none, label)]:.2%})")
     for label in labels:
         tag = "" if label == "this tree" else " (DIR)"
         print(f"3. Machine speed{tag}, default workload, no script: {per_s(none, label, 'wall'):6.1f} simulated s "

@@ -2,6 +2,12 @@
 
 Events at the same instant run in the order they were scheduled, so a run is
 a pure function of the configuration and seed.
+
+A periodic series (`every`) is an entry of the heap that the loop itself
+moves on, calling its action straight (no frame of its own); `run_until`
+runs its ticks one after another, outside the heap, while each falls before
+the heap's next event, and puts the series back when one does not.  A
+periodic probe's firing then costs its own work and little else.
 """
 
 from __future__ import annotations
@@ -12,6 +18,20 @@ from typing import Callable
 
 NS_PER_US = 1_000
 NS_PER_SEC = 1_000_000_000
+
+
+class Series:
+    """A periodic series: the owner of its heap entry (which says the loop must reschedule it)."""
+
+    __slots__ = ("period_ns", "live")
+
+    def __init__(self, period_ns: int):
+        self.period_ns = period_ns
+        self.live = True
+
+    def cancel(self) -> None:
+        """No tick of the series runs any more (its pending entry is dropped when it falls due)."""
+        self.live = False
 
 
 class EventQueue:
@@ -35,31 +55,31 @@ class EventQueue:
         Returns a function that cancels the series.  Each tick schedules the next once its
         action has run (so events the action schedules for that instant come first).
         """
+        series = Series(period_ns)
         when = self.now_ns + period_ns if first_ns is None else first_ns
-        live = True
-        heap, seq, push = self._heap, self._seq, heapq.heappush
-
-        def tick() -> None:
-            nonlocal when
-            if live:
-                action()
-                when += period_ns
-                push(heap, (when, next(seq), tick, None))
-
-        self.at(when, tick)
-
-        def cancel() -> None:
-            nonlocal live
-            live = False
-        return cancel
+        heapq.heappush(self._heap, (when, next(self._seq), action, series))
+        return series.cancel
 
     def run_until(self, end_ns: int) -> None:
         """Run every event due at or before `end_ns`; time then stands at `end_ns`."""
-        heap, pop = self._heap, heapq.heappop
+        heap, pop, push, seq = self._heap, heapq.heappop, heapq.heappush, self._seq
         while heap and heap[0][0] <= end_ns:
-            when, _, action, _ = pop(heap)
+            when, _, action, owner = pop(heap)
             self.now_ns = when
-            action()
+            if owner.__class__ is not Series:
+                action()
+            elif owner.live:
+                # The series' ticks run from here while each falls before every other event (a
+                # tie goes to the heap, where the order of scheduling decides); then the next
+                # goes back into the heap, scheduled as the last tick's action returned.
+                period = owner.period_ns
+                action()
+                when += period
+                while when <= end_ns and (not heap or when < heap[0][0]) and owner.live:
+                    self.now_ns = when
+                    action()
+                    when += period
+                push(heap, (when, next(seq), action, owner))
         self.now_ns = max(self.now_ns, end_ns)
 
     def run_until_or(self, end_ns: int, give_way: Callable[[], bool]) -> bool:
@@ -67,11 +87,15 @@ class EventQueue:
         after every event: a caller that must answer someone in bounded time passes a clock
         test).  Returns whether time reached `end_ns`; stopped early, it stands at the last
         event run, and the same events follow as if it had not stopped."""
-        heap, pop = self._heap, heapq.heappop
+        heap, pop, push, seq = self._heap, heapq.heappop, heapq.heappush, self._seq
         while heap and heap[0][0] <= end_ns:
-            when, _, action, _ = pop(heap)
+            when, _, action, owner = pop(heap)
             self.now_ns = when
-            action()
+            if owner.__class__ is not Series:
+                action()
+            elif owner.live:
+                action()
+                push(heap, (when + owner.period_ns, next(seq), action, owner))
             if give_way():
                 if heap and heap[0][0] <= end_ns:
                     return False

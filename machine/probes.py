@@ -16,7 +16,10 @@ the dispatcher nothing: the script counts its own operations, see
 `SimulatedMachine`), ends the line the firing left unfinished
 (`Script.end_firing`, for a script that writes text), and, for a script that
 may call exit(), tells the machine when a firing did (`script_exited`).  A periodic
-VMM-context point fires on every VCPU through one callable (`on_each_vcpu`).
+VMM-context point fires on every VCPU through one callable (`on_each_vcpu`; charged
+host time is read once between two VCPUs' firings).  A breakpoint's firing sets the
+registers of the probed function only for a script that reads where the VCPU executes
+(`needs_place`; the guest's `Contexts.walk` asks).
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from .vmx import CHARGE_HOST
 Handler = Callable[[], None]
 Firing = Callable[[object], None]  # fires a point's handler on the VCPU given
 _ZEROS = (0,) * spec.PROBE_ARGS
+# What a script may read of the firing VCPU without depending on where it executes: the
+# built-in globals and the builtins whose values the VCPU's registers and stack do not change.
+# A breakpoint's firing sets the registers of the probed function's entry only for a script
+# that reads anything else (`Probes.needs_place`).
+_PLACE_FREE_GLOBALS = frozenset(("VCPUID", "PCPUID", "THREADID", "NUMVCPUS", "TSC", "TSC_HZ", "PTSC", "RDTSC",
+                                 "BRCNT", "SMM", *spec.PROBE_ARG_INDEX))
+_PLACE_FREE_BUILTINS = frozenset(("logstr", "logint", "printf", "sprintf", "strcmp", "getsystemtime", "assert",
+                                  "exit", "readpmc", "getmeminfo"))
 # The static probes a hardware-virtualization exit fires, in order.
 HV_EXIT = "HV_Exit"
 HV_NPF = "HV_NPF"
@@ -48,6 +59,7 @@ class Probes:
         self.watch_reads: dict[int, Firing] = {}
         self.returns: dict[int, Firing] = {}  # a function's entry -> its EXIT: probe
         self.track_hv = False
+        self.fire_static = self._fire_static  # what the guest calls for a static point (`prepare`)
         self.charge = machine.config.charge_probe_time == CHARGE_HOST  # charge host time
         self.charged_ns = 0  # host time spent in probes, added to the guest's clocks
         # The script called exit(): no probe of it fires again but, while `unloading`, its unload probes.
@@ -59,6 +71,7 @@ class Probes:
         self.materializes = False  # it may read guest memory: the deferred frames are written first
         self.end_firing: Handler | None = None  # it writes text: its line ends after each firing
         self.script = None  # it may call exit(): the script, whose end each firing checks
+        self.needs_place = False  # it reads registers, the stack or memory: a breakpoint's context is set
         # Counts the probe sets installed and dropped (`prepare`, `drop_points`): what the guest
         # model derives from the tables it may keep until this changes.
         self.generation = 0
@@ -70,6 +83,9 @@ class Probes:
         self.materializes = script.reads_guest_memory
         self.end_firing = script.end_firing if script.writes_text else None
         self.script = script if script.may_exit else None
+        self.needs_place = (not _PLACE_FREE_GLOBALS.issuperset(script.machine_globals)
+                            or not _PLACE_FREE_BUILTINS.issuperset(script.builtins_called))
+        self.fire_static = self._fire_static_with_args if self.keeps_args else self._fire_static
 
     def drop_points(self) -> None:
         """No point fires any more (the script is detached, or called exit())."""
@@ -83,9 +99,10 @@ class Probes:
 
     def clear(self) -> None:
         self.drop_points()
-        self.keeps_args = self.materializes = False
+        self.keeps_args = self.materializes = self.needs_place = False
         self.end_firing = None
         self.script = None
+        self.fire_static = self._fire_static
 
     # ---- what a firing does, built once per point ----------------------------------
 
@@ -116,13 +133,15 @@ class Probes:
         """Fire `handler` once on every VCPU, in VCPU order (a VMM-context point)."""
         machine = self.machine
         vcpus = machine.vcpus
-        if self.charge or self.materializes or self.end_firing is not None or self.script is not None:
+        if self.materializes or self.end_firing is not None or self.script is not None:
             fire = self.firing(handler)
 
             def fire_each() -> None:
                 for vcpu in vcpus:
                     fire(vcpu)
             return fire_each
+        if self.charge:
+            return self._charged_each(handler)
 
         def fire_each_plain() -> None:  # the hot path of a timer probe: `firing` inlined
             for vcpu in vcpus:
@@ -160,6 +179,31 @@ class Probes:
                 probes.charged_ns += clock() - start
         return charged
 
+    def _charged_each(self, handler: Handler) -> Handler:
+        """`handler` fired on every VCPU, the host time of each firing added to `charged_ns`: one
+        clock read ends a firing and starts the next (the firings follow each other)."""
+        probes, machine, vcpus = self, self.machine, self.machine.vcpus
+        clock = time.perf_counter_ns
+
+        def charged_each() -> None:
+            if probes._firing_since is not None:  # within a firing already: charged there
+                for vcpu in vcpus:
+                    machine.current = vcpu
+                    handler()
+                return
+            start = clock()
+            try:
+                for vcpu in vcpus:
+                    probes._firing_since = start
+                    machine.current = vcpu
+                    handler()
+                    end = clock()
+                    probes.charged_ns += end - start
+                    start = end
+            finally:
+                probes._firing_since = None
+        return charged_each
+
     def in_probe_ns(self) -> int:
         """Host time the running handler has taken so far (0 outside a handler)."""
         since = self._firing_since
@@ -171,13 +215,19 @@ class Probes:
         """Fire `handler` on `vcpu` once (load and unload probes; not a point's hot path)."""
         self.firing(handler)(vcpu)
 
-    def fire_static(self, vcpu, name: str, *args: int) -> None:
+    def _fire_static(self, vcpu, name: str, *args: int) -> None:
+        """Static probe `name` fires on `vcpu` with ARGn `args`, which the script does not read
+        (`fire_static`, chosen at `prepare`)."""
         fire = self.static.get(name)
-        if fire is None:
-            return
-        if self.keeps_args:
+        if fire is not None:
+            fire(vcpu)
+
+    def _fire_static_with_args(self, vcpu, name: str, *args: int) -> None:
+        """Static probe `name` fires on `vcpu` with ARGn `args`, for a script that reads them."""
+        fire = self.static.get(name)
+        if fire is not None:
             self.args[:] = args + _ZEROS[len(args):]
-        fire(vcpu)
+            fire(vcpu)
 
     def execute(self, vcpu, address: int) -> None:
         """The guest executes the instruction at `address` (a dynamic probe may sit there)."""

@@ -103,6 +103,7 @@ class Script:
         # the machine keeps only in its model before a firing that may read guest memory (a builtin
         # that reads it: the spec's guest_words), and call `end_firing` after each firing of a
         # script that writes text (which can leave a line unfinished).
+        self.builtins_called = translation.builtins  # the builtins its code calls, by name
         self.reads_guest_memory = any(BUILTINS[name].guest_words for name in translation.builtins)
         self.writes_text = translation.writes_text
         self.may_exit = "exit" in translation.builtins  # a firing may end the script (`exited`)

@@ -50,12 +50,12 @@ class Contexts:
         self.probes = probes
         self.kwrite_u64 = kwrite_u64
         self._shapes: dict[tuple[tuple[str, ...], bool], tuple[int, int | None, int]] = {}
-        # The probe set (`Probes.generation`) `_probed` and `_returning` were found for: found once
-        # per set, so that a walk past no probed function costs next to nothing.
-        self._probed_generation = self._returning_generation = -1
+        # The probe set (`Probes.generation`) `_probed` and `_plans` were found for: found once per
+        # set, so that a walk past no probed function costs next to nothing, and one along a
+        # probed function only what it fires.
+        self._probed_generation = -1
         self._probed: frozenset[str] = frozenset()
-        self._probed_inside: dict[str, list[int]] = {}
-        self._returning: frozenset[str] = frozenset()
+        self._plans: dict[tuple[tuple[str, ...], int], tuple[tuple, tuple[int, ...], bool]] = {}
 
     def user(self, cpu: CpuState, task: Task) -> None:
         """`task` running its own code on `cpu` (every kernel function it was in has returned)."""
@@ -153,27 +153,33 @@ class Contexts:
                 outer_rbp = cpu.path_outer_rbp
             else:
                 outer_rbp = 0
-        breakpoints = self.probes.breakpoints
-        if breakpoints and not self._probed_functions().isdisjoint(path):
-            functions = self.kernel.functions
-            inside = self._probed_inside
-            for depth in range(start, len(path) + 1):
-                func = functions[path[depth - 1]]
-                fire = breakpoints.get(func.address)
-                if fire is not None:
-                    swapped = depth > 1 or path[0] != self.unswapped_entry
-                    self.kernel_path(cpu, task, path[:depth], True, swapped, outer_rbp)
+        probes = self.probes
+        if probes.breakpoints or probes.returns:
+            if probes.generation != self._probed_generation:
+                self._find_probed()
+            probed = self._probed
+            if probed and not probed.isdisjoint(path):  # past a probed function: fire what it reaches
+                key = (tuple(path), start)
+                plan = self._plans.get(key)
+                if plan is None:
+                    plan = self._plan(key)
+                fires, returning, place = plan
+                breakpoints = probes.breakpoints
+                for depth, address, at_entry in fires:
+                    fire = breakpoints.get(address)
+                    if fire is None:  # an earlier firing of this walk called exit()
+                        continue
+                    if place:  # else the script reads nothing the function's registers would change
+                        if at_entry:
+                            swapped = depth > 1 or path[0] != self.unswapped_entry
+                            self.kernel_path(cpu, task, path[:depth], True, swapped, outer_rbp)
+                        else:
+                            self.kernel_path(cpu, task, path[:depth], outer_rbp=outer_rbp)
+                            cpu.vcpu.regs["RIP"] = address
                     fire(cpu.vcpu)
-                for address in inside.get(func.name, ()):
-                    self.kernel_path(cpu, task, path[:depth], outer_rbp=outer_rbp)
-                    cpu.vcpu.regs["RIP"] = address
-                    breakpoints[address](cpu.vcpu)
-        returns = self.probes.returns
-        if returns and not self._returning_functions().isdisjoint(path):
-            functions = self.kernel.functions
-            for depth in range(start, len(path) + 1):
-                if functions[path[depth - 1]].address in returns:
-                    task.returns.append((tuple(path[:depth]), result, outer_rbp))
+                if returning and probes.returns:  # (none once a firing of this walk called exit())
+                    for depth in returning:
+                        task.returns.append((tuple(path[:depth]), result, outer_rbp))
         self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
 
     def unwind(self, cpu: CpuState, task: Task, resting: tuple[str, ...] | list[str]) -> None:
@@ -200,29 +206,33 @@ class Contexts:
             self.probes.args[:] = [value] + [0] * (len(self.probes.args) - 1)
             fire(cpu.vcpu)
 
-    def _returning_functions(self) -> frozenset[str]:
-        """Names of the kernel functions with a return probe (cached per probe set)."""
+    def _find_probed(self) -> None:
+        """Note the names of the kernel functions with a dynamic probe at their entry or in their
+        body, or a return probe, for the probe set now installed (`Probes.generation`), and
+        forget the walks' plans of the one before."""
         probes = self.probes
-        if probes.generation != self._returning_generation:
-            self._returning_generation = probes.generation
-            returns = probes.returns
-            self._returning = frozenset(f.name for f in self.kernel.functions.values() if f.address in returns)
-        return self._returning
+        self._probed_generation = probes.generation
+        self._plans = {}
+        probed_at = set(probes.breakpoints) | set(probes.returns)
+        self._probed = frozenset(f.name for f in self.kernel.functions.values()
+                                 if any(f.address <= a < f.address + len(f.code) for a in probed_at))
 
-    def _probed_functions(self) -> frozenset[str]:
-        """Names of the kernel functions with a dynamic probe at their entry or in their body (cached
-        per probe set); `_probed_inside` then holds each one's probed addresses past the entry, in
-        order: they fire just after the entry's, before the path goes deeper."""
+    def _plan(self, key: tuple[tuple[str, ...], int]) -> tuple[tuple, tuple[int, ...], bool]:
+        """What a walk down a path from a depth (`key`) fires, kept until the probe set changes:
+        each probe on a function entered, as (depth, address, whether at the entry), the entry's
+        first, then those in its body in address order, before the path goes deeper; the depths
+        of the functions with a return probe; and whether a firing needs the registers of where
+        it is (`Probes.needs_place`)."""
+        path, start = key
         probes = self.probes
-        if probes.generation != self._probed_generation:
-            self._probed_generation = probes.generation
-            breakpoints = probes.breakpoints
-            probed, inside = set(), {}
-            for f in self.kernel.functions.values():
-                body = sorted(a for a in breakpoints if f.address < a < f.address + len(f.code))
-                if f.address in breakpoints or body:
-                    probed.add(f.name)
-                if body:
-                    inside[f.name] = body
-            self._probed, self._probed_inside = frozenset(probed), inside
-        return self._probed
+        breakpoints, returns = probes.breakpoints, probes.returns
+        fires, returning = [], []
+        for depth in range(start, len(path) + 1):
+            func = self.kernel.functions[path[depth - 1]]
+            if func.address in breakpoints:
+                fires.append((depth, func.address, True))
+            fires += [(depth, a, False) for a in sorted(breakpoints) if func.address < a < func.address + len(func.code)]
+            if func.address in returns:
+                returning.append(depth)
+        plan = self._plans[key] = (tuple(fires), tuple(returning), probes.needs_place)
+        return plan
