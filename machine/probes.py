@@ -35,14 +35,11 @@ from .vmx import CHARGE_HOST
 Handler = Callable[[], None]
 Firing = Callable[[object], None]  # fires a point's handler on the VCPU given
 _ZEROS = (0,) * spec.PROBE_ARGS
-# What a script may read of the firing VCPU without depending on where it executes: the
-# built-in globals and the builtins whose values the VCPU's registers and stack do not change.
-# A breakpoint's firing sets the registers of the probed function's entry only for a script
-# that reads anything else (`Probes.needs_place`).
-_PLACE_FREE_GLOBALS = frozenset(("VCPUID", "PCPUID", "THREADID", "NUMVCPUS", "TSC", "TSC_HZ", "PTSC", "RDTSC",
-                                 "BRCNT", "SMM", *spec.PROBE_ARG_INDEX))
-_PLACE_FREE_BUILTINS = frozenset(("logstr", "logint", "printf", "sprintf", "strcmp", "getsystemtime", "assert",
-                                  "exit", "readpmc", "getmeminfo"))
+# The groups of built-in globals whose values do not depend on where the firing VCPU executes
+# (its registers and stack): a breakpoint's firing sets the registers of the probed function's
+# entry only for a script that reads a global of another group or calls a builtin that reads
+# registers or guest memory (`Probes.needs_place`).
+_PLACE_FREE_GROUPS = frozenset((spec.HARDWARE, spec.PROBE, spec.VMCS, spec.VMCB))
 # The static probes a hardware-virtualization exit fires, in order.
 HV_EXIT = "HV_Exit"
 HV_NPF = "HV_NPF"
@@ -83,8 +80,8 @@ class Probes:
         self.materializes = script.reads_guest_memory
         self.end_firing = script.end_firing if script.writes_text else None
         self.script = script if script.may_exit else None
-        self.needs_place = (not _PLACE_FREE_GLOBALS.issuperset(script.machine_globals)
-                            or not _PLACE_FREE_BUILTINS.issuperset(script.builtins_called))
+        self.needs_place = (any(spec.GLOBALS[name].group not in _PLACE_FREE_GROUPS for name in script.machine_globals)
+                            or any(spec.BUILTINS[name].reads_registers for name in script.builtins_called))
         self.fire_static = self._fire_static_with_args if self.keeps_args else self._fire_static
 
     def drop_points(self) -> None:

@@ -60,6 +60,8 @@ _ADDRESS_TABLES = {spec.EXECUTE: "breakpoints", spec.READ: "watch_reads", spec.W
 _SEGMENT_PARTS = {g.name: (g.name[:-len(part)], index) for g in spec.SEGMENT_GLOBALS
                   for index, part in enumerate(("BASE", "LIMIT", "AR")) if g.name.endswith(part)}
 _HV_STATES = {"intel": 1, "amd": 2}
+# Built-in globals that are a field of the firing VCPU.
+_VCPU_FIELDS = {"VCPUID": "index", "PCPUID": "pcpu", "THREADID": "thread_id"}
 # MSRs every x86-64 VCPU has that RESET clears and a guest may leave alone.
 _RESET_ZERO_MSRS = frozenset((x86.MSR_STAR, x86.MSR_LSTAR, x86.MSR_CSTAR, x86.MSR_SFMASK, x86.MSR_SYSENTER_CS,
                               x86.MSR_SYSENTER_ESP, x86.MSR_SYSENTER_EIP))
@@ -144,15 +146,30 @@ class SimulatedMachine:
                         f"{address:#x} is not where a function of the guest's kernel starts")
         return None
 
+    def global_path(self, name: str) -> tuple[object, tuple[str, ...], str | int | None] | None:
+        """Where the firing VCPU's registers, its index, physical CPU and thread, and ARGn always
+        are, for the translated code to read them with no call (`vp_runtime.backend`)."""
+        if name in REGISTER_NAMES:
+            return self, ("current", "regs"), name
+        index = spec.PROBE_ARG_INDEX.get(name)
+        if index is not None:
+            return self.args, (), index  # `args` is updated in place
+        field = _VCPU_FIELDS.get(name)
+        return None if field is None else (self, ("current", field), None)
+
     def global_reader(self, name: str) -> Callable[[], int | str]:
-        """A reader of built-in global `name`, called on every read: the firing VCPU's fields and
-        ARGn are read by C-level callables (`attrgetter`, `getitem`), which run no Python frame."""
+        """A reader of built-in global `name`, called on every read (of those `global_path` does
+        not place, and by builtins such as getgpr): the firing VCPU's fields and ARGn are read by
+        C-level callables (`attrgetter`, `getitem`), which run no Python frame."""
         machine = self
         if name in REGISTER_NAMES:
             return lambda: machine.current.regs[name]
         index = spec.PROBE_ARG_INDEX.get(name)
         if index is not None:
             return partial(getitem, self.args, index)  # `args` is updated in place
+        field = _VCPU_FIELDS.get(name)
+        if field is not None:
+            return partial(attrgetter(f"current.{field}"), machine)
         info = spec.GLOBALS[name]
         if info.group == spec.SEGMENT:
             segment, part = _SEGMENT_PARTS[name]
@@ -161,9 +178,6 @@ class SimulatedMachine:
             "TSC": lambda: machine.tsc(machine.current.pcpu),
             "TSC_HZ": lambda: machine.config.tsc_hz,
             "PTSC": lambda: machine.ptsc(),
-            "VCPUID": partial(attrgetter("current.index"), machine),
-            "PCPUID": partial(attrgetter("current.pcpu"), machine),
-            "THREADID": partial(attrgetter("current.thread_id"), machine),
             "NUMVCPUS": lambda: len(machine.vcpus),
             "SMM": lambda: int(machine.current.smm),
             "EMULATION_MODE": lambda: machine.emulated(),

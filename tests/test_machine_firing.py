@@ -9,6 +9,9 @@ a VMM point fired on every VCPU reads the clock once between two firings.
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,3 +148,32 @@ def test_host_time_charged_on_every_vcpu_keeps_the_clocks_monotonic():
     quiet = machine_for(charge_probe_time="host")
     quiet.run(0.5)
     assert m.ptsc() > quiet.ptsc()  # the firings' host time moved the clocks on
+
+
+def test_the_vcpus_fields_registers_and_argn_are_read_where_the_machine_keeps_them():
+    m = machine_for()
+    text = '(vprobe Guest_IRQ (printf "%d %d %d %x %d %d\\n" VCPUID PCPUID THREADID RIP ARG0 TSC))'
+    script = load(text, m.load_config, backend=m, log_sink=lambda _: None)
+    source = script.python_source
+    assert ".current.index" in source and ".current.regs['RIP']" in source and "[0]," in source
+    assert len(re.findall(r"\br\d+\(\)", source)) == 1  # only TSC's reader is called
+    lines = run_script(text, 2).lines
+    assert len(lines) > 50
+    for line in lines:
+        vcpu, pcpu, thread, rip, vector, _ = line.split()
+        assert pcpu == vcpu and int(thread) == 1000 + int(vcpu) and int(rip, 16) > 0 and int(vector) > 0
+
+
+def test_a_path_that_is_not_attributes_and_a_key_is_refused():
+    class Odd:
+        def __init__(self, path):
+            self.machine, self.path = machine_for(), path
+
+        def __getattr__(self, name):
+            return getattr(self.machine, name)
+
+        def global_path(self, name):
+            return self.machine, *self.path
+    for path in ((("__class__",), None), (("current",), 1.5), (("current.index",), None)):
+        with pytest.raises(ValueError, match="not one of attributes and a key"):
+            load("(vprobe Guest_IRQ (logint VCPUID))", backend=Odd(path))

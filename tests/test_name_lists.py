@@ -48,6 +48,7 @@ VALUE_TABLES = {
     ("vp_runtime/builtins.py", "PLAIN_BUILTINS"): "builtin",  # the implementation of the plain ones
     ("vp_runtime/checker.py", "_CONSTANT_ARGUMENT_CHECKS"): "builtin",  # what a constant argument must name
     ("machine/simulated.py", "SimulatedMachine.global_reader"): "global",
+    ("machine/simulated.py", "_VCPU_FIELDS"): "global",  # the firing VCPU's field each is
     ("machine/guest/hv.py", "intel_fields"): "global",  # VMCS fields of an exit
     ("machine/guest/hv.py", "amd_fields"): "global",  # VMCB fields of an exit
     ("machine/guest/hv.py", "entry_fields"): "global",  # the fields of the entry after it

@@ -24,6 +24,9 @@ from .spec import GLOBALS, STR, GlobalInfo
 from .errors import GuestMemoryFault, UnknownSymbolFault
 
 Value = int | str
+# Where a machine keeps a built-in global's value: attribute names from an object, then a key
+# of the last one (or None): `(("current", "regs"), "RIP")` is `obj.current.regs["RIP"]`.
+GlobalPath = tuple[tuple[str, ...], str | int | None]
 
 
 @runtime_checkable
@@ -62,7 +65,10 @@ class Backend(Protocol):
     #     counter, raising VPFault for one it does not have (readmsr, readpmc);
     #   memory_mb() -> int: the VM's memory size (getmeminfo);
     #   check_builtin(name) -> str | None: why a builtin cannot run on it at all (refused at load);
-    #   global_refusal(name) -> str | None: why it does not offer a built-in global of the spec.
+    #   global_refusal(name) -> str | None: why it does not offer a built-in global of the spec;
+    #   global_path(name) -> (obj, attributes, key) | None: where the firing VCPU's value of
+    #     `name` always is (a `GlobalPath` from `obj`), for the translated code to read it there
+    #     with no call; asked at load for each global a script reads, before `global_reader`.
 
 
 class CatalogBackend:

@@ -59,9 +59,15 @@ class Script:
         _check_costs(source, self.costs, config)
         budgeted = frozenset(i for i, cost in enumerate(self.costs) if not cost.bounded)
         self.aggregate_clock = aggregate_clock
+        # The globals the machine says where to read (`Backend`: global_path): from what object.
+        located = getattr(backend, "global_path", None)
+        where = {name: located(name) for name in program.builtin_globals} if located else {}
+        roots = {name: found[0] for name, found in where.items() if found is not None}
+        paths = {name: found[1:] for name, found in where.items() if found is not None}
+
         def translated(counting: bool):
             translation = translate(program, source.location, budgeted, stamped=aggregate_clock is not None,
-                                    counting=counting)
+                                    counting=counting, paths=paths)
             try:
                 code = compile(translation.source, "<vp script>", "exec")
             except (SyntaxError, RecursionError, MemoryError, ValueError):
@@ -90,7 +96,7 @@ class Script:
                                                   keep_run_totals=aggregate_clock is not None)
                            for a in program.aggregates}
         store = BagStore(config.bag_bytes)
-        namespace = self._namespace(program, translation, backend, config, store)
+        namespace = self._namespace(program, translation, backend, config, store, roots)
         namespace["__builtins__"] = {}
         exec(code, namespace)  # noqa: S102 - source built only from invented names, see translate.py
         entries = []
@@ -110,7 +116,7 @@ class Script:
         self._namespace_ref = namespace
         self._program = program
 
-    def _namespace(self, program, translation, backend, config, store) -> dict:
+    def _namespace(self, program, translation, backend, config, store, roots) -> dict:
         ns: dict[str, object] = dict(translation.constants)
         ns.update(builtin_namespace(self.builtins))
         for i, var in enumerate(program.variables):
@@ -122,7 +128,7 @@ class Script:
         for i, bag in enumerate(program.bags):
             ns[f"b{i}"] = Bag(bag.size, store)
         for name, reader in translation.readers.items():
-            ns[reader] = backend.global_reader(name)
+            ns[reader] = roots[name] if name in roots else backend.global_reader(name)
         ns["_fired"] = self.firings
 
         def logaggr(table: AggregateTable) -> int:

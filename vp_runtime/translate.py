@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import ir, spec
+from .backend import GlobalPath
 from .builtins import plain_name
 from .cost import cond_plan, straight_cost
 from .limits import MAX_STRING_BYTES
@@ -63,8 +64,9 @@ class Translation:
 
 class Translator:
     def __init__(self, program: ir.Program, location: Callable[[int, int], str], budgeted=frozenset(), *,
-                 stamped: bool = False, counting: bool = False):
+                 stamped: bool = False, counting: bool = False, paths: dict[str, GlobalPath] | None = None):
         self.program = program
+        self.paths = paths or {}  # built-in globals read where they are (`GlobalPath`), not called for
         self.counting = counting  # count the VP operations executed into `_ops`
         self.budgeted = budgeted  # indexes of the probes that can reach recursive functions
         # A node's (line, byte column) as the `file:line:col` its fault lines name.
@@ -145,7 +147,13 @@ class Translator:
 
     def x_BuiltinRef(self, e: ir.BuiltinRef) -> str:
         reader = self.readers.get(e.name)
-        return f"{reader}()" if reader else RUNTIME_VALUES[e.name](self)
+        if reader is None:
+            return RUNTIME_VALUES[e.name](self)
+        path = self.paths.get(e.name)
+        if path is None:
+            return f"{reader}()"
+        attributes, key = path  # the namespace name stands for the object the path starts from
+        return reader + "".join(f".{a}" for a in attributes) + ("" if key is None else f"[{key!r}]")
 
     def probe_name(self) -> str:
         """The firing probe's name: a constant in the probe's own code; in a function,
@@ -563,10 +571,16 @@ RUNTIME_VALUES = {"PROBENAME": Translator.probe_name, "ISVMM": Translator.probe_
 
 
 def translate(program: ir.Program, location: Callable[[int, int], str], budgeted=frozenset(), *,
-              stamped: bool = False, counting: bool = False) -> Translation:
+              stamped: bool = False, counting: bool = False, paths: dict[str, GlobalPath] | None = None) -> Translation:
     """`program` as Python source; `location` gives the `file:line:col` a fault at a (line, byte
     column) names; the probes whose indexes are in `budgeted` (those that can reach a recursive
     function) start each firing with a fresh call budget; `stamped`: aggregate entries also
     record the aggregate clock (see `vp_runtime.load`); `counting`: the code counts the VP
-    operations it executes into `_ops` (see the module's description)."""
-    return Translator(program, location, budgeted, stamped=stamped, counting=counting).translate()
+    operations it executes into `_ops` (see the module's description); `paths`: the built-in
+    globals the code reads where the machine keeps them (`Backend` describes `global_path`):
+    their reader's name in `readers` then stands for the object the path starts from."""
+    for name, (attributes, key) in (paths or {}).items():
+        if not all(a.isidentifier() and not a.startswith("_") for a in attributes) or \
+                not isinstance(key, (int, str, type(None))):
+            raise ValueError(f"the machine's path to {name} is not one of attributes and a key: {attributes!r}, {key!r}")
+    return Translator(program, location, budgeted, stamped=stamped, counting=counting, paths=paths).translate()

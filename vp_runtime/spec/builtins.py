@@ -9,7 +9,9 @@ destination is optional and left out, the builtin returns the value it would
 have written instead of 1.  `role` names the parameter in messages
 ("the destination of sprintf must be a string variable").  `guest_words` is
 the most 8-byte words of guest memory one call may read (the cost model,
-vp_runtime/cost.py, counts them as operations).
+vp_runtime/cost.py, counts them as operations).  `reads_registers`: a call reads the
+firing VCPU's registers (the machine then gives a breakpoint's firing the registers of
+where it is; a builtin that reads guest memory needs them too).
 """
 
 from .limits import MAX_DECODE_BYTES, MAX_STACK_FRAMES, MAX_STRING_BYTES
@@ -31,10 +33,10 @@ class Param(Record):
 
 
 class Builtin(Record):
-    """A builtin: its parameters, its result type, what it does, how it is called, and the
-    guest memory one call may read (in 8-byte words)."""
+    """A builtin: its parameters, its result type, what it does, how it is called, the guest
+    memory one call may read (in 8-byte words), and whether it reads the VCPU's registers."""
 
-    __slots__ = ("name", "params", "result", "description", "usage", "guest_words")
+    __slots__ = ("name", "params", "result", "description", "usage", "guest_words", "reads_registers")
 
 
 def _usage(name: str, params) -> str:
@@ -46,8 +48,9 @@ def _usage(name: str, params) -> str:
     return f"({' '.join(words)})"
 
 
-def _builtin(name, result, params, description, usage=None, guest_words=0) -> Builtin:
-    return Builtin(name, tuple(params), result, description, usage or _usage(name, params), guest_words)
+def _builtin(name, result, params, description, usage=None, guest_words=0, reads_registers=False) -> Builtin:
+    return Builtin(name, tuple(params), result, description, usage or _usage(name, params), guest_words,
+                   reads_registers or guest_words > 0)
 
 
 def _dest(name: str, type_: str, optional: bool = False) -> Param:
@@ -104,9 +107,9 @@ BUILTINS = {b.name: b for b in (
              "abort the firing, logging MESSAGE, when CONDITION is 0"),
     _builtin("getgpr", INT, [Param("REGISTER", INT, "the register number")],
              "general-purpose register N of the firing VCPU, numbered as in a ModR/M byte "
-             "(GPR_ORDER: 0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP, 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15)"),
+             "(GPR_ORDER: 0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP, 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15)", reads_registers=True),
     _builtin("readmsr", INT, [Param("MSR", INT, "the MSR number")],
-             "the firing VCPU's model-specific register with this number (a fault for one it lacks)"),
+             "the firing VCPU's model-specific register with this number (a fault for one it lacks)", reads_registers=True),
     _builtin("readpmc", INT, [Param("COUNTER", INT, "the counter number")],
              "the firing VCPU's performance counter, numbered as RDPMC does (0x40000000 + N: fixed counter N)"),
     _builtin("getmeminfo", INT, [], "the VM's memory size in megabytes (its memsize)"),
@@ -114,7 +117,7 @@ BUILTINS = {b.name: b for b in (
              "end the script: no probe fires after this firing, and the script is unloaded (its "
              "unload probes fire)"),
     _builtin("getvmcs", INT, [Param("FIELD", INT, "the field encoding")],
-             "the VMCS field with this encoding (VMCS_FIELDS), as the firing VCPU's last exit left it"),
+             "the VMCS field with this encoding (VMCS_FIELDS), as the firing VCPU's last exit left it", reads_registers=True),
 )}
 
 # The builtins and special forms the toolkit's Emmett compiler does not declare: a program of
