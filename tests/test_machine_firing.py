@@ -128,6 +128,32 @@ def test_a_breakpoint_that_sets_no_registers_leaves_the_same_run():
     assert [v.regs for v in quiet.machine.vcpus] == [v.regs for v in busy.machine.vcpus]
 
 
+# Probes along the timer interrupt's paths (the handler's, the timekeeping on CPU 0, the tick's
+# accounting), set by two scripts in turn: the second sets none the first did.
+ON_THE_HANDLER = ('(defaggr a 1 0) (vprobe GUEST:apic_timer_interrupt (aggr a (VCPUID) () 1))'
+                  ' (vprobe GUEST:do_timer (printf "%x %x\\n" RIP RSP))'
+                  ' (vprobe GUEST:EXIT:hrtimer_interrupt (printf "%x %d\\n" RIP ARG0))')
+ON_THE_TICK = ('(vprobe GUEST:scheduler_tick (printf "%x %x %x\\n" RIP RSP RBP))'
+               ' (vprobe GUEST:EXIT:update_process_times (printf "%x %d\\n" RIP ARG0))')
+
+
+def test_the_timer_paths_fire_what_a_walk_down_them_fires_as_the_probe_set_changes():
+    def runs(m):
+        m.run(1.0)  # past the boot: the timer ticks with no probe set, then with each script's
+        return [run_script(text, 0.5, machine=m) for text in (ON_THE_HANDLER, ON_THE_TICK)]
+    kept = machine_for()
+    looked_up = machine_for()
+    contexts = looked_up.guest.contexts
+    contexts.walk_fixed = lambda cpu, task, fixed: contexts.walk(cpu, task, list(fixed.path), start=fixed.start)
+    expected = [{"GUEST:apic_timer_interrupt", "GUEST:do_timer", "GUEST:EXIT:hrtimer_interrupt"},
+                {"GUEST:scheduler_tick", "GUEST:EXIT:update_process_times"}]
+    for fixed, walked, probes in zip(runs(kept), runs(looked_up), expected):
+        assert {f.probe for f in fixed.firings} == probes
+        assert all(len(fixed.of(probe)) > 50 for probe in probes)
+        assert fixed.firings == walked.firings
+        assert fixed.log == walked.log
+
+
 def test_a_breakpoint_sees_the_entry_of_its_function():
     m = machine_for()
     schedule = m.lookup_symbol("schedule")

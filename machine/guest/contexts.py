@@ -38,6 +38,20 @@ class ContextLayout:
     regs_frame_size: int  # the saved user registers at the top of the kernel stack (Linux: pt_regs)
 
 
+class FixedPath:
+    """A kernel path the guest walks again and again (the timer interrupt's, on every tick), from
+    depth `start`: `Contexts.walk_fixed` keeps here what it fires for the probe set
+    (`Probes.generation`) it was found for."""
+
+    __slots__ = ("path", "start", "generation", "plan")
+
+    def __init__(self, path: list[str] | tuple[str, ...], start: int = 1):
+        self.path = tuple(path)
+        self.start = start
+        self.generation = -1
+        self.plan: tuple[tuple, tuple[int, ...], bool] | None = None
+
+
 class Contexts:
     """Sets a CPU's registers for what it executes; writes the implied frames when a probe looks."""
 
@@ -147,12 +161,7 @@ class Contexts:
         is what the functions entered return (a system call's value; 0 for the others).
         """
         if outer_rbp is None:
-            if cpu.mode == "user":
-                outer_rbp = task.user_rbp
-            elif cpu.mode == "kernel" and cpu.path and cpu.path[0] == path[0]:
-                outer_rbp = cpu.path_outer_rbp
-            else:
-                outer_rbp = 0
+            outer_rbp = self._outer_rbp(cpu, task, path)
         probes = self.probes
         if probes.breakpoints or probes.returns:
             if probes.generation != self._probed_generation:
@@ -163,24 +172,51 @@ class Contexts:
                 plan = self._plans.get(key)
                 if plan is None:
                     plan = self._plan(key)
-                fires, returning, place = plan
-                breakpoints = probes.breakpoints
-                for depth, address, at_entry in fires:
-                    fire = breakpoints.get(address)
-                    if fire is None:  # an earlier firing of this walk called exit()
-                        continue
-                    if place:  # else the script reads nothing the function's registers would change
-                        if at_entry:
-                            swapped = depth > 1 or path[0] != self.unswapped_entry
-                            self.kernel_path(cpu, task, path[:depth], True, swapped, outer_rbp)
-                        else:
-                            self.kernel_path(cpu, task, path[:depth], outer_rbp=outer_rbp)
-                            cpu.vcpu.regs["RIP"] = address
-                    fire(cpu.vcpu)
-                if returning and probes.returns:  # (none once a firing of this walk called exit())
-                    for depth in returning:
-                        task.returns.append((tuple(path[:depth]), result, outer_rbp))
+                self._fire(cpu, task, path, plan, outer_rbp, result)
         self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
+
+    def walk_fixed(self, cpu: CpuState, task: Task, fixed: FixedPath) -> None:
+        """`walk` down a path the guest takes again and again (`FixedPath`): what it fires is kept
+        on `fixed` for the probe set, so that the walk neither looks the path up nor compares it
+        with the probed functions."""
+        path = fixed.path
+        outer_rbp = self._outer_rbp(cpu, task, path)
+        if fixed.generation != self.probes.generation:
+            self._plan_fixed(fixed)
+        if fixed.plan is not None:
+            self._fire(cpu, task, path, fixed.plan, outer_rbp, 0)
+        self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
+
+    def _outer_rbp(self, cpu: CpuState, task: Task, path) -> int:
+        """The frame pointer below a path walked from where `cpu` is: the user's from user mode,
+        the one before if the CPU goes deeper from the same kernel entry, else none."""
+        if cpu.mode == "user":
+            return task.user_rbp
+        if cpu.mode == "kernel" and cpu.path and cpu.path[0] == path[0]:
+            return cpu.path_outer_rbp
+        return 0
+
+    def _fire(self, cpu: CpuState, task: Task, path, plan: tuple[tuple, tuple[int, ...], bool], outer_rbp: int,
+              result: int) -> None:
+        """Fire what `plan` (`_plan`) says a walk down `path` reaches, and note the returns it enters."""
+        fires, returning, place = plan
+        probes = self.probes
+        breakpoints = probes.breakpoints
+        for depth, address, at_entry in fires:
+            fire = breakpoints.get(address)
+            if fire is None:  # an earlier firing of this walk called exit()
+                continue
+            if place:  # else the script reads nothing the function's registers would change
+                if at_entry:
+                    swapped = depth > 1 or path[0] != self.unswapped_entry
+                    self.kernel_path(cpu, task, path[:depth], True, swapped, outer_rbp)
+                else:
+                    self.kernel_path(cpu, task, path[:depth], outer_rbp=outer_rbp)
+                    cpu.vcpu.regs["RIP"] = address
+            fire(cpu.vcpu)
+        if returning and probes.returns:  # (none once a firing of this walk called exit())
+            for depth in returning:
+                task.returns.append((tuple(path[:depth]), result, outer_rbp))
 
     def unwind(self, cpu: CpuState, task: Task, resting: tuple[str, ...] | list[str]) -> None:
         """`task` comes to rest in `resting` (a kernel loop's path, or () for user mode): the probed
@@ -236,3 +272,17 @@ class Contexts:
                 returning.append(depth)
         plan = self._plans[key] = (tuple(fires), tuple(returning), probes.needs_place)
         return plan
+
+    def _plan_fixed(self, fixed: FixedPath) -> None:
+        """Find what `fixed` fires for the probe set now installed: its `_plan`, or None where
+        that fires nothing and enters no return probe."""
+        probes = self.probes
+        fixed.generation = probes.generation
+        fixed.plan = None
+        if probes.breakpoints or probes.returns:
+            if probes.generation != self._probed_generation:
+                self._find_probed()
+            if not self._probed.isdisjoint(fixed.path):
+                fires, returning, place = plan = self._plan((fixed.path, fixed.start))
+                if fires or returning:
+                    fixed.plan = plan

@@ -10,6 +10,7 @@ accounts the tick to the running task, whose slice may run out.
 
 from __future__ import annotations
 
+from .contexts import FixedPath
 from .hv import Exit
 from .state import CpuState
 
@@ -22,11 +23,14 @@ class Interrupts:
         paths = guest.paths
         self.device_prefix = list(paths.device_irq)
         self.timer_vector = paths.timer_vector
-        self.timer_path = list(paths.timer)
-        self.timekeeping = list(paths.timekeeping)
-        self.tick_path = self.timer_path + list(paths.tick_accounting)
+        # The timer interrupt's paths, walked on every tick: the handler's (with the timekeeping
+        # on the CPU that keeps the tick counter) and the tick's accounting past it.
+        timer = list(paths.timer)
+        self.timer_path = FixedPath(timer)
+        self.keeper_path = FixedPath(timer + list(paths.timekeeping))
+        self.tick_path = FixedPath(timer + list(paths.tick_accounting), start=len(timer) + 1)
 
-    def irq(self, cpu: CpuState, vector: int, path: list[str]) -> None:
+    def irq(self, cpu: CpuState, vector: int, path: list[str] | FixedPath) -> None:
         """Deliver external interrupt `vector` to `cpu` and run its handler `path`."""
         g = self.g
         task = cpu.current
@@ -34,7 +38,10 @@ class Interrupts:
             g.hv_exit(cpu, Exit("window"))
         g.hv_exit(cpu, Exit("interrupt", vector=vector), inject=vector)
         g.probes.fire_static(cpu.vcpu, "Guest_IRQ", vector)
-        g.contexts.walk(cpu, task, path)
+        if type(path) is FixedPath:
+            g.contexts.walk_fixed(cpu, task, path)
+        else:
+            g.contexts.walk(cpu, task, path)
         g.hv_exit(cpu, Exit("apic", address=APIC_EOI, write=True, instr_len=6))
 
     def device_irq(self, cpu: CpuState, vector: int, driver: str) -> None:
@@ -47,14 +54,13 @@ class Interrupts:
         probes = g.probes
         was_idle = cpu.current is cpu.idle
         keeper = cpu.vcpu.index == 0
-        path = self.timer_path
-        self.irq(cpu, self.timer_vector, path + self.timekeeping if keeper else path)
+        self.irq(cpu, self.timer_vector, self.keeper_path if keeper else self.timer_path)
         counter = g.tick_counter
         if keeper:
             g.kwrite_u64(counter, g.kread_u64(counter) + 1)
             if probes.watch_writes:
                 probes.guest_write(cpu.vcpu, counter, 8)
-        g.contexts.walk(cpu, cpu.current, self.tick_path, start=len(path) + 1)
+        g.contexts.walk_fixed(cpu, cpu.current, self.tick_path)
         if probes.watch_reads:
             probes.guest_read(cpu.vcpu, counter, 8)
         scheduler = g.scheduler
