@@ -39,8 +39,8 @@ class ContextLayout:
 
 
 class FixedPath:
-    """A kernel path the guest walks again and again (the timer interrupt's, on every tick), from
-    depth `start`: `Contexts.walk_fixed` keeps here what it fires for the probe set
+    """A kernel path the guest walks again and again (an interrupt's handler: the timer's on every
+    tick, a device's, the reschedule IPI's), from depth `start`: `Contexts.walk_fixed` keeps here what it fires for the probe set
     (`Probes.generation`) it was found for."""
 
     __slots__ = ("path", "start", "generation", "plan")
@@ -164,14 +164,8 @@ class Contexts:
             outer_rbp = self._outer_rbp(cpu, task, path)
         probes = self.probes
         if probes.breakpoints or probes.returns:
-            if probes.generation != self._probed_generation:
-                self._find_probed()
-            probed = self._probed
-            if probed and not probed.isdisjoint(path):  # past a probed function: fire what it reaches
-                key = (tuple(path), start)
-                plan = self._plans.get(key)
-                if plan is None:
-                    plan = self._plan(key)
+            plan = self._plan_along(path, start)
+            if plan is not None:  # past a probed function: fire what it reaches
                 self._fire(cpu, task, path, plan, outer_rbp, result)
         self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
 
@@ -253,6 +247,17 @@ class Contexts:
         self._probed = frozenset(f.name for f in self.kernel.functions.values()
                                  if any(f.address <= a < f.address + len(f.code) for a in probed_at))
 
+    def _plan_along(self, path, start: int) -> tuple[tuple, tuple[int, ...], bool] | None:
+        """The `_plan` of a walk down `path` from depth `start` for the probe set installed, or
+        None where the path passes no probed function."""
+        if self.probes.generation != self._probed_generation:
+            self._find_probed()
+        if self._probed.isdisjoint(path):
+            return None
+        key = (tuple(path), start)
+        plan = self._plans.get(key)
+        return self._plan(key) if plan is None else plan
+
     def _plan(self, key: tuple[tuple[str, ...], int]) -> tuple[tuple, tuple[int, ...], bool]:
         """What a walk down a path from a depth (`key`) fires, kept until the probe set changes:
         each probe on a function entered, as (depth, address, whether at the entry), the entry's
@@ -278,11 +283,6 @@ class Contexts:
         that fires nothing and enters no return probe."""
         probes = self.probes
         fixed.generation = probes.generation
-        fixed.plan = None
-        if probes.breakpoints or probes.returns:
-            if probes.generation != self._probed_generation:
-                self._find_probed()
-            if not self._probed.isdisjoint(fixed.path):
-                fires, returning, place = plan = self._plan((fixed.path, fixed.start))
-                if fires or returning:
-                    fixed.plan = plan
+        plan = self._plan_along(fixed.path, fixed.start) if probes.breakpoints or probes.returns else None
+        fires, returning = plan[:2] if plan is not None else ((), ())
+        fixed.plan = plan if fires or returning else None

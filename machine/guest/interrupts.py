@@ -22,6 +22,7 @@ class Interrupts:
         self.g = guest
         paths = guest.paths
         self.device_prefix = list(paths.device_irq)
+        self.device_paths: dict[str, FixedPath] = {}  # a driver's interrupt path, made at its first interrupt
         self.timer_vector = paths.timer_vector
         # The timer interrupt's paths, walked on every tick: the handler's (with the timekeeping
         # on the CPU that keeps the tick counter) and the tick's accounting past it.
@@ -30,7 +31,7 @@ class Interrupts:
         self.keeper_path = FixedPath(timer + list(paths.timekeeping))
         self.tick_path = FixedPath(timer + list(paths.tick_accounting), start=len(timer) + 1)
 
-    def irq(self, cpu: CpuState, vector: int, path: list[str] | FixedPath) -> None:
+    def irq(self, cpu: CpuState, vector: int, path: FixedPath) -> None:
         """Deliver external interrupt `vector` to `cpu` and run its handler `path`."""
         g = self.g
         task = cpu.current
@@ -38,14 +39,14 @@ class Interrupts:
             g.hv_exit(cpu, Exit("window"))
         g.hv_exit(cpu, Exit("interrupt", vector=vector), inject=vector)
         g.probes.fire_static(cpu.vcpu, "Guest_IRQ", vector)
-        if type(path) is FixedPath:
-            g.contexts.walk_fixed(cpu, task, path)
-        else:
-            g.contexts.walk(cpu, task, path)
+        g.contexts.walk_fixed(cpu, task, path)
         g.hv_exit(cpu, Exit("apic", address=APIC_EOI, write=True, instr_len=6))
 
     def device_irq(self, cpu: CpuState, vector: int, driver: str) -> None:
-        self.irq(cpu, vector, [*self.device_prefix, driver])
+        path = self.device_paths.get(driver)
+        if path is None:
+            path = self.device_paths[driver] = FixedPath([*self.device_prefix, driver])
+        self.irq(cpu, vector, path)
 
     def timer_tick(self, cpu: CpuState) -> None:
         if not cpu.online:

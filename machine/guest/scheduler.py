@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .contexts import FixedPath
 from .hv import Exit
 from .state import CpuState, Task
 from .x86asm import HLT
@@ -25,7 +26,7 @@ class Scheduler:
         self.switch = paths.switch
         self.idle_path = paths.idle
         self.preempted = paths.preempted
-        self.reschedule = (paths.reschedule_vector, list(paths.reschedule_ipi))
+        self.reschedule = (paths.reschedule_vector, FixedPath(paths.reschedule_ipi))
         self.halt_address = guest.kernel.idle_halt  # the idle loop's hlt instruction
 
     def make_runnable(self, task: Task) -> None:
