@@ -41,15 +41,18 @@ class ContextLayout:
 class FixedPath:
     """A kernel path the guest walks again and again (an interrupt's handler: the timer's on every
     tick, a device's, the reschedule IPI's), from depth `start`: `Contexts.walk_fixed` keeps here what it fires for the probe set
-    (`Probes.generation`) it was found for."""
+    (`Probes.generation`) it was found for: its plan (`Contexts._plan`), or, where that is one
+    probe's firing and nothing else (no return probe entered, no registers of the probed
+    function to set), the firing itself, which the walk calls directly."""
 
-    __slots__ = ("path", "start", "generation", "plan")
+    __slots__ = ("path", "start", "generation", "plan", "fire")
 
     def __init__(self, path: list[str] | tuple[str, ...], start: int = 1):
         self.path = tuple(path)
         self.start = start
         self.generation = -1
         self.plan: tuple[tuple, tuple[int, ...], bool] | None = None
+        self.fire: Callable[[object], None] | None = None
 
 
 class Contexts:
@@ -177,7 +180,9 @@ class Contexts:
         outer_rbp = self._outer_rbp(cpu, task, path)
         if fixed.generation != self.probes.generation:
             self._plan_fixed(fixed)
-        if fixed.plan is not None:
+        if fixed.fire is not None:
+            fixed.fire(cpu.vcpu)
+        elif fixed.plan is not None:
             self._fire(cpu, task, path, fixed.plan, outer_rbp, 0)
         self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
 
@@ -280,9 +285,12 @@ class Contexts:
 
     def _plan_fixed(self, fixed: FixedPath) -> None:
         """Find what `fixed` fires for the probe set now installed: its `_plan`, or None where
-        that fires nothing and enters no return probe."""
+        that fires nothing and enters no return probe; and the one firing the walk calls
+        directly where the plan is only that."""
         probes = self.probes
         fixed.generation = probes.generation
         plan = self._plan_along(fixed.path, fixed.start) if probes.breakpoints or probes.returns else None
-        fires, returning = plan[:2] if plan is not None else ((), ())
+        fires, returning, place = plan if plan is not None else ((), (), False)
         fixed.plan = plan if fires or returning else None
+        single = len(fires) == 1 and not returning and not place
+        fixed.fire = probes.breakpoints[fires[0][1]] if single else None

@@ -15,6 +15,9 @@ from .hv import Exit
 from .state import CpuState
 
 APIC_EOI = 0xB0  # the local APIC's end-of-interrupt register
+# The exits every interrupt may take that say the same each time (an `Exit` is only read).
+EXIT_WINDOW = Exit("window")
+EXIT_EOI = Exit("apic", address=APIC_EOI, write=True, instr_len=6)
 
 
 class Interrupts:
@@ -34,13 +37,19 @@ class Interrupts:
     def irq(self, cpu: CpuState, vector: int, path: FixedPath) -> None:
         """Deliver external interrupt `vector` to `cpu` and run its handler `path`."""
         g = self.g
+        probes = g.probes
         task = cpu.current
-        if g.rng.random() < 0.02:
-            g.hv_exit(cpu, Exit("window"))
-        g.hv_exit(cpu, Exit("interrupt", vector=vector), inject=vector)
-        g.probes.fire_static(cpu.vcpu, "Guest_IRQ", vector)
+        window = g.rng.random() < 0.02  # drawn whether or not a script looks at exits
+        # The exits are described only for a script that looks at them (`Probes.track_hv`):
+        # an interrupt is the guest's most frequent event.
+        if probes.track_hv:
+            if window:
+                probes.hv_exit(cpu.vcpu, EXIT_WINDOW)
+            probes.hv_exit(cpu.vcpu, Exit("interrupt", vector=vector), inject=vector)
+        probes.fire_static(cpu.vcpu, "Guest_IRQ", vector)
         g.contexts.walk_fixed(cpu, task, path)
-        g.hv_exit(cpu, Exit("apic", address=APIC_EOI, write=True, instr_len=6))
+        if probes.track_hv:  # (no longer, if the handler's firing called exit())
+            probes.hv_exit(cpu.vcpu, EXIT_EOI)
 
     def device_irq(self, cpu: CpuState, vector: int, driver: str) -> None:
         path = self.device_paths.get(driver)

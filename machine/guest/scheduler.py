@@ -17,6 +17,8 @@ from .hv import Exit
 from .state import CpuState, Task
 from .x86asm import HLT
 
+EXIT_HLT = Exit("hlt", instr_len=len(HLT))  # the idle loop's exit (an `Exit` is only read)
+
 
 class Scheduler:
     def __init__(self, guest):
@@ -114,7 +116,7 @@ class Scheduler:
         # the VCPU then sits halted after it, where an interrupt finds it.
         hlt = self.halt_address
         cpu.vcpu.regs["RIP"] = hlt
-        self.g.hv_exit(cpu, Exit("hlt", instr_len=len(HLT)))
+        self.g.hv_exit(cpu, EXIT_HLT)
         cpu.vcpu.regs["RIP"] = hlt + len(HLT)
 
     def sleep(self, cpu: CpuState, task: Task, ns: float) -> None:
