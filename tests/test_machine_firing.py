@@ -135,19 +135,25 @@ ON_THE_HANDLER = ('(defaggr a 1 0) (vprobe GUEST:apic_timer_interrupt (aggr a (V
                   ' (vprobe GUEST:EXIT:hrtimer_interrupt (printf "%x %d\\n" RIP ARG0))')
 ON_THE_TICK = ('(vprobe GUEST:scheduler_tick (printf "%x %x %x\\n" RIP RSP RBP))'
                ' (vprobe GUEST:EXIT:update_process_times (printf "%x %d\\n" RIP ARG0))')
+# One probe on the handler's entry and nothing the probed function's registers would change: the
+# walk calls its firing directly (`FixedPath.fire`).
+ON_THE_ENTRY_ALONE = '(defaggr a 1 0) (vprobe GUEST:apic_timer_interrupt (aggr a (VCPUID) () 1))'
 
 
 def test_the_timer_paths_fire_what_a_walk_down_them_fires_as_the_probe_set_changes():
     def runs(m):
         m.run(1.0)  # past the boot: the timer ticks with no probe set, then with each script's
-        return [run_script(text, 0.5, machine=m) for text in (ON_THE_HANDLER, ON_THE_TICK)]
+        return [run_script(text, 0.5, machine=m) for text in (ON_THE_HANDLER, ON_THE_TICK, ON_THE_ENTRY_ALONE)]
     kept = machine_for()
     looked_up = machine_for()
     contexts = looked_up.guest.contexts
     contexts.walk_fixed = lambda cpu, task, fixed: contexts.walk(cpu, task, list(fixed.path), start=fixed.start)
     expected = [{"GUEST:apic_timer_interrupt", "GUEST:do_timer", "GUEST:EXIT:hrtimer_interrupt"},
-                {"GUEST:scheduler_tick", "GUEST:EXIT:update_process_times"}]
-    for fixed, walked, probes in zip(runs(kept), runs(looked_up), expected):
+                {"GUEST:scheduler_tick", "GUEST:EXIT:update_process_times"}, {"GUEST:apic_timer_interrupt"}]
+    kept_runs = runs(kept)
+    assert kept.guest.interrupts.timer_path.fire is not None  # the last script's firing, called directly
+    assert kept.guest.interrupts.tick_path.fire is None  # (a path that fires nothing)
+    for fixed, walked, probes in zip(kept_runs, runs(looked_up), expected):
         assert {f.probe for f in fixed.firings} == probes
         assert all(len(fixed.of(probe)) > 50 for probe in probes)
         assert fixed.firings == walked.firings
