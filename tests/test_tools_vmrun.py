@@ -278,15 +278,19 @@ def test_vprobe_load_only_and_reset(vm, tmp_path):
     assert vprobe("-r", vm.vmx) == (0, "", f"vprobe: no script was loaded in {vm.vmx}\n")
 
 
-def start_vprobe(vm, script: Path) -> subprocess.Popen:
+def start_vprobe(vm, script: Path, sigint=signal.SIG_DFL) -> subprocess.Popen:
+    """vprobe streaming `script` from the VM, started with SIGINT as `sigint` (SIG_IGN: as a
+    shell starts a background job)."""
     return subprocess.Popen([str(BIN / "vprobe"), str(vm.vmx), str(script)], env=vm.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
-def test_ctrl_c_unloads_and_the_log_is_complete(vm, tmp_path):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background job"])
+def test_ctrl_c_unloads_and_the_log_is_complete(vm, tmp_path, sigint):
     script = tmp_path / "a.vp"
     script.write_text(SCRIPT_A)
-    process = start_vprobe(vm, script)
+    process = start_vprobe(vm, script, sigint)
     try:
         vm.wait_log("A tick", 2)
         process.send_signal(signal.SIGINT)

@@ -228,8 +228,11 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console script: SIGTERM interrupts as Ctrl-C does (the script is unloaded, the log complete)."""
+    """The console script: SIGTERM interrupts as Ctrl-C does (the script is unloaded, the log
+    complete), and so does SIGINT in a vprobe a shell started in the background, which would
+    otherwise inherit it ignored (`kill -INT` then stops it as Ctrl-C stops it in the foreground)."""
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     command.main(argv, "vprobe")
 
 
