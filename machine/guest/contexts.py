@@ -45,7 +45,7 @@ class FixedPath:
     probe's firing and nothing else (no return probe entered, no registers of the probed
     function to set), the firing itself, which the walk calls directly."""
 
-    __slots__ = ("path", "start", "generation", "plan", "fire", "shape")
+    __slots__ = ("path", "start", "generation", "plan", "fire")
 
     def __init__(self, path: list[str] | tuple[str, ...], start: int = 1):
         self.path = tuple(path)
@@ -53,7 +53,6 @@ class FixedPath:
         self.generation = -1
         self.plan: tuple[tuple, tuple[int, ...], bool] | None = None
         self.fire: Callable[[object], None] | None = None
-        self.shape: tuple[int, int | None, int] | None = None  # where the path leaves the registers (`Contexts._shape`)
 
 
 class Contexts:
@@ -90,20 +89,17 @@ class Contexts:
         cpu.path = ()
 
     def kernel_path(self, cpu: CpuState, task: Task, path: list[str], at_entry: bool = False,
-                    swapped: bool = True, outer_rbp: int | None = None,
-                    shape: tuple[int, int | None, int] | None = None) -> None:
+                    swapped: bool = True, outer_rbp: int | None = None) -> None:
         """Registers for `task` executing the last function of `path` (called from the ones before).
 
         The frames are only computed here; `materialize` writes them if a probe looks.
         `outer_rbp` continues the frame chain below the kernel entry (the user's, after a
-        system call or a fault from user mode).  `shape` is the path's `_shape`, where the
-        caller keeps it (a `FixedPath`, whose `path` is a tuple).
+        system call or a fault from user mode).
         """
+        path = tuple(path)
+        shape = self._shapes.get((path, at_entry))
         if shape is None:
-            path = tuple(path)
-            shape = self._shapes.get((path, at_entry))
-            if shape is None:
-                shape = self._shapes[(path, at_entry)] = self._shape(path, at_entry)
+            shape = self._shapes[(path, at_entry)] = self._shape(path, at_entry)
         sp, rbp, rip = shape
         if outer_rbp is None:
             outer_rbp = task.user_rbp if cpu.mode == "user" else 0
@@ -188,10 +184,7 @@ class Contexts:
             fixed.fire(cpu.vcpu)
         elif fixed.plan is not None:
             self._fire(cpu, task, path, fixed.plan, outer_rbp, 0)
-        shape = fixed.shape
-        if shape is None:
-            shape = fixed.shape = self._shape(path, False)
-        self.kernel_path(cpu, task, path, outer_rbp=outer_rbp, shape=shape)
+        self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
 
     def _outer_rbp(self, cpu: CpuState, task: Task, path) -> int:
         """The frame pointer below a path walked from where `cpu` is: the user's from user mode,
