@@ -41,8 +41,8 @@ class ContextLayout:
 class FixedPath:
     """A kernel path the guest walks again and again (an interrupt's handler: the timer's on every
     tick, a device's, the reschedule IPI's), from depth `start`: `Contexts.walk_fixed` keeps here what it fires for the probe set
-    (`Probes.generation`) it was found for: its plan (`Contexts._plan`), or, where that is one
-    probe's firing and nothing else (no return probe entered, no registers of the probed
+    (`Probes.generation`) it was found for: its plan (`Contexts._plan`), or instead, where that
+    is one probe's firing and nothing else (no return probe entered, no registers of the probed
     function to set), the firing itself, which the walk calls directly."""
 
     __slots__ = ("path", "start", "generation", "plan", "fire")
@@ -284,13 +284,14 @@ class Contexts:
         return plan
 
     def _plan_fixed(self, fixed: FixedPath) -> None:
-        """Find what `fixed` fires for the probe set now installed: its `_plan`, or None where
-        that fires nothing and enters no return probe; and the one firing the walk calls
-        directly where the plan is only that."""
+        """Find what `fixed` fires for the probe set now installed: the one firing the walk calls
+        directly where that is all its `_plan` does, else the plan, or neither where it fires
+        nothing and enters no return probe."""
         probes = self.probes
         fixed.generation = probes.generation
         plan = self._plan_along(fixed.path, fixed.start) if probes.breakpoints or probes.returns else None
         fires, returning, place = plan if plan is not None else ((), (), False)
-        fixed.plan = plan if fires or returning else None
-        single = len(fires) == 1 and not returning and not place
-        fixed.fire = probes.breakpoints[fires[0][1]] if single else None
+        if len(fires) == 1 and not returning and not place:
+            fixed.fire, fixed.plan = probes.breakpoints[fires[0][1]], None
+        else:
+            fixed.fire, fixed.plan = None, plan if fires or returning else None

@@ -47,8 +47,9 @@ SVM_NPF = 0x400
 class Exit:
     """One exit, vendor-neutral.  `kind` is one of the names below; the rest depend on it.
 
-    The guest model makes one for every exit, whether or not a script looks at exits, so it
-    is a plain slotted class: a frozen dataclass's `__init__` costs several times more."""
+    The guest model passes one for every exit, whether or not a script looks at exits, so it
+    is a plain slotted class (a frozen dataclass's `__init__` costs several times more), and
+    the frequent ones that say the same each time are made once and only read."""
 
     kind: str  # "interrupt", "nmi", "exception", "window", "cpuid", "hlt", "invlpg", "rdtsc",
     #            "cr", "io", "tpr", "apic", "npf", "triple_fault"

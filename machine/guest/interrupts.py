@@ -10,14 +10,23 @@ accounts the tick to the running task, whose slice may run out.
 
 from __future__ import annotations
 
+from functools import cache
+
 from .contexts import FixedPath
 from .hv import Exit
 from .state import CpuState
 
 APIC_EOI = 0xB0  # the local APIC's end-of-interrupt register
-# The exits every interrupt may take that say the same each time (an `Exit` is only read).
+# The exits an interrupt takes, made once rather than at every interrupt, whether or not a
+# script looks at exits (an `Exit` is only read): the interrupt window, the EOI write, and
+# the interrupt itself, one per vector.
 EXIT_WINDOW = Exit("window")
 EXIT_EOI = Exit("apic", address=APIC_EOI, write=True, instr_len=6)
+
+
+@cache
+def interrupt_exit(vector: int) -> Exit:
+    return Exit("interrupt", vector=vector)
 
 
 class Interrupts:
@@ -37,19 +46,13 @@ class Interrupts:
     def irq(self, cpu: CpuState, vector: int, path: FixedPath) -> None:
         """Deliver external interrupt `vector` to `cpu` and run its handler `path`."""
         g = self.g
-        probes = g.probes
         task = cpu.current
-        window = g.rng.random() < 0.02  # drawn whether or not a script looks at exits
-        # The exits are described only for a script that looks at them (`Probes.track_hv`):
-        # an interrupt is the guest's most frequent event.
-        if probes.track_hv:
-            if window:
-                probes.hv_exit(cpu.vcpu, EXIT_WINDOW)
-            probes.hv_exit(cpu.vcpu, Exit("interrupt", vector=vector), inject=vector)
-        probes.fire_static(cpu.vcpu, "Guest_IRQ", vector)
+        if g.rng.random() < 0.02:
+            g.hv_exit(cpu, EXIT_WINDOW)
+        g.hv_exit(cpu, interrupt_exit(vector), inject=vector)
+        g.probes.fire_static(cpu.vcpu, "Guest_IRQ", vector)
         g.contexts.walk_fixed(cpu, task, path)
-        if probes.track_hv:  # (no longer, if the handler's firing called exit())
-            probes.hv_exit(cpu.vcpu, EXIT_EOI)
+        g.hv_exit(cpu, EXIT_EOI)
 
     def device_irq(self, cpu: CpuState, vector: int, driver: str) -> None:
         path = self.device_paths.get(driver)

@@ -25,6 +25,7 @@ from .state import CpuState, Task
 Effect = Callable[["object", CpuState, Task, "str | None"], "bool | None"]
 
 INVLPG_LENGTH, RDTSC_LENGTH = 3, 2
+EXIT_RDTSC = Exit("rdtsc", instr_len=RDTSC_LENGTH)  # every clock read's exit, made once (an `Exit` is only read)
 ARG_COUNT = 4096  # the third argument of every call the workload makes (the second: the top of its heap)
 
 
@@ -126,7 +127,7 @@ def unmap(g, cpu: CpuState, task: Task, child: str | None) -> None:
 
 def read_clock(g, cpu: CpuState, task: Task, child: str | None) -> None:
     """gettimeofday, clock_gettime: an RDTSC exit."""
-    g.hv_exit(cpu, Exit("rdtsc", instr_len=RDTSC_LENGTH))
+    g.hv_exit(cpu, EXIT_RDTSC)
 
 
 def exit_task(g, cpu: CpuState, task: Task, child: str | None) -> bool:
