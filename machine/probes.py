@@ -6,8 +6,10 @@ watchpoint tables for emptiness, and checks `track_hv` before it even builds
 a VMCS/VMCB description; nothing else is paid for a disabled point.
 
 What a firing does is decided once per point, when the script is attached
-(`prepare`, then `firing` for each point): it makes the VCPU the firing one
-and runs the handler; and only where the script or the VM needs it, it
+(`prepare`, then `firing` for each point).  The guest's event makes the VCPU
+the firing one (`machine.current`) and calls the firing, which runs the
+handler: for most scripts it is the handler itself, so that a firing costs
+one call; and only where the script or the VM needs it, it
 writes the frames the guest model deferred into guest memory first (a
 script that can read guest memory), sets the ARGn values (a script that
 reads them; `fire_static`), charges the host time the handler took to the
@@ -33,7 +35,9 @@ from .guest.hv import Exit, amd_fields, entry_fields, intel_fields, is_npf
 from .vmx import CHARGE_HOST
 
 Handler = Callable[[], None]
-Firing = Callable[[object], None]  # fires a point's handler on the VCPU given
+# A point's firing: runs its handler on the VCPU the caller has just made the firing one
+# (`machine.current = vcpu`, an attribute store where a call per firing would cost more).
+Firing = Callable[[], None]
 _ZEROS = (0,) * spec.PROBE_ARGS
 # The groups of built-in globals whose values do not depend on where the firing VCPU executes
 # (its registers and stack): a breakpoint's firing sets the registers of the probed function's
@@ -104,7 +108,8 @@ class Probes:
     # ---- what a firing does, built once per point ----------------------------------
 
     def firing(self, handler: Handler) -> Firing:
-        """The callable that fires `handler` on a VCPU, doing only what the attached script needs."""
+        """What fires `handler`, doing only what the attached script needs: `handler` itself
+        for a script that needs nothing more."""
         machine = self.machine
         if self.charge:
             handler = self._charged(handler)
@@ -113,38 +118,27 @@ class Probes:
         if self.script is not None:
             handler = self._ending(handler)
         if self.materializes:
-            def fire(vcpu) -> None:
-                machine.current = vcpu
+            def fire() -> None:
                 guest = machine.guest
                 if guest is not None:
                     guest.materialize_all()
                 handler()
             return fire
-
-        def fire_plain(vcpu) -> None:
-            machine.current = vcpu
-            handler()
-        return fire_plain
+        return handler
 
     def on_each_vcpu(self, handler: Handler) -> Handler:
         """Fire `handler` once on every VCPU, in VCPU order (a VMM-context point)."""
         machine = self.machine
         vcpus = machine.vcpus
-        if self.materializes or self.end_firing is not None or self.script is not None:
-            fire = self.firing(handler)
-
-            def fire_each() -> None:
-                for vcpu in vcpus:
-                    fire(vcpu)
-            return fire_each
-        if self.charge:
+        if self.charge and not (self.materializes or self.end_firing is not None or self.script is not None):
             return self._charged_each(handler)
+        fire = self.firing(handler)
 
-        def fire_each_plain() -> None:  # the hot path of a timer probe: `firing` inlined
+        def fire_each() -> None:  # the hot path of a timer probe
             for vcpu in vcpus:
                 machine.current = vcpu
-                handler()
-        return fire_each_plain
+                fire()
+        return fire_each
 
     def _ending(self, handler: Handler) -> Handler:
         """`handler` of a script that may call exit(): after the firing that calls it the machine
@@ -210,37 +204,43 @@ class Probes:
 
     def fire_on(self, vcpu, handler: Handler) -> None:
         """Fire `handler` on `vcpu` once (load and unload probes; not a point's hot path)."""
-        self.firing(handler)(vcpu)
+        self.machine.current = vcpu
+        self.firing(handler)()
 
     def _fire_static(self, vcpu, name: str, *args: int) -> None:
         """Static probe `name` fires on `vcpu` with ARGn `args`, which the script does not read
         (`fire_static`, chosen at `prepare`)."""
         fire = self.static.get(name)
         if fire is not None:
-            fire(vcpu)
+            self.machine.current = vcpu
+            fire()
 
     def _fire_static_with_args(self, vcpu, name: str, *args: int) -> None:
         """Static probe `name` fires on `vcpu` with ARGn `args`, for a script that reads them."""
         fire = self.static.get(name)
         if fire is not None:
             self.args[:] = args + _ZEROS[len(args):]
-            fire(vcpu)
+            self.machine.current = vcpu
+            fire()
 
     def execute(self, vcpu, address: int) -> None:
         """The guest executes the instruction at `address` (a dynamic probe may sit there)."""
         fire = self.breakpoints.get(address)
         if fire is not None:
-            fire(vcpu)
+            self.machine.current = vcpu
+            fire()
 
     def guest_write(self, vcpu, address: int, size: int) -> None:
         for watched, fire in self.watch_writes.items():
             if address <= watched < address + size:
-                fire(vcpu)
+                self.machine.current = vcpu
+                fire()
 
     def guest_read(self, vcpu, address: int, size: int) -> None:
         for watched, fire in self.watch_reads.items():
             if address <= watched < address + size:
-                fire(vcpu)
+                self.machine.current = vcpu
+                fire()
 
     def hv_exit(self, vcpu, exit_: Exit, inject: int | None = None) -> None:
         """A hardware-virtualization exit and the resume after it (HV_Exit, HV_NPF, HV_Resume)."""

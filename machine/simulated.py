@@ -372,7 +372,8 @@ class SimulatedMachine:
                     fire, vmx = probes.firing(handler), self.vcpus[0]
 
                     def action(fire=fire, vmx=vmx) -> None:
-                        fire(vmx)
+                        self.current = vmx
+                        fire()
                 self._cancel_periodic.append(self.events.every(period_us * 1000, action))
             elif point.parametric is not None:
                 key = (_ADDRESS_TABLES[point.parametric.fires], point.address(self.resolve))

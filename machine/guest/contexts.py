@@ -52,7 +52,7 @@ class FixedPath:
         self.start = start
         self.generation = -1
         self.plan: tuple[tuple, tuple[int, ...], bool] | None = None
-        self.fire: Callable[[object], None] | None = None
+        self.fire: Callable[[], None] | None = None
 
 
 class Contexts:
@@ -181,7 +181,8 @@ class Contexts:
         if fixed.generation != self.probes.generation:
             self._plan_fixed(fixed)
         if fixed.fire is not None:
-            fixed.fire(cpu.vcpu)
+            self.probes.machine.current = cpu.vcpu
+            fixed.fire()
         elif fixed.plan is not None:
             self._fire(cpu, task, path, fixed.plan, outer_rbp, 0)
         self.kernel_path(cpu, task, path, outer_rbp=outer_rbp)
@@ -212,7 +213,8 @@ class Contexts:
                 else:
                     self.kernel_path(cpu, task, path[:depth], outer_rbp=outer_rbp)
                     cpu.vcpu.regs["RIP"] = address
-            fire(cpu.vcpu)
+            probes.machine.current = cpu.vcpu
+            fire()
         if returning and probes.returns:  # (none once a firing of this walk called exit())
             for depth in returning:
                 task.returns.append((tuple(path[:depth]), result, outer_rbp))
@@ -239,7 +241,8 @@ class Contexts:
                 r["RIP"] = task.user_rip
             r["RAX"] = value
             self.probes.args[:] = [value] + [0] * (len(self.probes.args) - 1)
-            fire(cpu.vcpu)
+            self.probes.machine.current = cpu.vcpu
+            fire()
 
     def _find_probed(self) -> None:
         """Note the names of the kernel functions with a dynamic probe at their entry or in their
