@@ -231,16 +231,22 @@ class Probes:
             fire()
 
     def guest_write(self, vcpu, address: int, size: int) -> None:
-        for watched, fire in self.watch_writes.items():
-            if address <= watched < address + size:
-                self.machine.current = vcpu
-                fire()
+        """The guest writes `size` bytes at `address` (a GUEST_WRITE: probe may watch them)."""
+        self._fire_watching(self.watch_writes, vcpu, address, size)
 
     def guest_read(self, vcpu, address: int, size: int) -> None:
-        for watched, fire in self.watch_reads.items():
+        """The guest reads `size` bytes at `address` (a GUEST_READ: probe may watch them)."""
+        self._fire_watching(self.watch_reads, vcpu, address, size)
+
+    def _fire_watching(self, watches: dict[int, Firing], vcpu, address: int, size: int) -> None:
+        """Fire the watchpoints of `watches` within the access, in the order they were set; none
+        after a firing that called exit() (which empties the tables)."""
+        for watched, fire in watches.items():
             if address <= watched < address + size:
                 self.machine.current = vcpu
                 fire()
+                if self.ended:
+                    return
 
     def hv_exit(self, vcpu, exit_: Exit, inject: int | None = None) -> None:
         """A hardware-virtualization exit and the resume after it (HV_Exit, HV_NPF, HV_Resume)."""

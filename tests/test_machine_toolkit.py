@@ -204,6 +204,21 @@ def test_exit_unloads_the_script_after_the_firing_and_the_unload_probes_fire():
     assert not m.probes.breakpoints and not m.probes.static
 
 
+@pytest.mark.parametrize("point", ["GUEST_WRITE:jiffies", "GUEST_READ:jiffies"])
+def test_exit_in_a_watchpoint_probe_unloads_the_script_and_the_machine_runs_on(point):
+    # exit() empties the watchpoint tables while the guest's access is still going through them
+    m = SimulatedMachine()
+    out: list[str] = []
+    script = load_on_machine(f'(vprobe {point} (printf "hit %d\\n" VCPUID) (exit))\n'
+                             '(vprobe VMXUnload (logstr "unloaded\\n"))', m, log_sink=out.append)
+    m.attach(script)
+    m.run(2)
+    assert "".join(out) in ("hit 0\nunloaded\n", "hit 1\nunloaded\n")
+    assert m.script is None and script.exited is not None
+    assert not m.probes.watch_writes and not m.probes.watch_reads
+    m.run(1)  # the guest goes on touching jiffies with no script
+
+
 def test_exit_in_a_load_probe_stops_the_other_load_probes():
     log = run_machine('(vprobe VMXLoad (logstr "vmx ") (exit))\n(vprobe VMMLoad (logstr "vmm "))\n'
                       '(vprobe VMMUnload (printf "unload %d\\n" VCPUID))', 2)
