@@ -81,7 +81,11 @@ class PhysicalMemory:
         return int.from_bytes(page[offset:offset + 8], "little")
 
     def write_u64(self, addr: int, value: int) -> None:
-        self.write(addr, (value & MASK64).to_bytes(8, "little"))
+        offset = addr & (PAGE - 1)
+        if offset > PAGE - 8 or addr + 8 > self.size:  # across two pages, or beyond memory: `write` says
+            self.write(addr, (value & MASK64).to_bytes(8, "little"))
+            return
+        self._page(addr >> PAGE_SHIFT, True)[offset:offset + 8] = (value & MASK64).to_bytes(8, "little")
 
 
 class FrameAllocator:
@@ -194,15 +198,19 @@ class PageTables:
         """Map [linear, linear+size) to [physical, ...) with 4 KiB (or 2 MiB when `large`) pages."""
         step = 1 << 21 if large else PAGE
         flags = PTE_PRESENT | PTE_ACCESSED | (PTE_WRITABLE if writable else 0) | (PTE_USER if user else 0)
+        flags |= PTE_LARGE if large else 0
+        levels = (39, 30) if large else (39, 30, 21)
+        leaf_shift = 21 if large else 12
+        table_shift = leaf_shift + 9  # the span one leaf table covers
+        write_u64 = self.memory.write_u64
+        spanned, table = None, 0
         for off in range(0, size, step):
             va, pa = linear + off, physical + off
-            table = self.cr3
-            levels = (39, 30) if large else (39, 30, 21)
-            for shift in levels:
-                table = self._next_table(table, (va >> shift) & 0x1FF, user)
-            leaf_shift = 21 if large else 12
-            self.memory.write_u64(table + ((va >> leaf_shift) & 0x1FF) * 8,
-                                  pa | flags | (PTE_LARGE if large else 0))
+            if va >> table_shift != spanned:  # the tables above the leaf, walked once per leaf table
+                spanned, table = va >> table_shift, self.cr3
+                for shift in levels:
+                    table = self._next_table(table, (va >> shift) & 0x1FF, user)
+            write_u64(table + ((va >> leaf_shift) & 0x1FF) * 8, pa | flags)
         self.mmu.flush()
 
     def release(self) -> None:
