@@ -195,22 +195,32 @@ class PageTables:
 
     def map(self, linear: int, physical: int, size: int, *, user: bool = False, writable: bool = True,
             large: bool = False) -> None:
-        """Map [linear, linear+size) to [physical, ...) with 4 KiB (or 2 MiB when `large`) pages."""
+        """Map [linear, linear+size) to [physical, ...) with 4 KiB (or 2 MiB when `large`) pages.
+
+        A process's address space maps hundreds of pages at its start: the tables above a leaf
+        table are walked once for all the pages it maps, and its entries written in one go."""
         step = 1 << 21 if large else PAGE
         flags = PTE_PRESENT | PTE_ACCESSED | (PTE_WRITABLE if writable else 0) | (PTE_USER if user else 0)
         flags |= PTE_LARGE if large else 0
         levels = (39, 30) if large else (39, 30, 21)
         leaf_shift = 21 if large else 12
         table_shift = leaf_shift + 9  # the span one leaf table covers
-        write_u64 = self.memory.write_u64
-        spanned, table = None, 0
+        write = self.memory.write
+        spanned = None
+        run_at, run = 0, bytearray()  # the leaf entries of one leaf table not written yet, and where
         for off in range(0, size, step):
             va, pa = linear + off, physical + off
             if va >> table_shift != spanned:  # the tables above the leaf, walked once per leaf table
+                if run:
+                    write(run_at, run)
+                    run = bytearray()
                 spanned, table = va >> table_shift, self.cr3
                 for shift in levels:
                     table = self._next_table(table, (va >> shift) & 0x1FF, user)
-            write_u64(table + ((va >> leaf_shift) & 0x1FF) * 8, pa | flags)
+                run_at = table + ((va >> leaf_shift) & 0x1FF) * 8
+            run += (pa | flags).to_bytes(8, "little")  # the next slot: the pages follow each other
+        if run:
+            write(run_at, run)
         self.mmu.flush()
 
     def release(self) -> None:
