@@ -78,12 +78,12 @@ PROBES = {  # kind -> (probe point, whether it runs on the fast-tick machine)
     "Guest_IRQ": ("Guest_IRQ", True),
     "GUEST: breakpoint": ("GUEST:apic_timer_interrupt", True),
 }
-# Probe points that exist but never fire on the default workload: a triple fault, and a
-# guest address no code reaches.
 # A probe point so prefixed: the update's script is loaded and attached, but its probe's handler
 # is the hand-written update, into the script's own aggregate: the least any translation of the
 # update could cost on that point, firing through the machine's own dispatch.
 HANDLED = "hand:"
+# Probe points that exist but never fire on the default workload: a triple fault, and a
+# guest address no code reaches.
 SILENT_SCRIPT = """
 (definteger n)
 (vprobe Guest_TripleFault (setint n (+ n 1)))
