@@ -204,23 +204,17 @@ class PageTables:
         flags |= PTE_LARGE if large else 0
         levels = (39, 30) if large else (39, 30, 21)
         leaf_shift = 21 if large else 12
-        table_shift = leaf_shift + 9  # the span one leaf table covers
-        write = self.memory.write
-        spanned = None
-        run_at, run = 0, bytearray()  # the leaf entries of one leaf table not written yet, and where
-        for off in range(0, size, step):
-            va, pa = linear + off, physical + off
-            if va >> table_shift != spanned:  # the tables above the leaf, walked once per leaf table
-                if run:
-                    write(run_at, run)
-                    run = bytearray()
-                spanned, table = va >> table_shift, self.cr3
-                for shift in levels:
-                    table = self._next_table(table, (va >> shift) & 0x1FF, user)
-                run_at = table + ((va >> leaf_shift) & 0x1FF) * 8
-            run += (pa | flags).to_bytes(8, "little")  # the next slot: the pages follow each other
-        if run:
-            write(run_at, run)
+        off = 0
+        while off < size:  # a leaf table at a time
+            va = linear + off
+            table = self.cr3
+            for shift in levels:
+                table = self._next_table(table, (va >> shift) & 0x1FF, user)
+            first = (va >> leaf_shift) & 0x1FF
+            count = min(512 - first, -(-(size - off) // step))  # the pages left, as far as this table goes
+            self.memory.write(table + first * 8, b"".join(
+                ((physical + off + i * step) | flags).to_bytes(8, "little") for i in range(count)))
+            off += count * step
         self.mmu.flush()
 
     def release(self) -> None:
